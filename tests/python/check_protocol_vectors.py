@@ -1,0 +1,140 @@
+#!/usr/bin/python3
+"""Reads docs/protocol.md as an outside implementer would, with Debian's python3-msgpack (an
+implementation nobody on this project wrote), and checks for every event that:
+
+- the vector's header carries the section's event id and the body's real length;
+- the body decodes to the JSON printed under the vector;
+- every field is one the section's table lists, with the table's type, and every required field
+  is present;
+- re-encoding the decoded body gives back exactly the same bytes.
+
+Usage: check_protocol_vectors.py docs/protocol.md
+"""
+import json
+import re
+import struct
+import sys
+
+import msgpack
+
+SECTION = re.compile(r"^### (\d+) · `(\w+)`")
+APPLICATION_SECTION = re.compile(r"^### Application events")
+ROW = re.compile(r"^\| `(\w+)` \| ([\w ]+) \| (yes|no)")
+
+
+def parse(path):
+    """Returns {name: {id, fields: {field: (type, required)}, vector: bytes, json: obj}}."""
+    events, current, block, block_lines = {}, None, None, []
+    for line in open(path, encoding="utf-8"):
+        line = line.rstrip("\n")
+        if block:
+            if line.startswith("```"):
+                kind, name = block
+                text = "\n".join(block_lines)
+                if kind == "vector":
+                    events[name]["vector"] = bytes.fromhex(text)
+                else:
+                    events[name]["json"] = json.loads(text)
+                block, block_lines = None, []
+            else:
+                block_lines.append(line)
+            continue
+        m = SECTION.match(line)
+        if m:
+            current = m.group(2)
+            events[current] = {"id": int(m.group(1)), "fields": {}}
+            continue
+        if APPLICATION_SECTION.match(line):
+            current = "application"
+            events[current] = {"id": None, "fields": {}}
+            continue
+        m = ROW.match(line)
+        if m and current:
+            events[current]["fields"][m.group(1)] = (m.group(2).strip(), m.group(3) == "yes")
+            continue
+        m = re.match(r"^```(vector|json) (\w+)$", line)
+        if m:
+            if m.group(2) != current:
+                raise SystemExit(f"{m.group(1)} block {m.group(2)} sits in section {current}")
+            block = (m.group(1), m.group(2))
+    return events
+
+
+def type_ok(kind, value):
+    if kind == "u32":
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
+    if kind == "u64":
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "bin":
+        return isinstance(value, bytes)
+    if kind == "role":
+        return value in ("source", "target")
+    if kind == "shard list":
+        return isinstance(value, list) and all(
+            isinstance(p, list) and len(p) == 2 and type_ok("u32", p[0]) and type_ok("u64", p[1])
+            for p in value)
+    raise ValueError(f"the document uses an unknown field type {kind!r}")
+
+
+def as_json(value):
+    if isinstance(value, bytes):
+        return {"$bin": value.hex()}
+    if isinstance(value, dict):
+        return {k: as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_json(v) for v in value]
+    return value
+
+
+def check(name, event):
+    problems = []
+    frame = event.get("vector")
+    if frame is None:
+        return [f"{name}: no vector"]
+    event_id, length = struct.unpack_from("<II", frame, 0)
+    body = frame[8:]
+    if length != len(body):
+        problems.append(f"{name}: header says {length} body bytes, vector has {len(body)}")
+    if name == "application":
+        if event_id < 0x80000000:
+            problems.append(f"{name}: id {event_id:#x} is not in the application range")
+        return problems
+    if event_id != event["id"]:
+        problems.append(f"{name}: header id {event_id}, section id {event['id']}")
+    decoded = msgpack.unpackb(body, raw=False, strict_map_key=True)
+    if not isinstance(decoded, dict):
+        return problems + [f"{name}: body is not a map"]
+    if as_json(decoded) != event.get("json"):
+        problems.append(f"{name}: body decodes to {as_json(decoded)}, document says {event.get('json')}")
+    for field, value in decoded.items():
+        if field not in event["fields"]:
+            problems.append(f"{name}: field {field} is not in the table")
+        elif not type_ok(event["fields"][field][0], value):
+            problems.append(f"{name}: field {field}={value!r} is not a {event['fields'][field][0]}")
+    for field, (_, required) in event["fields"].items():
+        if required and field not in decoded:
+            problems.append(f"{name}: required field {field} missing")
+    again = msgpack.packb(decoded, use_bin_type=True)
+    if again != body:
+        problems.append(f"{name}: python3-msgpack re-encodes it as {again.hex()}, not {body.hex()}")
+    return problems
+
+
+def main():
+    events = parse(sys.argv[1])
+    if len(events) < 20:
+        raise SystemExit(f"found only {len(events)} events in {sys.argv[1]}")
+    problems = [p for name, event in events.items() for p in check(name, event)]
+    for p in problems:
+        print("FAIL", p)
+    print(f"python3-msgpack {'.'.join(map(str, msgpack.version))}: {len(events)} vectors, "
+          f"{len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+#include "examples.hpp"
+
+#include <array>
+#include <cstddef>
+
+namespace meshmaster::protocol::test {
+
+namespace {
+
+// Stand-ins for random nonces and MACs: recognisable counting patterns.
+template <std::size_t N>
+constexpr std::array<std::byte, N> counting(unsigned first) {
+    std::array<std::byte, N> bytes{};
+    for (std::size_t i = 0; i < N; ++i) bytes[i] = static_cast<std::byte>((first + i) & 0xffu);
+    return bytes;
+}
+constexpr auto slave_nonce = counting<32>(0x00);
+constexpr auto master_nonce = counting<32>(0x40);
+constexpr auto slave_mac = counting<32>(0x80);
+constexpr auto master_mac = counting<32>(0xc0);
+constexpr std::array<std::byte, 4> chunk_data{std::byte{0xde}, std::byte{0xad}, std::byte{0xbe},
+                                              std::byte{0xef}};
+
+}  // namespace
+
+const std::vector<std::pair<std::string_view, message>>& examples() {
+    static const std::vector<std::pair<std::string_view, message>> all{
+        {"soft_start", soft_start{.restart_id = 7}},
+        {"full_start", full_start{.restart_id = 0}},
+        {"shard_migration_start", shard_migration_start{.restart_id = 7,
+                                                        .role = migration_role::source,
+                                                        .peer = "slave-4",
+                                                        .shard_count = 16}},
+        {"stop_shard", stop_shard{.shard = 12, .epoch = 41, .migration_id = 9001}},
+        {"resume", resume{.shard = 12,
+                          .epoch = 42,
+                          .migration_id = 9001,
+                          .state = bytes_view::of("seq=1234"),
+                          .state_size = std::nullopt}},
+        {"shutdown", shutdown{.reason = "rolling restart", .deadline_ms = 5000}},
+        {"state_chunk", state_chunk{.migration_id = 9001,
+                                    .shard = 12,
+                                    .epoch = 41,
+                                    .offset = 65536,
+                                    .data = bytes_view(chunk_data)}},
+        {"slave_hello", slave_hello{.version_major = 1,
+                                    .version_minor = 0,
+                                    .slave_id = "slave-3",
+                                    .pid = 4242,
+                                    .generation = 2,
+                                    .nonce = bytes_view(slave_nonce),
+                                    .shards = {{0, 3}, {1, 3}, {2, 300}},
+                                    .soft_started = false}},
+        {"soft_start_complete", soft_start_complete{.restart_id = 7}},
+        {"shard_stopped", shard_stopped{.shard = 12,
+                                        .epoch = 41,
+                                        .migration_id = 9001,
+                                        .state = bytes_view::of("seq=1234"),
+                                        .state_size = 8}},
+        {"auth_challenge", auth_challenge{.version_major = 1,
+                                          .version_minor = 0,
+                                          .master_id = "master-a",
+                                          .nonce = bytes_view(master_nonce)}},
+        {"auth_proof", auth_proof{.mac = bytes_view(slave_mac)}},
+        {"welcome", welcome{.mac = bytes_view(master_mac), .heartbeat_interval_ms = 250}},
+        {"start_shard", start_shard{.shard = 5, .epoch = 1, .shard_count = 32}},
+        {"shard_started", shard_started{.shard = 5, .epoch = 1}},
+        {"resumed", resumed{.shard = 12, .epoch = 42, .migration_id = 9001}},
+        {"shutdown_complete", shutdown_complete{}},
+        {"heartbeat", heartbeat{.seq = 77, .progress = 1234567}},
+        {"error", error_message{.code = "stale_epoch",
+                                .message = "shard 12 is held under epoch 42",
+                                .shard = 12,
+                                .epoch = 41,
+                                .fatal = false}},
+        {"application", application_frame{.event = 0x8000'0001u, .body = bytes_view::of("hi")}},
+    };
+    return all;
+}
+
+}  // namespace meshmaster::protocol::test

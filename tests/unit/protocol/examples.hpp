@@ -1,0 +1,16 @@
+// One example of every message, by event name: the values behind the test vectors in
+// docs/protocol.md. Tests encode these and compare with the document, byte for byte.
+#pragma once
+
+#include <meshmaster/protocol/messages.hpp>
+
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace meshmaster::protocol::test {
+
+/// (name as in docs/protocol.md, message) for every event, in id order, plus one application frame.
+const std::vector<std::pair<std::string_view, message>>& examples();
+
+}  // namespace meshmaster::protocol::test
