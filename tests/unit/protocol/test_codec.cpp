@@ -87,7 +87,7 @@ TEST_CASE("a field of the wrong type is wrong_type:<field>") {
     CHECK(decode_error<stop_shard>(float_epoch) == error{errc::wrong_type, "epoch"});
 }
 
-TEST_CASE("a missing required field is missing_field:<field>; optional fields take defaults") {
+TEST_CASE("a missing required field is missing_field:<field>, an optional one takes its default") {
     body_builder b;
     b.map(1).key("shard").value(12);
     CHECK(decode_error<stop_shard>(b).to_string() == "missing_field:epoch");
@@ -111,7 +111,7 @@ TEST_CASE("unknown keys are skipped, however nested, so newer peers interoperate
     CHECK(decoded->epoch == 41);
 }
 
-TEST_CASE("integers must fit their field and be non-negative; any integer encoding is accepted") {
+TEST_CASE("integers must fit their field and be non-negative, in any integer encoding") {
     body_builder too_big;
     too_big.map(2).key("shard").value(std::uint64_t{1} << 32).key("epoch").value(1);
     CHECK(decode_error<stop_shard>(too_big) == error{errc::out_of_range, "shard"});
@@ -156,7 +156,7 @@ TEST_CASE("enumerated strings: an unknown migration role is out_of_range:role") 
     CHECK(decoded->role == migration_role::target);
 }
 
-TEST_CASE("std::optional fields: nil and absent are empty; present values round-trip") {
+TEST_CASE("std::optional fields: nil and absent are empty, present values round-trip") {
     body_builder b;
     b.map(3).key("code").str("x").key("shard").nil().key("epoch").value(9);
     auto decoded = decode_body<error_message>(b.bytes());

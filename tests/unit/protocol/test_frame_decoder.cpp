@@ -220,7 +220,7 @@ TEST_CASE("garbage after a valid frame does not corrupt the frame before it") {
     }
 }
 
-TEST_CASE("an empty stream finishes cleanly; event id 0 is unknown") {
+TEST_CASE("an empty stream finishes cleanly and event id 0 is unknown") {
     frame_decoder decoder;
     CHECK(decoder.finish().has_value());
     decoder.feed(header(0, 0));
