@@ -123,15 +123,16 @@ errc msgpack_reader::read_bin(bytes_view& out) noexcept {
     return errc::ok;
 }
 
-errc msgpack_reader::read_array_header(std::uint32_t& count) noexcept {
+errc msgpack_reader::read_container_header(std::uint8_t fix_first, std::uint8_t marker16,
+                                            std::uint8_t marker32, std::uint32_t& count) noexcept {
     if (at_end()) return errc::truncated;
     const std::uint8_t m = u8(*pos_);
     std::uint64_t n = 0;
     std::size_t header = 1;
-    if (m >= 0x90 && m <= 0x9f) {
+    if (m >= fix_first && m <= fix_first + 0x0f) {
         n = m & 0x0fu;
-    } else if (m == array16 || m == array32) {
-        const errc e = read_length(m == array16 ? 2 : 4, n, header);
+    } else if (m == marker16 || m == marker32) {
+        const errc e = read_length(m == marker16 ? 2 : 4, n, header);
         if (e != errc::ok) return e;
     } else {
         return m == never_used ? errc::bad_body : errc::wrong_type;
@@ -141,22 +142,12 @@ errc msgpack_reader::read_array_header(std::uint32_t& count) noexcept {
     return errc::ok;
 }
 
+errc msgpack_reader::read_array_header(std::uint32_t& count) noexcept {
+    return read_container_header(0x90, array16, array32, count);
+}
+
 errc msgpack_reader::read_map_header(std::uint32_t& count) noexcept {
-    if (at_end()) return errc::truncated;
-    const std::uint8_t m = u8(*pos_);
-    std::uint64_t n = 0;
-    std::size_t header = 1;
-    if (m >= 0x80 && m <= 0x8f) {
-        n = m & 0x0fu;
-    } else if (m == map16 || m == map32) {
-        const errc e = read_length(m == map16 ? 2 : 4, n, header);
-        if (e != errc::ok) return e;
-    } else {
-        return m == never_used ? errc::bad_body : errc::wrong_type;
-    }
-    count = static_cast<std::uint32_t>(n);
-    pos_ += header;
-    return errc::ok;
+    return read_container_header(0x80, map16, map32, count);
 }
 
 errc msgpack_reader::skip() noexcept {

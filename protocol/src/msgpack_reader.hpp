@@ -45,6 +45,9 @@ private:
     [[nodiscard]] bool load_be(std::size_t offset, std::size_t width, std::uint64_t& out) const noexcept;
     // Reads the container/str/bin length that follows a marker with a `width`-byte length field.
     errc read_length(std::size_t width, std::uint64_t& length, std::size_t& header) const noexcept;
+    // Arrays and maps: a fix form (16 ids from `fix_first`), a 16-bit and a 32-bit count form.
+    errc read_container_header(std::uint8_t fix_first, std::uint8_t marker16, std::uint8_t marker32,
+                               std::uint32_t& count) noexcept;
 
     const std::byte* pos_;
     const std::byte* end_;

@@ -34,6 +34,18 @@ std::vector<std::byte> stream_of(std::size_t count) {
     return out;
 }
 
+// Decodes every whole frame the decoder holds as a resume and hands it to `sink`.
+void drain_resumes(frame_decoder& decoder, const std::function<void(const resume&)>& sink) {
+    while (true) {
+        auto next = decoder.next();
+        REQUIRE(next.has_value());
+        if (!next->has_value()) return;
+        auto decoded = decode_body<resume>((*next)->body);
+        REQUIRE(decoded.has_value());
+        sink(*decoded);
+    }
+}
+
 // Feeds `bytes` in chunks drawn from `split`, collecting every frame's decoded resume.
 std::vector<resume> decode_all(frame_decoder& decoder, std::span<const std::byte> bytes,
                                const std::function<std::size_t()>& split,
@@ -44,16 +56,11 @@ std::vector<resume> decode_all(frame_decoder& decoder, std::span<const std::byte
         const std::size_t n = std::min(split(), bytes.size() - at);
         decoder.feed(bytes.subspan(at, n));
         at += n;
-        while (true) {
-            auto next = decoder.next();
-            REQUIRE(next.has_value());
-            if (!next->has_value()) break;
-            auto decoded = decode_body<resume>((*next)->body);
-            REQUIRE(decoded.has_value());
+        drain_resumes(decoder, [&](const resume& r) {
             // Views die with the next call: keep a copy of the state to compare later.
-            states.emplace_back(decoded->state.begin(), decoded->state.end());
-            out.push_back(*decoded);
-        }
+            states.emplace_back(r.state.begin(), r.state.end());
+            out.push_back(r);
+        });
     }
     return out;
 }
@@ -99,15 +106,10 @@ TEST_CASE("socket-style prepare/commit reads into the decoder's own buffer") {
         std::memcpy(space.data(), bytes.data() + at, n);  // what async_read_some does
         decoder.commit(n);
         at += n;
-        while (true) {
-            auto next = decoder.next();
-            REQUIRE(next.has_value());
-            if (!next->has_value()) break;
-            auto decoded = decode_body<resume>((*next)->body);
-            REQUIRE(decoded.has_value());
-            CHECK(decoded->shard == frames);
+        drain_resumes(decoder, [&](const resume& r) {
+            CHECK(r.shard == frames);
             ++frames;
-        }
+        });
     }
     CHECK(frames == 20);
 }
