@@ -1,0 +1,72 @@
+#include <meshmaster/protocol/state_transfer.hpp>
+
+#include <meshmaster/protocol/codec.hpp>
+
+#include <algorithm>
+
+namespace meshmaster::protocol {
+
+template <class Closing>
+result<void> encode_with_state(Closing closing, bytes_view state, std::vector<std::byte>& out, std::size_t chunk_size) {
+    chunk_size = std::max<std::size_t>(chunk_size, 1);
+    const std::size_t start = out.size();
+    std::size_t offset = 0;
+    while (state.size() - offset > chunk_size) {
+        const state_chunk chunk{.migration_id = closing.migration_id,
+                                .shard = closing.shard,
+                                .epoch = closing.epoch,
+                                .offset = offset,
+                                .data = state.subspan(offset, chunk_size)};
+        if (auto r = encode(chunk, out); !r) {
+            out.resize(start);
+            return r;
+        }
+        offset += chunk_size;
+    }
+    closing.state = state.subspan(offset);
+    closing.state_size = offset == 0 ? std::nullopt : std::optional<std::uint64_t>(state.size());
+    if (auto r = encode(closing, out); !r) {
+        out.resize(start);
+        return r;
+    }
+    return {};
+}
+
+template result<void> encode_with_state<resume>(resume, bytes_view, std::vector<std::byte>&, std::size_t);
+template result<void> encode_with_state<shard_stopped>(shard_stopped, bytes_view, std::vector<std::byte>&, std::size_t);
+
+result<void> state_assembler::add(const state_chunk& chunk) {
+    auto key = std::make_tuple(chunk.migration_id, chunk.shard);
+    auto& partial = partial_[key];
+    if (chunk.offset != partial.size()) {
+        partial_.erase(key);
+        return fail(errc::out_of_range, "offset");
+    }
+    if (buffered_bytes() + chunk.data.size() > max_state_size_) {
+        partial_.erase(key);
+        return fail(errc::frame_too_large);
+    }
+    partial.insert(partial.end(), chunk.data.begin(), chunk.data.end());
+    return {};
+}
+
+result<std::vector<std::byte>> state_assembler::finish(std::uint64_t migration, std::uint32_t shard,
+                                                       bytes_view last_piece, std::optional<std::uint64_t> state_size) {
+    std::vector<std::byte> whole;
+    if (auto it = partial_.find(std::make_tuple(migration, shard)); it != partial_.end()) {
+        whole = std::move(it->second);
+        partial_.erase(it);
+    }
+    if (whole.size() + last_piece.size() > max_state_size_) return fail(errc::frame_too_large);
+    whole.insert(whole.end(), last_piece.begin(), last_piece.end());
+    if (state_size && *state_size != whole.size()) return fail(errc::out_of_range, "state_size");
+    return whole;
+}
+
+std::uint64_t state_assembler::buffered_bytes() const noexcept {
+    std::uint64_t total = 0;
+    for (const auto& [key, bytes] : partial_) total += bytes.size();
+    return total;
+}
+
+}  // namespace meshmaster::protocol
