@@ -1,0 +1,74 @@
+// What the supervisor core asks its driver to do. The core never performs I/O: it returns these,
+// and the driver (the daemon, or a test) carries them out in order. Actions own everything they
+// carry, so a driver may queue them.
+#pragma once
+
+#include <meshmaster/master/event_record.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace meshmaster::master {
+
+/// The driver's handle for one authenticated TCP connection.
+using connection_id = std::uint64_t;
+/// Immutable bytes shared between the core and the frames that carry them (shard states).
+using shared_bytes = std::shared_ptr<const std::vector<std::byte>>;
+
+namespace actions {
+
+/// Queue these bytes on the connection: one or more whole frames, already encoded (a large state
+/// arrives as state_chunk frames followed by the resume that closes it).
+struct send_frame {
+    connection_id connection = 0;
+    std::vector<std::byte> frames;
+};
+
+/// Start a slave process for `slot` with this id (fork/exec; the id and secret go in its environment).
+struct spawn_slave {
+    std::string slave;
+    std::uint32_t slot = 0;
+    std::uint64_t generation = 0;
+};
+
+/// Watch a process this master did not spawn (a slave adopted after a master restart) so its exit
+/// is reported like a child's.
+struct watch_process {
+    std::string slave;
+    std::int64_t pid = 0;
+};
+
+/// SIGKILL the slave's process group. Its exit is reported later through on_process_exited.
+struct kill_slave {
+    std::string slave;
+    std::int64_t pid = 0;
+};
+
+/// Send an error frame with `code` and close the connection.
+struct close_connection {
+    connection_id connection = 0;
+    std::string code;
+    std::string message;
+};
+
+/// Append a record to the event log.
+struct log_event {
+    event_record record;
+};
+
+/// Everything is shut down: the daemon may exit with `code`.
+struct exit_daemon {
+    int code = 0;
+};
+
+}  // namespace actions
+
+using action = std::variant<actions::send_frame, actions::spawn_slave, actions::watch_process,
+                            actions::kill_slave, actions::close_connection, actions::log_event,
+                            actions::exit_daemon>;
+
+}  // namespace meshmaster::master

@@ -1,0 +1,34 @@
+// One entry of the event log: a state change of the supervisor, as the core reports it.
+//
+// The daemon adds the wall time, the monotonic time and a sequence number and writes it as one JSON
+// line; every event name is listed and explained in docs/events.md. Fields that do not apply are
+// left empty and omitted from the line.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace meshmaster::master {
+
+struct event_record {
+    std::string_view event;  ///< a name from docs/events.md (always a string literal)
+    std::string slave;       ///< the slave the event is about
+    std::string peer;        ///< the other slave involved (a migration's other side)
+    std::optional<std::uint32_t> shard;
+    std::optional<std::uint64_t> epoch;
+    std::optional<std::uint64_t> migration;
+    std::optional<std::uint64_t> restart;
+    std::optional<std::uint64_t> generation;
+    std::optional<std::uint32_t> slot;
+    std::optional<std::int64_t> pid;
+    std::optional<double> duration_ms;
+    std::optional<double> pause_ms;         ///< a shard's unowned window as the master saw it
+    std::optional<std::uint64_t> count;     ///< how many (shards, slaves, …) the event covers
+    std::optional<std::uint64_t> state_bytes;
+    std::optional<bool> state_lost;         ///< a shard restarted from scratch: its state is gone
+    std::string reason;
+};
+
+}  // namespace meshmaster::master

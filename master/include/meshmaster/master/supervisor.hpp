@@ -1,0 +1,112 @@
+// The supervisor core: meshmaster's shard table, slaves, rolling restarts and failure handling, as
+// a plain state machine. Sans-I/O: events go in through the `on_*` and `request_*` methods, each
+// with the current monotonic time; actions (send a frame, spawn, kill, log, exit) come out of
+// `take_actions()`. It holds no sockets, no clock and no threads, so tests drive it step by step
+// and a seeded simulation can replay thousands of fault schedules.
+//
+// Guarantees it keeps (and the simulation checks):
+//  - single owner: a shard is granted (start_shard / resume, each with a new, higher epoch) only
+//    when its previous holder has confirmed stopping it or its process is known to be dead;
+//  - epochs only grow; acknowledgements carrying a superseded epoch change nothing;
+//  - every migration ends in exactly one logged terminal state: migration_completed,
+//    migration_rolled_back or migration_failed.
+//
+// Thread safety: none. One driver thread calls it. Time passed in must not go backwards.
+#pragma once
+
+#include <meshmaster/master/actions.hpp>
+#include <meshmaster/protocol/messages.hpp>
+#include <meshmaster/master/status.hpp>
+#include <meshmaster/master/supervisor_config.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace meshmaster::master {
+
+/// Monotonic time, from an origin the driver chooses.
+using mono_time = std::chrono::nanoseconds;
+
+/// What an authenticated slave said about itself in its hello.
+struct slave_hello_info {
+    std::string id;
+    std::int64_t pid = 0;
+    std::uint64_t generation = 0;
+    std::vector<protocol::shard_epoch> shards;  ///< what it runs now (after a master restart)
+    bool soft_started = false;
+};
+
+/// The id the master gives the slave it spawns for `slot` in `generation`: "s<slot>-g<generation>".
+std::string spawned_slave_id(std::uint32_t slot, std::uint64_t generation);
+/// The slot encoded in a spawned slave's id, if it is one.
+std::optional<std::uint32_t> slot_of_spawned_id(std::string_view id);
+
+class supervisor {
+public:
+    /// `first_id` seeds the migration and restart counters (the daemon uses the wall clock, so ids
+    /// stay unique across master restarts).
+    supervisor(supervisor_config config, std::uint64_t first_id = 1);
+    ~supervisor();
+    supervisor(const supervisor&) = delete;
+    supervisor& operator=(const supervisor&) = delete;
+
+    /// Begins supervision. With a non-zero `adopt_window`, the master first waits that long for
+    /// slaves still running from a previous master to reconnect and report their shards, and only
+    /// then spawns what is missing and grants unowned shards.
+    void start(mono_time now, std::chrono::milliseconds adopt_window = {});
+
+    // --- slaves and their processes ---
+    void on_spawned(const std::string& slave, std::int64_t pid, mono_time now);
+    void on_spawn_failed(const std::string& slave, std::string reason, mono_time now);
+    /// An authenticated slave said hello on `connection`.
+    void on_slave_connected(connection_id connection, const slave_hello_info& hello, mono_time now);
+    /// The connection closed (EOF, reset, or closed by the driver).
+    void on_disconnected(connection_id connection, mono_time now);
+    /// The slave's process is gone (reaped child, or a watched pid that vanished).
+    void on_process_exited(const std::string& slave, std::string status, mono_time now);
+
+    // --- frames from an authenticated slave ---
+    void on_soft_start_complete(connection_id connection, mono_time now);
+    void on_shard_started(connection_id connection, std::uint32_t shard, std::uint64_t epoch, mono_time now);
+    /// `state` is the complete state (the driver reassembles state_chunk frames first).
+    void on_shard_stopped(connection_id connection, std::uint32_t shard, std::uint64_t epoch,
+                          std::uint64_t migration, shared_bytes state, mono_time now);
+    void on_resumed(connection_id connection, std::uint32_t shard, std::uint64_t epoch,
+                    std::uint64_t migration, mono_time now);
+    void on_shutdown_complete(connection_id connection, mono_time now);
+    void on_heartbeat(connection_id connection, mono_time now);
+    /// An error frame from the slave (it refused something); logged.
+    void on_slave_error(connection_id connection, std::string code, std::string message, mono_time now);
+
+    // --- time and operators ---
+    /// Handles every deadline that is due. Call when the timer for next_deadline() fires.
+    void on_tick(mono_time now);
+    /// The earliest time on_tick has something to do, if any.
+    [[nodiscard]] std::optional<mono_time> next_deadline() const;
+
+    /// A rolling restart. During one, a second request is queued (once) and logged.
+    void request_restart(mono_time now, std::string reason);
+    /// Graceful stop: finish in-flight moves, shut slaves down one by one, then exit_daemon.
+    /// `immediate`: SIGKILL every slave now and exit.
+    void request_stop(mono_time now, bool immediate);
+    /// Live settings (concurrency, timeouts, heartbeat); shard and slave counts must not change.
+    void apply_config(const supervisor_config& config, mono_time now);
+
+    /// Actions produced since the last call, in order.
+    [[nodiscard]] std::vector<action> take_actions();
+    [[nodiscard]] supervisor_status status(mono_time now) const;
+    [[nodiscard]] const supervisor_config& config() const noexcept;
+
+private:
+    struct state;
+    std::unique_ptr<state> s_;
+};
+
+}  // namespace meshmaster::master

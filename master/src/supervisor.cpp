@@ -1,0 +1,1269 @@
+#include <meshmaster/master/supervisor.hpp>
+
+#include <meshmaster/protocol/codec.hpp>
+#include <meshmaster/protocol/state_transfer.hpp>
+
+#include <algorithm>
+#include <cassert>
+#include <charconv>
+#include <fmt/format.h>
+#include <limits>
+#include <set>
+#include <utility>
+
+namespace meshmaster::master {
+
+namespace {
+
+using protocol::shard_epoch;
+
+enum class slave_phase { spawning, soft_starting, ready, running, retiring, lost };
+enum class shard_phase { unowned, starting, running, stopping, resuming };
+enum class migration_phase { stopping, resuming };
+enum class pair_phase { waiting, spawning, soft_starting, migrating, retiring, done };
+
+std::string_view name(slave_phase p) {
+    switch (p) {
+        case slave_phase::spawning: return "spawning";
+        case slave_phase::soft_starting: return "soft_starting";
+        case slave_phase::ready: return "ready";
+        case slave_phase::running: return "running";
+        case slave_phase::retiring: return "retiring";
+        case slave_phase::lost: return "lost";
+    }
+    return "unknown";
+}
+
+std::string_view name(shard_phase p) {
+    switch (p) {
+        case shard_phase::unowned: return "unowned";
+        case shard_phase::starting: return "starting";
+        case shard_phase::running: return "running";
+        case shard_phase::stopping: return "stopping";
+        case shard_phase::resuming: return "resuming";
+    }
+    return "unknown";
+}
+
+double ms_between(mono_time from, mono_time to) {
+    return std::chrono::duration<double, std::milli>(to - from).count();
+}
+
+struct slave_rec {
+    std::string id;
+    std::optional<std::uint32_t> slot;
+    std::uint64_t generation = 0;
+    bool ours = false;     // a child of this master
+    bool watched = false;  // adopted from a previous master: its pid is watched, it can be killed
+    std::int64_t pid = 0;
+    std::optional<connection_id> connection;
+    bool alive = true;  // false once its process is known to be gone
+    slave_phase phase = slave_phase::spawning;
+    std::optional<mono_time> deadline;  // of the current phase (spawning, soft_starting, retiring, lost)
+    mono_time spawned_at{};
+    mono_time last_seen{};
+    mono_time next_heartbeat{};
+    std::uint64_t heartbeat_seq = 0;
+    bool restart_target = false;
+
+    [[nodiscard]] bool killable() const { return (ours || watched) && alive && pid > 0; }
+    [[nodiscard]] bool usable() const {
+        return alive && connection && (phase == slave_phase::running || phase == slave_phase::ready);
+    }
+};
+
+struct shard_rec {
+    std::uint64_t epoch = 0;
+    std::string owner;  // who runs it (or is being asked to start, stop or resume it)
+    shard_phase phase = shard_phase::unowned;
+    std::uint64_t migration = 0;
+    mono_time since{};
+};
+
+struct migration_rec {
+    std::uint64_t id = 0;
+    std::uint32_t shard = 0;
+    std::string from;
+    std::string to;
+    migration_phase phase = migration_phase::stopping;
+    bool back_to_source = false;  // the target failed: the state goes back to `from` (rollback)
+    shared_bytes state;
+    mono_time started{};
+    mono_time phase_started{};
+    std::size_t pair = 0;
+};
+
+struct pair_rec {
+    std::uint32_t slot = 0;
+    std::string from;
+    std::string to;
+    pair_phase phase = pair_phase::waiting;
+    bool target_failed = false;
+    bool source_dead = false;
+    std::uint32_t total = 0;  // shards to move, known once the target is ready
+    std::uint32_t moved = 0;
+    mono_time soft_start_sent{};
+};
+
+struct restart_rec {
+    std::uint64_t id = 0;
+    mono_time started{};
+    std::string reason;
+    std::vector<pair_rec> pairs;
+    std::size_t next_pair = 0;
+    bool failing = false;
+    std::string failure;
+    std::deque<std::pair<std::size_t, std::uint32_t>> queue;  // (pair, shard) waiting to move
+};
+
+struct slot_rec {
+    std::string active;  // the slave running this slot's shards
+    std::uint32_t failures = 0;
+    std::uint64_t spawn_generation = 0;  // generation of the slot's latest spawn
+    std::uint32_t spawn_serial = 0;      // spawns in that generation after the first
+    std::optional<mono_time> respawn_at;
+};
+
+}  // namespace
+
+std::string spawned_slave_id(std::uint32_t slot, std::uint64_t generation) {
+    return fmt::format("s{}-g{}", slot, generation);
+}
+
+std::optional<std::uint32_t> slot_of_spawned_id(std::string_view id) {
+    if (id.size() < 4 || id[0] != 's') return std::nullopt;
+    std::uint32_t slot = 0;
+    const auto [end, ec] = std::from_chars(id.data() + 1, id.data() + id.size(), slot);
+    if (ec != std::errc{} || end == id.data() + 1 || end == id.data() + id.size() || *end != '-' ||
+        end + 1 == id.data() + id.size() || end[1] != 'g') {
+        return std::nullopt;
+    }
+    return slot;
+}
+
+struct supervisor::state {
+    supervisor_config config;
+    std::vector<action> out;
+    std::map<std::string, slave_rec> slaves;
+    std::unordered_map<connection_id, std::string> by_connection;
+    std::vector<shard_rec> shards;
+    std::vector<slot_rec> slots;
+    std::map<std::uint64_t, migration_rec> migrations;
+    std::optional<restart_rec> restart;
+    bool restart_queued = false;
+    std::string queued_reason;
+    std::uint64_t next_id;
+    std::uint64_t generation = 1;
+    std::uint64_t restarts_completed = 0;
+    std::uint64_t restarts_failed = 0;
+    std::uint32_t in_flight = 0;
+    bool started = false;
+    bool stopping = false;
+    bool exited = false;
+    std::optional<mono_time> adopting_until;
+    mono_time now{};
+
+    state(supervisor_config c, std::uint64_t first_id) : config(c), next_id(first_id == 0 ? 1 : first_id) {
+        shards.resize(config.shard_count);
+        slots.resize(config.slave_count);
+    }
+
+    // --- small helpers ------------------------------------------------------------------------
+
+    void log(event_record r) { out.emplace_back(actions::log_event{std::move(r)}); }
+
+    // Frames are encoded here, at once: an action then owns its bytes, and nothing in it can
+    // outlive the records a message's views point into.
+    template <class Message>
+    void send(const slave_rec& s, const Message& m) {
+        if (!s.connection) return;
+        actions::send_frame a{*s.connection, {}};
+        if (!protocol::encode(m, a.frames)) {
+            log({.event = "frame_not_sent", .slave = s.id, .reason = "message too large to encode"});
+            return;
+        }
+        out.emplace_back(std::move(a));
+    }
+
+    slave_rec* find(const std::string& id) {
+        auto it = slaves.find(id);
+        return it == slaves.end() ? nullptr : &it->second;
+    }
+
+    slave_rec* by_conn(connection_id c) {
+        auto it = by_connection.find(c);
+        return it == by_connection.end() ? nullptr : find(it->second);
+    }
+
+    std::uint32_t home_slot(std::uint32_t shard) const {
+        return static_cast<std::uint32_t>(std::uint64_t{shard} * config.slave_count / config.shard_count);
+    }
+
+    std::vector<std::uint32_t> shards_of(const std::string& id) const {
+        std::vector<std::uint32_t> list;
+        for (std::uint32_t s = 0; s < shards.size(); ++s) {
+            if (shards[s].owner == id) list.push_back(s);
+        }
+        return list;
+    }
+
+    mono_time ms(milliseconds d) const { return std::chrono::duration_cast<mono_time>(d); }
+
+    pair_rec* pair_of(const std::string& id, std::size_t* index = nullptr) {
+        if (!restart) return nullptr;
+        for (std::size_t i = 0; i < restart->pairs.size(); ++i) {
+            pair_rec& p = restart->pairs[i];
+            if (p.phase == pair_phase::waiting || p.phase == pair_phase::done) continue;
+            if (p.from == id || p.to == id) {
+                if (index) *index = i;
+                return &p;
+            }
+        }
+        return nullptr;
+    }
+
+    bool adopting() const { return adopting_until.has_value(); }
+
+    // The slave whose answer a migration waits for, if it can still give one (a slave already
+    // declared lost is being killed: its timeout has done its job).
+    const slave_rec* awaited(const migration_rec& m) const {
+        const std::string& id = m.phase == migration_phase::stopping ? m.from : shards[m.shard].owner;
+        auto it = slaves.find(id);
+        if (it == slaves.end() || !it->second.alive || it->second.phase == slave_phase::lost) return nullptr;
+        return &it->second;
+    }
+    const slave_rec* awaited(const shard_rec& sh) const {
+        if (sh.phase != shard_phase::starting) return nullptr;
+        auto it = slaves.find(sh.owner);
+        if (it == slaves.end() || !it->second.alive || it->second.phase == slave_phase::lost) return nullptr;
+        return &it->second;
+    }
+
+    // --- grants --------------------------------------------------------------------------------
+
+    void grant(std::uint32_t shard, slave_rec& s) {
+        shard_rec& sh = shards[shard];
+        ++sh.epoch;
+        sh.owner = s.id;
+        sh.phase = shard_phase::starting;
+        sh.migration = 0;
+        sh.since = now;
+        if (s.phase == slave_phase::ready) s.phase = slave_phase::running;
+        send(s, protocol::start_shard{.shard = shard, .epoch = sh.epoch, .shard_count = config.shard_count});
+        log({.event = "shard_granted", .slave = s.id, .shard = shard, .epoch = sh.epoch});
+    }
+
+    void resume_on(migration_rec& m, slave_rec& target) {
+        shard_rec& sh = shards[m.shard];
+        ++sh.epoch;
+        sh.owner = target.id;
+        sh.phase = shard_phase::resuming;
+        sh.since = now;
+        m.phase = migration_phase::resuming;
+        m.phase_started = now;
+        if (target.phase == slave_phase::ready) target.phase = slave_phase::running;
+        const std::size_t size = m.state ? m.state->size() : 0;
+        const protocol::bytes_view view = m.state ? protocol::bytes_view(*m.state) : protocol::bytes_view{};
+        if (target.connection) {
+            actions::send_frame a{*target.connection, {}};
+            if (protocol::encode_with_state(protocol::resume{.shard = m.shard, .epoch = sh.epoch, .migration_id = m.id},
+                                            view, a.frames, config.state_chunk_size)) {
+                out.emplace_back(std::move(a));
+            }
+        }
+        log({.event = m.back_to_source ? "shard_resuming_on_source" : "shard_resuming",
+             .slave = target.id,
+             .peer = m.back_to_source ? std::string() : m.from,
+             .shard = m.shard,
+             .epoch = sh.epoch,
+             .migration = m.id,
+             .state_bytes = size});
+    }
+
+    void fence(slave_rec& s, std::uint32_t shard, std::uint64_t stale_epoch, std::string reason) {
+        send(s, protocol::stop_shard{.shard = shard, .epoch = stale_epoch, .migration_id = 0});
+        log({.event = "shard_fenced", .slave = s.id, .shard = shard, .epoch = stale_epoch, .reason = std::move(reason)});
+    }
+
+    // Grants every shard nobody holds to the slave of its home slot, if that slave can take it.
+    void grant_orphans() {
+        if (adopting() || stopping) return;
+        for (std::uint32_t s = 0; s < shards.size(); ++s) {
+            shard_rec& sh = shards[s];
+            if (sh.phase != shard_phase::unowned || sh.migration != 0) continue;
+            if (config.slave_count == 0) continue;
+            slave_rec* holder = find(slots[home_slot(s)].active);
+            if (holder && holder->usable()) grant(s, *holder);
+        }
+    }
+
+    // --- migrations ----------------------------------------------------------------------------
+
+    void end_migration(std::uint64_t id, std::string_view outcome, std::string reason, bool state_lost) {
+        auto it = migrations.find(id);
+        if (it == migrations.end()) return;
+        migration_rec m = std::move(it->second);
+        migrations.erase(it);
+        --in_flight;
+        shard_rec& sh = shards[m.shard];
+        if (sh.migration == id) sh.migration = 0;
+        event_record r{.event = outcome,
+                       .slave = outcome == "migration_completed" ? m.to : m.from,
+                       .peer = outcome == "migration_completed" ? m.from : m.to,
+                       .shard = m.shard,
+                       .epoch = sh.epoch,
+                       .migration = m.id,
+                       .restart = restart ? std::optional(restart->id) : std::nullopt,
+                       .duration_ms = ms_between(m.started, now),
+                       .reason = std::move(reason)};
+        if (outcome != "migration_failed") r.pause_ms = ms_between(m.started, now);
+        if (state_lost) r.state_lost = true;
+        log(std::move(r));
+        if (restart && m.pair < restart->pairs.size()) {
+            pair_rec& p = restart->pairs[m.pair];
+            if (outcome == "migration_completed") ++p.moved;
+            check_pair(m.pair);
+        }
+    }
+
+    void start_migration(std::size_t pair_index, std::uint32_t shard) {
+        pair_rec& p = restart->pairs[pair_index];
+        shard_rec& sh = shards[shard];
+        slave_rec* src = find(p.from);
+        if (!src || !src->alive || sh.owner != p.from || sh.phase != shard_phase::running) return;
+        const std::uint64_t id = next_id++;
+        migration_rec m{.id = id, .shard = shard, .from = p.from, .to = p.to, .started = now, .phase_started = now,
+                        .pair = pair_index};
+        sh.phase = shard_phase::stopping;
+        sh.migration = id;
+        sh.since = now;
+        ++in_flight;
+        migrations.emplace(id, std::move(m));
+        send(*src, protocol::stop_shard{.shard = shard, .epoch = sh.epoch, .migration_id = id});
+        log({.event = "migration_started", .slave = p.from, .peer = p.to, .shard = shard, .epoch = sh.epoch,
+             .migration = id, .restart = restart->id});
+    }
+
+    // --- restarts ------------------------------------------------------------------------------
+
+    void begin_restart(std::string reason) {
+        ++generation;
+        restart_rec r{.id = next_id++, .started = now, .reason = std::move(reason)};
+        for (std::uint32_t slot = 0; slot < slots.size(); ++slot) {
+            slave_rec* s = find(slots[slot].active);
+            if (!s || !s->alive || !s->connection || s->phase != slave_phase::running) {
+                log({.event = "restart_slot_skipped", .slave = slots[slot].active, .slot = slot,
+                     .reason = s ? "slave not running" : "no slave in slot"});
+                continue;
+            }
+            if (!s->ours && !s->watched) {
+                log({.event = "restart_slot_skipped", .slave = s->id, .slot = slot,
+                     .reason = "external slave: the master cannot replace it"});
+                continue;
+            }
+            r.pairs.push_back({.slot = slot, .from = s->id});
+        }
+        restart = std::move(r);
+        log({.event = "restart_started", .restart = restart->id, .generation = generation,
+             .count = restart->pairs.size(), .reason = restart->reason});
+        pump_restart();
+    }
+
+    void start_pair(std::size_t index) {
+        pair_rec& p = restart->pairs[index];
+        slave_rec* from = find(p.from);
+        if (!from || !from->alive || slots[p.slot].active != p.from) {
+            p.phase = pair_phase::done;
+            return;
+        }
+        p.to = fresh_id(p.slot);
+        slave_rec& t = spawn(p.slot, p.to);
+        t.restart_target = true;
+        p.phase = pair_phase::spawning;
+    }
+
+    // Ids are never reused, so the event log tells every process apart: "s0-g2" is slot 0's first
+    // slave of generation 2, "s0-g2.1" the one after it in the same generation.
+    std::string fresh_id(std::uint32_t slot_index) {
+        slot_rec& slot = slots[slot_index];
+        if (slot.spawn_generation != generation) {
+            slot.spawn_generation = generation;
+            slot.spawn_serial = 0;
+            return spawned_slave_id(slot_index, generation);
+        }
+        return fmt::format("{}.{}", spawned_slave_id(slot_index, generation), ++slot.spawn_serial);
+    }
+
+    slave_rec& spawn(std::uint32_t slot, std::string id) {
+        slave_rec& s = slaves[id];
+        s = slave_rec{.id = id, .slot = slot, .generation = generation, .ours = true, .phase = slave_phase::spawning,
+                      .deadline = now + ms(config.spawn_timeout), .spawned_at = now, .last_seen = now};
+        out.emplace_back(actions::spawn_slave{.slave = id, .slot = slot, .generation = generation});
+        log({.event = "slave_spawned", .slave = id, .restart = restart ? std::optional(restart->id) : std::nullopt,
+             .generation = generation, .slot = slot});
+        return s;
+    }
+
+    std::size_t active_pairs() const {
+        std::size_t n = 0;
+        for (const pair_rec& p : restart->pairs) {
+            if (p.phase != pair_phase::waiting && p.phase != pair_phase::done) ++n;
+        }
+        return n;
+    }
+
+    void pump_restart() {
+        if (!restart) return;
+        const std::size_t surge = std::max<std::uint32_t>(1, config.restart_surge);
+        while (!restart->failing && !stopping && restart->next_pair < restart->pairs.size() && active_pairs() < surge) {
+            start_pair(restart->next_pair++);
+        }
+        while (!stopping && in_flight < std::max<std::uint32_t>(1, config.migration_concurrency) && !restart->queue.empty()) {
+            auto [pair_index, shard] = restart->queue.front();
+            restart->queue.pop_front();
+            if (restart->pairs[pair_index].target_failed) continue;
+            start_migration(pair_index, shard);
+        }
+        for (std::size_t i = 0; i < restart->pairs.size(); ++i) check_pair(i);
+        if (!restart) return;
+        const bool all_started = restart->failing || stopping || restart->next_pair == restart->pairs.size();
+        if (all_started && active_pairs() == 0 && in_flight == 0) finish_restart();
+    }
+
+    void finish_restart() {
+        restart_rec r = std::move(*restart);
+        restart.reset();
+        if (r.failing || stopping) {
+            ++restarts_failed;
+            log({.event = "restart_failed", .restart = r.id, .generation = generation,
+                 .duration_ms = ms_between(r.started, now), .reason = r.failing ? r.failure : "master stopping"});
+        } else {
+            ++restarts_completed;
+            std::uint64_t moved = 0;
+            for (const pair_rec& p : r.pairs) moved += p.moved;
+            log({.event = "restart_completed", .restart = r.id, .generation = generation,
+                 .duration_ms = ms_between(r.started, now), .count = moved});
+        }
+        if (restart_queued && !stopping) {
+            restart_queued = false;
+            begin_restart(std::move(queued_reason));
+        }
+    }
+
+    void on_target_ready(std::size_t index) {
+        pair_rec& p = restart->pairs[index];
+        slave_rec* from = find(p.from);
+        slave_rec* to = find(p.to);
+        p.phase = pair_phase::migrating;
+        std::vector<std::uint32_t> moving;
+        if (from && from->alive) {
+            for (std::uint32_t s : shards_of(p.from)) {
+                if (shards[s].phase == shard_phase::running) moving.push_back(s);
+            }
+        }
+        p.total = static_cast<std::uint32_t>(moving.size());
+        log({.event = "soft_start_completed", .slave = p.to, .restart = restart->id,
+             .duration_ms = ms_between(p.soft_start_sent, now)});
+        if (from && from->connection) {
+            send(*from, protocol::shard_migration_start{.restart_id = restart->id, .role = protocol::migration_role::source,
+                                                        .peer = p.to, .shard_count = p.total});
+        }
+        if (to) {
+            send(*to, protocol::shard_migration_start{.restart_id = restart->id, .role = protocol::migration_role::target,
+                                                      .peer = p.from, .shard_count = p.total});
+        }
+        for (std::uint32_t s : moving) restart->queue.emplace_back(index, s);
+        if (p.source_dead) grant_orphans();
+    }
+
+    // Moves a pair forward when its moves are done: retire the source, or finish.
+    void check_pair(std::size_t index) {
+        if (!restart || index >= restart->pairs.size()) return;
+        pair_rec& p = restart->pairs[index];
+        if (p.phase == pair_phase::waiting || p.phase == pair_phase::done) return;
+        bool moving = false;
+        for (const auto& [id, m] : migrations) moving = moving || m.pair == index;
+        for (const auto& q : restart->queue) moving = moving || q.first == index;
+        if (moving) return;
+        slave_rec* from = find(p.from);
+        slave_rec* to = find(p.to);
+        if (p.target_failed) {
+            // Rolled back: done once the target is gone (its shards are back on the source or orphaned).
+            if (!to) {
+                p.phase = pair_phase::done;
+                log({.event = "restart_pair_rolled_back", .slave = p.from, .peer = p.to, .restart = restart->id,
+                     .slot = p.slot, .count = p.moved});
+            }
+            return;
+        }
+        if (p.phase == pair_phase::migrating) {
+            if (!from || !from->alive) {
+                p.phase = pair_phase::done;
+                slots[p.slot].active = p.to;
+                log({.event = "restart_pair_completed", .slave = p.to, .peer = p.from, .restart = restart->id,
+                     .slot = p.slot, .count = p.moved, .reason = "source died during the restart"});
+                return;
+            }
+            if (!shards_of(p.from).empty()) {
+                // Shards the source picked up meanwhile (or whose move was cancelled): move them too.
+                for (std::uint32_t s : shards_of(p.from)) {
+                    if (shards[s].phase == shard_phase::running) restart->queue.emplace_back(index, s);
+                }
+                return;
+            }
+            slots[p.slot].active = p.to;
+            retire(*from, "rolling restart");
+            p.phase = pair_phase::retiring;
+        }
+    }
+
+    void retire(slave_rec& s, std::string reason) {
+        s.phase = slave_phase::retiring;
+        s.deadline = now + ms(config.shutdown_timeout);
+        send(s, protocol::shutdown{.reason = reason, .deadline_ms = static_cast<std::uint32_t>(config.shutdown_timeout.count())});
+        log({.event = "slave_retiring", .slave = s.id, .restart = restart ? std::optional(restart->id) : std::nullopt,
+             .reason = std::move(reason)});
+    }
+
+    // The restart's new slave failed (timed out, disconnected or died): stop the restart and send
+    // everything that has not settled on it back to its source.
+    void fail_target(std::size_t index, const std::string& reason) {
+        pair_rec& p = restart->pairs[index];
+        if (p.target_failed) return;
+        p.target_failed = true;
+        if (!restart->failing) {
+            restart->failing = true;
+            restart->failure = fmt::format("new slave {} failed: {}", p.to, reason);
+        }
+        std::erase_if(restart->queue, [&](const auto& q) { return q.first == index; });
+        for (auto& [id, m] : migrations) {
+            if (m.pair == index && m.phase == migration_phase::stopping) m.back_to_source = true;
+        }
+    }
+
+    // --- failures ------------------------------------------------------------------------------
+
+    // Something is wrong with a live slave: make sure it is dead (kill it) before anything it holds
+    // is granted again. External slaves cannot be killed: they get a grace period to come back.
+    void fail_slave(slave_rec& s, const std::string& reason) {
+        if (s.phase == slave_phase::lost || !s.alive) return;
+        log({.event = "slave_lost", .slave = s.id, .pid = s.pid, .reason = reason});
+        std::size_t index = 0;
+        if (pair_rec* p = pair_of(s.id, &index); p && p->to == s.id) fail_target(index, reason);
+        if (s.connection) {
+            out.emplace_back(actions::close_connection{*s.connection, "slave_lost", reason});
+            by_connection.erase(*s.connection);
+            s.connection.reset();
+        }
+        s.phase = slave_phase::lost;
+        if (s.killable()) {
+            out.emplace_back(actions::kill_slave{s.id, s.pid});
+            log({.event = "slave_killed", .slave = s.id, .pid = s.pid, .reason = reason});
+            s.deadline.reset();  // now we wait for its exit
+        } else if (s.ours) {
+            // Spawned but no pid yet (spawn still in progress): the exit will follow the spawn.
+            s.deadline.reset();
+        } else {
+            s.deadline = now + ms(config.external_grace);
+        }
+    }
+
+    // The slave's process is gone (or, for an external slave, presumed gone after its grace):
+    // nothing it held runs any more, so its shards may be granted again.
+    void slave_dead(const std::string& id, const std::string& reason) {
+        slave_rec* sp = find(id);
+        if (!sp) return;
+        slave_rec& s = *sp;
+        s.alive = false;
+        if (s.connection) {
+            out.emplace_back(actions::close_connection{*s.connection, "slave_exited", reason});
+            by_connection.erase(*s.connection);
+            s.connection.reset();
+        }
+        log({.event = "slave_exited", .slave = s.id, .pid = s.pid, .reason = reason});
+
+        std::size_t pair_index = 0;
+        pair_rec* pair = pair_of(s.id, &pair_index);
+        const bool is_target = pair && pair->to == s.id;
+        const bool is_source = pair && pair->from == s.id;
+        if (is_target) fail_target(pair_index, reason);
+        if (is_source) {
+            pair->source_dead = true;
+            std::erase_if(restart->queue, [&](const auto& q) { return q.first == pair_index; });
+            if (!pair->target_failed) slots[pair->slot].active = pair->to;
+        }
+
+        for (std::uint32_t shard : shards_of(s.id)) {
+            shard_rec& sh = shards[shard];
+            auto mig = sh.migration ? migrations.find(sh.migration) : migrations.end();
+            if (mig != migrations.end()) {
+                migration_rec& m = mig->second;
+                slave_rec* source = find(m.from);
+                if (sh.phase == shard_phase::resuming && !m.back_to_source && source && source->usable()) {
+                    // The target died while resuming: the state is still here, give it back.
+                    m.back_to_source = true;
+                    resume_on(m, *source);
+                    continue;
+                }
+                const bool was_stopping = sh.phase == shard_phase::stopping;
+                sh.owner.clear();
+                sh.phase = shard_phase::unowned;
+                end_migration(m.id, "migration_failed",
+                              was_stopping ? "source died before handing back the state"
+                                           : fmt::format("{} died: {}", s.id, reason),
+                              true);
+                log({.event = "shard_orphaned", .slave = s.id, .shard = shard, .epoch = sh.epoch, .state_lost = true});
+                continue;
+            }
+            sh.owner.clear();
+            sh.phase = shard_phase::unowned;
+            log({.event = "shard_orphaned", .slave = s.id, .shard = shard, .epoch = sh.epoch, .state_lost = true});
+        }
+
+        // Migrations stopping on another slave but bound for this one go back to their source.
+        for (auto& [mid, m] : migrations) {
+            if (m.to == s.id && m.phase == migration_phase::stopping) m.back_to_source = true;
+        }
+
+        const bool retired = s.phase == slave_phase::retiring;
+        if (s.slot && slots[*s.slot].active == s.id) {
+            slot_rec& slot = slots[*s.slot];
+            slot.active.clear();
+            if (!retired) schedule_respawn(*s.slot, s);
+        }
+        if (pair) {
+            // A retiring source is done however it went (it may have been killed at its deadline).
+            if (is_source && pair->phase == pair_phase::retiring) {
+                pair->phase = pair_phase::done;
+                log({.event = "slave_retired", .slave = s.id, .restart = restart->id});
+                log({.event = "restart_pair_completed", .slave = pair->to, .peer = pair->from,
+                     .restart = restart->id, .slot = pair->slot, .count = pair->moved});
+            }
+        } else if (retired) {
+            log({.event = "slave_retired", .slave = s.id});
+        }
+        slaves.erase(id);
+        if (pair) check_pair(pair_index);
+        grant_orphans();
+        pump_restart();
+        advance_stop();
+    }
+
+    void schedule_respawn(std::uint32_t slot_index, const slave_rec& dead) {
+        if (stopping || !config.spawn_slaves) return;
+        slot_rec& slot = slots[slot_index];
+        const bool quick_death = now - dead.spawned_at < ms(config.stable_after);
+        if (!quick_death) slot.failures = 0;
+        milliseconds delay{0};
+        if (slot.failures > 0) {
+            const auto factor = std::uint64_t{1} << std::min<std::uint32_t>(slot.failures - 1, 20);
+            delay = std::min(config.respawn_backoff_max,
+                             milliseconds(config.respawn_backoff_min.count() * static_cast<std::int64_t>(factor)));
+        }
+        if (quick_death) ++slot.failures;
+        slot.respawn_at = now + ms(delay);
+        log({.event = "respawn_scheduled", .slave = dead.id, .slot = slot_index,
+             .duration_ms = static_cast<double>(delay.count()), .count = slot.failures});
+    }
+
+    void respawn(std::uint32_t slot_index) {
+        slot_rec& slot = slots[slot_index];
+        slot.respawn_at.reset();
+        if (!slot.active.empty() || stopping) return;
+        std::string id = fresh_id(slot_index);
+        slot.active = id;
+        spawn(slot_index, id);
+    }
+
+    // --- stopping ------------------------------------------------------------------------------
+
+    void advance_stop() {
+        if (!stopping || exited || in_flight > 0) return;
+        for (const auto& [id, s] : slaves) {
+            if (s.phase == slave_phase::retiring || (s.alive && s.phase == slave_phase::lost && s.killable())) return;
+        }
+        // Next slave to shut down: slot order, then spares.
+        slave_rec* next = nullptr;
+        for (auto& [id, s] : slaves) {
+            if (!s.alive || (!s.ours && !s.watched)) continue;
+            if (s.phase == slave_phase::spawning && !s.connection) {
+                if (s.killable()) {
+                    out.emplace_back(actions::kill_slave{s.id, s.pid});
+                    s.phase = slave_phase::lost;
+                    log({.event = "slave_killed", .slave = s.id, .pid = s.pid, .reason = "master stopping"});
+                    return;
+                }
+                continue;
+            }
+            if (!next || (s.slot.value_or(UINT32_MAX) < next->slot.value_or(UINT32_MAX))) next = &s;
+        }
+        if (next) {
+            if (next->connection) {
+                retire(*next, "master stopping");
+            } else {
+                fail_slave(*next, "master stopping");
+            }
+            return;
+        }
+        for (auto& [id, s] : slaves) {
+            if (s.connection) {
+                out.emplace_back(actions::close_connection{*s.connection, "master_stopping", "the master is stopping"});
+            }
+        }
+        exited = true;
+        log({.event = "master_stopped"});
+        out.emplace_back(actions::exit_daemon{0});
+    }
+
+    // --- hello ---------------------------------------------------------------------------------
+
+    void reconcile_reported_shards(slave_rec& s, const std::vector<shard_epoch>& reported) {
+        std::set<std::uint32_t> seen;
+        for (const shard_epoch& r : reported) {
+            if (r.shard >= shards.size() || !seen.insert(r.shard).second) {
+                log({.event = "shard_report_ignored", .slave = s.id, .shard = r.shard, .epoch = r.epoch,
+                     .reason = r.shard >= shards.size() ? "no such shard" : "reported twice"});
+                continue;
+            }
+            shard_rec& sh = shards[r.shard];
+            if (sh.owner == s.id) {
+                if (r.epoch == sh.epoch) {
+                    // It still holds what we think it holds: an acknowledgement may have been lost
+                    // with the old connection.
+                    if (sh.phase == shard_phase::starting) sh.phase = shard_phase::running;
+                    if (sh.phase == shard_phase::resuming && sh.migration) {
+                        sh.phase = shard_phase::running;
+                        auto m = migrations.find(sh.migration);
+                        if (m != migrations.end()) {
+                            end_migration(m->first, m->second.back_to_source ? "migration_rolled_back" : "migration_completed",
+                                          "acknowledged by the slave's hello", false);
+                        }
+                    }
+                    if (sh.phase == shard_phase::stopping) {
+                        send(s, protocol::stop_shard{.shard = r.shard, .epoch = sh.epoch, .migration_id = sh.migration});
+                    }
+                } else if (r.epoch < sh.epoch) {
+                    fence(s, r.shard, r.epoch, "a newer epoch is already granted");
+                } else {
+                    sh.epoch = r.epoch;
+                }
+                continue;
+            }
+            if (sh.owner.empty() && sh.phase == shard_phase::unowned && sh.migration == 0 && r.epoch >= sh.epoch) {
+                sh.owner = s.id;
+                sh.epoch = r.epoch;
+                sh.phase = shard_phase::running;
+                sh.since = now;
+                log({.event = "shard_adopted", .slave = s.id, .shard = r.shard, .epoch = r.epoch});
+                continue;
+            }
+            fence(s, r.shard, r.epoch,
+                  sh.owner.empty() ? "the shard is being moved" : fmt::format("held by {} under epoch {}", sh.owner, sh.epoch));
+        }
+        // The hello is the truth about what the slave runs: what the table gives it but it did not
+        // report is not running there (a restarted process, or frames lost with the old connection).
+        for (std::uint32_t shard : shards_of(s.id)) {
+            if (seen.contains(shard)) continue;
+            shard_rec& sh = shards[shard];
+            auto mig = sh.migration ? migrations.find(sh.migration) : migrations.end();
+            if (sh.phase == shard_phase::resuming && mig != migrations.end()) {
+                resume_on(mig->second, s);  // the state is still here: send it again
+                continue;
+            }
+            const bool was_stopping = sh.phase == shard_phase::stopping;
+            sh.owner.clear();
+            sh.phase = shard_phase::unowned;
+            if (mig != migrations.end()) {
+                end_migration(mig->first, "migration_failed",
+                              was_stopping ? "the old slave lost the shard before handing back its state"
+                                           : "the slave lost the shard",
+                              true);
+            }
+            log({.event = "shard_orphaned", .slave = s.id, .shard = shard, .epoch = sh.epoch, .state_lost = true,
+                 .reason = "not reported in the slave's hello"});
+        }
+    }
+
+    // A slave whose hello has been accepted starts its work.
+    void activate(slave_rec& s, bool reported_anything, bool soft_started) {
+        std::size_t index = 0;
+        if (s.restart_target) {
+            pair_rec* p = pair_of(s.id, &index);
+            if (p && p->to == s.id && !p->target_failed) {
+                s.phase = slave_phase::soft_starting;
+                s.deadline = now + ms(config.soft_start_timeout);
+                p->phase = pair_phase::soft_starting;
+                p->soft_start_sent = now;
+                send(s, protocol::soft_start{.restart_id = restart->id});
+                return;
+            }
+        }
+        s.phase = slave_phase::running;
+        s.deadline.reset();
+        if (!s.slot) {
+            // A spare. One we (or a previous master) spawned is surplus: shut it down.
+            if ((s.ours || s.watched) && shards_of(s.id).empty()) retire(s, "surplus slave");
+            return;
+        }
+        if (!reported_anything && !soft_started) send(s, protocol::full_start{});
+        grant_orphans();
+    }
+
+    void end_adoption() {
+        adopting_until.reset();
+        log({.event = "adoption_finished"});
+        for (std::uint32_t i = 0; i < slots.size(); ++i) {
+            if (slots[i].active.empty() && config.spawn_slaves) respawn(i);
+        }
+        grant_orphans();
+    }
+};
+
+// ==============================================================================================
+
+supervisor::supervisor(supervisor_config config, std::uint64_t first_id)
+    : s_(std::make_unique<state>(config, first_id)) {}
+supervisor::~supervisor() = default;
+
+const supervisor_config& supervisor::config() const noexcept { return s_->config; }
+
+std::vector<action> supervisor::take_actions() { return std::exchange(s_->out, {}); }
+
+void supervisor::start(mono_time now, std::chrono::milliseconds adopt_window) {
+    auto& s = *s_;
+    s.now = now;
+    if (s.started) return;
+    s.started = true;
+    s.log({.event = "master_started", .generation = s.generation, .count = s.config.shard_count});
+    if (adopt_window.count() > 0) {
+        s.adopting_until = now + s.ms(adopt_window);
+        s.log({.event = "adoption_started", .duration_ms = static_cast<double>(adopt_window.count())});
+        return;
+    }
+    s.end_adoption();
+}
+
+void supervisor::on_spawned(const std::string& slave, std::int64_t pid, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    slave_rec* r = s.find(slave);
+    if (!r) return;
+    r->pid = pid;
+    // Killed while the spawn was in flight (e.g. the master is stopping): finish the job.
+    if (r->phase == slave_phase::lost && r->alive) s.out.emplace_back(actions::kill_slave{r->id, pid});
+}
+
+void supervisor::on_spawn_failed(const std::string& slave, std::string reason, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    s.log({.event = "spawn_failed", .slave = slave, .reason = reason});
+    s.slave_dead(slave, "spawn failed: " + reason);
+}
+
+void supervisor::on_slave_connected(connection_id connection, const slave_hello_info& hello, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    slave_rec* r = s.find(hello.id);
+    if (r && !r->alive) r = nullptr;
+    if (r) {
+        if (r->connection && *r->connection != connection) {
+            s.out.emplace_back(actions::close_connection{*r->connection, "replaced", "the slave connected again"});
+            s.by_connection.erase(*r->connection);
+        }
+        if (r->phase == slave_phase::lost && (r->ours || r->watched)) {
+            // We already decided it is gone and are killing it; do not let it back in.
+            s.out.emplace_back(actions::close_connection{connection, "slave_lost", "this slave is being replaced"});
+            return;
+        }
+    } else {
+        slave_rec fresh{.id = hello.id, .generation = hello.generation, .pid = hello.pid, .spawned_at = now};
+        const auto slot = slot_of_spawned_id(hello.id);
+        fresh.watched = slot.has_value() && hello.pid > 0;  // spawned by a previous master
+        if (slot && *slot < s.slots.size() && s.slots[*slot].active.empty()) {
+            fresh.slot = slot;
+        } else if (!slot && !s.config.spawn_slaves) {
+            for (std::uint32_t i = 0; i < s.slots.size(); ++i) {
+                if (s.slots[i].active.empty()) {
+                    fresh.slot = i;
+                    break;
+                }
+            }
+        }
+        if (fresh.slot) s.slots[*fresh.slot].active = fresh.id;
+        r = &s.slaves.emplace(hello.id, std::move(fresh)).first->second;
+        if (r->watched) s.out.emplace_back(actions::watch_process{r->id, r->pid});
+        s.log({.event = r->watched ? "slave_adopted" : "slave_joined", .slave = r->id, .generation = hello.generation,
+               .slot = r->slot, .pid = hello.pid, .count = hello.shards.size()});
+    }
+    if (hello.pid > 0) r->pid = hello.pid;
+    r->connection = connection;
+    r->last_seen = now;
+    r->next_heartbeat = now + s.ms(s.config.heartbeat_interval);
+    s.by_connection[connection] = r->id;
+    s.log({.event = "slave_connected", .slave = r->id, .generation = r->generation, .slot = r->slot, .pid = r->pid,
+           .count = hello.shards.size()});
+
+    s.reconcile_reported_shards(*r, hello.shards);
+    switch (r->phase) {
+        case slave_phase::spawning:
+            s.activate(*r, !hello.shards.empty(), hello.soft_started);
+            break;
+        case slave_phase::retiring:
+            s.retire(*r, "shutdown requested before the reconnect");
+            break;
+        case slave_phase::soft_starting:
+            // The soft_start may have been lost with the old connection.
+            if (s.restart) s.send(*r, protocol::soft_start{.restart_id = s.restart->id});
+            break;
+        case slave_phase::lost:  // an external slave back within its grace
+            r->phase = slave_phase::running;
+            r->deadline.reset();
+            s.grant_orphans();
+            break;
+        case slave_phase::ready:
+        case slave_phase::running:
+            s.grant_orphans();
+            break;
+    }
+    if (s.adopting()) {
+        bool complete = true;
+        for (const auto& slot : s.slots) complete = complete && !slot.active.empty();
+        for (const auto& sh : s.shards) complete = complete && sh.phase != shard_phase::unowned;
+        if (complete) s.end_adoption();
+    }
+    s.pump_restart();
+}
+
+void supervisor::on_disconnected(connection_id connection, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    slave_rec* r = s.by_conn(connection);
+    if (!r) return;
+    s.by_connection.erase(connection);
+    r->connection.reset();
+    if (r->phase == slave_phase::retiring) {
+        s.log({.event = "slave_disconnected", .slave = r->id, .reason = "retiring"});
+        return;  // it is exiting; its exit (or the shutdown deadline) finishes the job
+    }
+    s.fail_slave(*r, "connection lost");
+}
+
+void supervisor::on_process_exited(const std::string& slave, std::string status, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    if (!s.find(slave)) return;
+    s.slave_dead(slave, status);
+}
+
+void supervisor::on_soft_start_complete(connection_id connection, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    slave_rec* r = s.by_conn(connection);
+    if (!r) return;
+    r->last_seen = now;
+    if (r->phase != slave_phase::soft_starting) {
+        s.log({.event = "stale_ack_ignored", .slave = r->id, .reason = "soft_start_complete without soft_start"});
+        return;
+    }
+    r->phase = slave_phase::ready;
+    r->deadline.reset();
+    std::size_t index = 0;
+    pair_rec* p = s.pair_of(r->id, &index);
+    if (p && p->to == r->id && !p->target_failed) s.on_target_ready(index);
+    s.pump_restart();
+}
+
+void supervisor::on_shard_started(connection_id connection, std::uint32_t shard, std::uint64_t epoch, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    slave_rec* r = s.by_conn(connection);
+    if (!r) return;
+    r->last_seen = now;
+    if (shard >= s.shards.size() || s.shards[shard].owner != r->id || s.shards[shard].epoch != epoch ||
+        s.shards[shard].phase != shard_phase::starting) {
+        s.log({.event = "stale_ack_ignored", .slave = r->id, .shard = shard, .epoch = epoch, .reason = "shard_started"});
+        return;
+    }
+    shard_rec& sh = s.shards[shard];
+    sh.phase = shard_phase::running;
+    s.log({.event = "shard_started", .slave = r->id, .shard = shard, .epoch = epoch,
+           .duration_ms = ms_between(sh.since, now)});
+    sh.since = now;
+}
+
+void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard, std::uint64_t epoch,
+                                  std::uint64_t migration, shared_bytes state, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    slave_rec* r = s.by_conn(connection);
+    if (!r) return;
+    r->last_seen = now;
+    const bool current = shard < s.shards.size() && s.shards[shard].owner == r->id && s.shards[shard].epoch == epoch &&
+                         s.shards[shard].phase == shard_phase::stopping && migration != 0 &&
+                         s.shards[shard].migration == migration && s.migrations.contains(migration);
+    if (!current) {
+        s.log({.event = migration == 0 ? "fence_acknowledged" : "stale_ack_ignored", .slave = r->id, .shard = shard,
+               .epoch = epoch, .migration = migration, .reason = "shard_stopped"});
+        return;
+    }
+    shard_rec& sh = s.shards[shard];
+    migration_rec& m = s.migrations.at(migration);
+    m.state = state ? std::move(state) : std::make_shared<const std::vector<std::byte>>();
+    sh.owner.clear();
+    s.log({.event = "shard_stopped", .slave = r->id, .shard = shard, .epoch = epoch, .migration = migration,
+           .duration_ms = ms_between(m.phase_started, now), .state_bytes = m.state->size()});
+    slave_rec* target = m.back_to_source ? nullptr : s.find(m.to);
+    if (target && target->usable()) {
+        s.resume_on(m, *target);
+    } else {
+        m.back_to_source = true;
+        s.resume_on(m, *r);
+    }
+}
+
+void supervisor::on_resumed(connection_id connection, std::uint32_t shard, std::uint64_t epoch,
+                            std::uint64_t migration, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    slave_rec* r = s.by_conn(connection);
+    if (!r) return;
+    r->last_seen = now;
+    if (shard >= s.shards.size() || s.shards[shard].owner != r->id || s.shards[shard].epoch != epoch ||
+        s.shards[shard].phase != shard_phase::resuming || s.shards[shard].migration != migration ||
+        !s.migrations.contains(migration)) {
+        s.log({.event = "stale_ack_ignored", .slave = r->id, .shard = shard, .epoch = epoch, .migration = migration,
+               .reason = "resumed"});
+        return;
+    }
+    shard_rec& sh = s.shards[shard];
+    sh.phase = shard_phase::running;
+    sh.since = now;
+    const bool rollback = s.migrations.at(migration).back_to_source;
+    s.end_migration(migration, rollback ? "migration_rolled_back" : "migration_completed",
+                    rollback ? "the new slave failed" : "", false);
+    s.pump_restart();
+    s.advance_stop();
+}
+
+void supervisor::on_shutdown_complete(connection_id connection, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    slave_rec* r = s.by_conn(connection);
+    if (!r) return;
+    r->last_seen = now;
+    s.log({.event = "shutdown_acknowledged", .slave = r->id});
+}
+
+void supervisor::on_heartbeat(connection_id connection, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    if (slave_rec* r = s.by_conn(connection)) r->last_seen = now;
+}
+
+void supervisor::on_slave_error(connection_id connection, std::string code, std::string message, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    slave_rec* r = s.by_conn(connection);
+    if (!r) return;
+    r->last_seen = now;
+    s.log({.event = "slave_reported_error", .slave = r->id, .reason = code + ": " + message});
+}
+
+void supervisor::on_tick(mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    if (s.adopting_until && now >= *s.adopting_until) s.end_adoption();
+
+    for (std::uint32_t i = 0; i < s.slots.size(); ++i) {
+        if (s.slots[i].respawn_at && now >= *s.slots[i].respawn_at) s.respawn(i);
+    }
+
+    // Collect first: failing a slave changes the maps being walked.
+    std::vector<std::pair<std::string, std::string>> to_fail;
+    std::vector<std::string> to_kill;
+    std::vector<std::string> to_bury;
+    const mono_time silence = s.ms(s.config.heartbeat_interval) * s.config.heartbeat_misses;
+    for (auto& [id, r] : s.slaves) {
+        if (!r.alive) continue;
+        if (r.deadline && now >= *r.deadline) {
+            switch (r.phase) {
+                case slave_phase::spawning: to_fail.emplace_back(id, "no hello before spawn_timeout"); break;
+                case slave_phase::soft_starting: to_fail.emplace_back(id, "soft_start_timeout"); break;
+                case slave_phase::retiring: to_kill.push_back(id); break;
+                case slave_phase::lost: to_bury.push_back(id); break;
+                default: break;
+            }
+            continue;
+        }
+        if (r.connection && r.phase != slave_phase::lost) {
+            if (now - r.last_seen > silence) {
+                to_fail.emplace_back(id, "heartbeat_timeout");
+                continue;
+            }
+            if (now >= r.next_heartbeat) {
+                s.send(r, protocol::heartbeat{.seq = ++r.heartbeat_seq});
+                r.next_heartbeat = now + s.ms(s.config.heartbeat_interval);
+            }
+        }
+    }
+    for (const auto& [id, m] : s.migrations) {
+        const bool stopping = m.phase == migration_phase::stopping;
+        const milliseconds limit = stopping ? s.config.stop_timeout : s.config.resume_timeout;
+        const slave_rec* who = s.awaited(m);
+        if (who && now - m.phase_started >= s.ms(limit)) {
+            to_fail.emplace_back(who->id, stopping ? "stop_timeout" : "resume_timeout");
+        }
+    }
+    for (const auto& sh : s.shards) {
+        const slave_rec* who = s.awaited(sh);
+        if (who && now - sh.since >= s.ms(s.config.start_timeout)) to_fail.emplace_back(who->id, "start_timeout");
+    }
+    for (const auto& id : to_kill) {
+        if (slave_rec* r = s.find(id); r && r->alive && r->phase == slave_phase::retiring) {
+            r->deadline.reset();
+            if (r->killable()) {
+                s.out.emplace_back(actions::kill_slave{r->id, r->pid});
+                s.log({.event = "slave_killed", .slave = r->id, .pid = r->pid, .reason = "shutdown_timeout"});
+            } else {
+                s.slave_dead(id, "did not exit after shutdown");
+            }
+        }
+    }
+    for (const auto& [id, reason] : to_fail) {
+        if (slave_rec* r = s.find(id)) s.fail_slave(*r, reason);
+    }
+    for (const auto& id : to_bury) {
+        if (slave_rec* r = s.find(id); r && r->phase == slave_phase::lost && r->deadline && now >= *r->deadline) {
+            s.slave_dead(id, "external slave did not come back within external_grace");
+        }
+    }
+    s.pump_restart();
+    s.advance_stop();
+}
+
+std::optional<mono_time> supervisor::next_deadline() const {
+    const auto& s = *s_;
+    std::optional<mono_time> next;
+    auto consider = [&](mono_time t) {
+        if (!next || t < *next) next = t;
+    };
+    if (s.exited) return std::nullopt;
+    if (s.adopting_until) consider(*s.adopting_until);
+    for (const auto& slot : s.slots) {
+        if (slot.respawn_at) consider(*slot.respawn_at);
+    }
+    const mono_time silence = s.ms(s.config.heartbeat_interval) * s.config.heartbeat_misses;
+    for (const auto& [id, r] : s.slaves) {
+        if (!r.alive) continue;
+        if (r.deadline) consider(*r.deadline);
+        if (r.connection && r.phase != slave_phase::lost) {
+            consider(r.last_seen + silence);
+            consider(r.next_heartbeat);
+        }
+    }
+    for (const auto& [id, m] : s.migrations) {
+        if (!s.awaited(m)) continue;
+        consider(m.phase_started + s.ms(m.phase == migration_phase::stopping ? s.config.stop_timeout : s.config.resume_timeout));
+    }
+    for (const auto& sh : s.shards) {
+        if (s.awaited(sh)) consider(sh.since + s.ms(s.config.start_timeout));
+    }
+    return next;
+}
+
+void supervisor::request_restart(mono_time now, std::string reason) {
+    auto& s = *s_;
+    s.now = now;
+    if (s.stopping) {
+        s.log({.event = "restart_refused", .reason = "the master is stopping"});
+        return;
+    }
+    if (s.restart) {
+        if (s.restart_queued) {
+            s.log({.event = "restart_already_queued", .restart = s.restart->id, .reason = reason});
+        } else {
+            s.restart_queued = true;
+            s.queued_reason = reason;
+            s.log({.event = "restart_queued", .restart = s.restart->id, .reason = reason});
+        }
+        return;
+    }
+    s.begin_restart(std::move(reason));
+}
+
+void supervisor::request_stop(mono_time now, bool immediate) {
+    auto& s = *s_;
+    s.now = now;
+    if (s.exited) return;
+    if (immediate) {
+        s.log({.event = "master_stopping", .reason = "immediate"});
+        for (auto& [id, r] : s.slaves) {
+            if (r.killable()) {
+                s.out.emplace_back(actions::kill_slave{r.id, r.pid});
+                s.log({.event = "slave_killed", .slave = r.id, .pid = r.pid, .reason = "master stopping immediately"});
+            }
+        }
+        s.exited = true;
+        s.log({.event = "master_stopped", .reason = "immediate"});
+        s.out.emplace_back(actions::exit_daemon{0});
+        return;
+    }
+    if (s.stopping) return;
+    s.stopping = true;
+    s.restart_queued = false;
+    for (auto& slot : s.slots) slot.respawn_at.reset();
+    if (s.restart) {
+        s.restart->queue.clear();
+        s.restart->failing = true;
+        if (s.restart->failure.empty()) s.restart->failure = "master stopping";
+    }
+    s.log({.event = "master_stopping", .reason = "graceful"});
+    s.pump_restart();
+    s.advance_stop();
+}
+
+void supervisor::apply_config(const supervisor_config& config, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    supervisor_config next = config;
+    next.shard_count = s.config.shard_count;
+    next.slave_count = s.config.slave_count;
+    next.spawn_slaves = s.config.spawn_slaves;
+    s.config = next;
+    s.pump_restart();
+}
+
+supervisor_status supervisor::status(mono_time now) const {
+    const auto& s = *s_;
+    supervisor_status st;
+    st.generation = s.generation;
+    st.restarts_completed = s.restarts_completed;
+    st.restarts_failed = s.restarts_failed;
+    st.restart_queued = s.restart_queued;
+    st.stopping = s.stopping;
+    std::map<std::string, std::uint32_t> counts;
+    for (std::uint32_t i = 0; i < s.shards.size(); ++i) {
+        const shard_rec& sh = s.shards[i];
+        st.shards.push_back({.shard = i, .owner = sh.owner, .epoch = sh.epoch, .phase = name(sh.phase)});
+        if (!sh.owner.empty()) ++counts[sh.owner];
+        if (sh.phase == shard_phase::running) ++st.shards_running;
+    }
+    for (const auto& [id, r] : s.slaves) {
+        st.slaves.push_back({.id = id, .slot = r.slot, .generation = r.generation, .pid = r.pid, .phase = name(r.phase),
+                             .connected = r.connection.has_value(), .spawned_here = r.ours, .shards = counts[id]});
+    }
+    if (s.restart) {
+        restart_status rs{.id = s.restart->id, .in_flight = s.in_flight, .elapsed_ms = ms_between(s.restart->started, now),
+                          .failing = s.restart->failing};
+        for (const pair_rec& p : s.restart->pairs) {
+            ++rs.slaves_total;
+            if (p.phase == pair_phase::done) ++rs.slaves_done;
+            rs.migrations_done += p.moved;
+            rs.migrations_total += p.total;
+        }
+        st.restart = rs;
+    }
+    return st;
+}
+
+}  // namespace meshmaster::master
