@@ -6,6 +6,24 @@ list(APPEND CMAKE_PREFIX_PATH "${PROJECT_SOURCE_DIR}/.deps/msgpack/usr")
 find_package(Boost 1.81.0 EXACT REQUIRED CONFIG) # header-only parts: System, Endian, Asio, Beast
 find_package(msgpack REQUIRED CONFIG)            # imported target msgpackc-cxx
 find_package(fmt REQUIRED CONFIG)
+find_package(OpenSSL 3 REQUIRED)  # HMAC challenge-response, random nonces, TLS
 if(MESHMASTER_UNIT_TESTS AND NOT MESHMASTER_FUZZ)
   find_package(doctest REQUIRED CONFIG)
+endif()
+
+if(MESHMASTER_PROGRAMS AND NOT MESHMASTER_FUZZ)
+  set(THREADS_PREFER_PTHREAD_FLAG ON)
+  find_package(Threads REQUIRED)
+  find_package(CLI11 REQUIRED CONFIG)  # command lines
+  # The daemon's TOML config file. CLI11 2.1 can read TOML too, but maps [sections] only onto
+  # subcommands; toml++ reads the sectioned file and reports errors with line and column.
+  find_package(tomlplusplus REQUIRED CONFIG)
+  target_compile_definitions(tomlplusplus::tomlplusplus INTERFACE TOML_HEADER_ONLY=0 TOML_SHARED_LIB=1)
+
+  # Everything that uses Boost.Asio links this: Asio is header-only, but wants threads and, with
+  # g++ 12, the aligned-allocation switch set globally in MeshmasterCompileOptions.cmake.
+  add_library(meshmaster_asio INTERFACE)
+  target_link_libraries(meshmaster_asio INTERFACE Boost::headers Threads::Threads)
+  target_compile_definitions(meshmaster_asio INTERFACE BOOST_ASIO_NO_DEPRECATED)
+  add_library(meshmaster::asio ALIAS meshmaster_asio)
 endif()
