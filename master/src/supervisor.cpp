@@ -280,6 +280,21 @@ struct supervisor::state {
              .state_bytes = size});
     }
 
+    // An acknowledgement about a grant that is not current: it changes nothing; log it and tell
+    // the slave why.
+    void refuse_stale(slave_rec& s, std::string_view what, std::uint32_t shard, std::uint64_t epoch,
+                      std::uint64_t migration = 0) {
+        const std::string why =
+            shard < shards.size()
+                ? fmt::format("{} for shard {} at epoch {}: the shard is at epoch {} ({}{})", what, shard, epoch,
+                              shards[shard].epoch, shards[shard].owner.empty() ? "unowned" : "held by " + shards[shard].owner,
+                              shards[shard].owner == s.id ? ", " + std::string(name(shards[shard].phase)) : "")
+                : fmt::format("{} for shard {}: no such shard", what, shard);
+        log({.event = "stale_ack_ignored", .slave = s.id, .shard = shard, .epoch = epoch,
+             .migration = migration ? std::optional(migration) : std::nullopt, .reason = why});
+        send(s, protocol::error_message{.code = "stale_epoch", .message = why, .shard = shard, .epoch = epoch});
+    }
+
     void fence(slave_rec& s, std::uint32_t shard, std::uint64_t stale_epoch, std::string reason) {
         send(s, protocol::stop_shard{.shard = shard, .epoch = stale_epoch, .migration_id = 0});
         log({.event = "shard_fenced", .slave = s.id, .shard = shard, .epoch = stale_epoch, .reason = std::move(reason)});
@@ -404,7 +419,16 @@ struct supervisor::state {
         return s;
     }
 
-    std::size_t active_pairs() const {
+    // Pairs using the surge: a retiring one has handed all its shards over, so the next pair may
+    // start while the old slave exits.
+    std::size_t preparing_pairs() const {
+        std::size_t n = 0;
+        for (const pair_rec& p : restart->pairs) {
+            if (p.phase == pair_phase::spawning || p.phase == pair_phase::soft_starting || p.phase == pair_phase::migrating) ++n;
+        }
+        return n;
+    }
+    std::size_t unfinished_pairs() const {
         std::size_t n = 0;
         for (const pair_rec& p : restart->pairs) {
             if (p.phase != pair_phase::waiting && p.phase != pair_phase::done) ++n;
@@ -415,7 +439,7 @@ struct supervisor::state {
     void pump_restart() {
         if (!restart) return;
         const std::size_t surge = std::max<std::uint32_t>(1, config.restart_surge);
-        while (!restart->failing && !stopping && restart->next_pair < restart->pairs.size() && active_pairs() < surge) {
+        while (!restart->failing && !stopping && restart->next_pair < restart->pairs.size() && preparing_pairs() < surge) {
             start_pair(restart->next_pair++);
         }
         while (!stopping && in_flight < std::max<std::uint32_t>(1, config.migration_concurrency) && !restart->queue.empty()) {
@@ -427,7 +451,7 @@ struct supervisor::state {
         for (std::size_t i = 0; i < restart->pairs.size(); ++i) check_pair(i);
         if (!restart) return;
         const bool all_started = restart->failing || stopping || restart->next_pair == restart->pairs.size();
-        if (all_started && active_pairs() == 0 && in_flight == 0) finish_restart();
+        if (all_started && unfinished_pairs() == 0 && in_flight == 0) finish_restart();
     }
 
     void finish_restart() {
@@ -981,7 +1005,7 @@ void supervisor::on_shard_started(connection_id connection, std::uint32_t shard,
     r->last_seen = now;
     if (shard >= s.shards.size() || s.shards[shard].owner != r->id || s.shards[shard].epoch != epoch ||
         s.shards[shard].phase != shard_phase::starting) {
-        s.log({.event = "stale_ack_ignored", .slave = r->id, .shard = shard, .epoch = epoch, .reason = "shard_started"});
+        s.refuse_stale(*r, "shard_started", shard, epoch);
         return;
     }
     shard_rec& sh = s.shards[shard];
@@ -1002,8 +1026,11 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
                          s.shards[shard].phase == shard_phase::stopping && migration != 0 &&
                          s.shards[shard].migration == migration && s.migrations.contains(migration);
     if (!current) {
-        s.log({.event = migration == 0 ? "fence_acknowledged" : "stale_ack_ignored", .slave = r->id, .shard = shard,
-               .epoch = epoch, .migration = migration, .reason = "shard_stopped"});
+        if (migration == 0) {
+            s.log({.event = "fence_acknowledged", .slave = r->id, .shard = shard, .epoch = epoch});
+        } else {
+            s.refuse_stale(*r, "shard_stopped", shard, epoch, migration);
+        }
         return;
     }
     shard_rec& sh = s.shards[shard];
@@ -1031,8 +1058,7 @@ void supervisor::on_resumed(connection_id connection, std::uint32_t shard, std::
     if (shard >= s.shards.size() || s.shards[shard].owner != r->id || s.shards[shard].epoch != epoch ||
         s.shards[shard].phase != shard_phase::resuming || s.shards[shard].migration != migration ||
         !s.migrations.contains(migration)) {
-        s.log({.event = "stale_ack_ignored", .slave = r->id, .shard = shard, .epoch = epoch, .migration = migration,
-               .reason = "resumed"});
+        s.refuse_stale(*r, "resumed", shard, epoch, migration);
         return;
     }
     shard_rec& sh = s.shards[shard];

@@ -3,6 +3,7 @@
 #include "sim_world.hpp"
 
 #include <meshmaster/master/supervisor.hpp>
+#include <meshmaster/protocol/codec.hpp>
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
@@ -172,9 +173,19 @@ TEST_CASE("acknowledgements with a stale epoch change nothing") {
     (void)core.take_actions();
     core.on_shard_started(7, 0, 99, 3ms);  // granted at epoch 1, not 99
     auto acts = core.take_actions();
-    REQUIRE(acts.size() == 1);
+    REQUIRE(acts.size() == 2);
     const auto& r = std::get<actions::log_event>(acts[0]).record;
     CHECK(r.event == "stale_ack_ignored");
+    CHECK(r.reason == "shard_started for shard 0 at epoch 99: the shard is at epoch 1 (held by s0-g1, starting)");
+    // The slave is told why, with the shard and epoch concerned.
+    const auto& reply = std::get<actions::send_frame>(acts[1]);
+    CHECK(reply.connection == 7);
+    auto decoded = meshmaster::protocol::decode_body<meshmaster::protocol::error_message>(
+        meshmaster::protocol::bytes_view(reply.frames).subspan(meshmaster::protocol::frame_header_size));
+    REQUIRE(decoded.has_value());
+    CHECK(decoded->code == "stale_epoch");
+    CHECK(decoded->shard == 0u);
+    CHECK(decoded->epoch == 99u);
     CHECK(core.status(3ms).shards[0].phase == "starting");
     core.on_shard_started(7, 0, 1, 4ms);
     CHECK(core.status(4ms).shards[0].phase == "running");

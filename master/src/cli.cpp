@@ -1,0 +1,311 @@
+#include "cli.hpp"
+
+#include "daemon_config.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <thread>
+#include <unistd.h>
+
+namespace meshmaster::master::cli {
+
+namespace json = boost::json;
+
+namespace {
+
+// One request line to the daemon, then a callback for every reply line until the daemon closes.
+class control_client {
+public:
+    explicit control_client(const std::string& path) {
+        fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        if (path.size() >= sizeof addr.sun_path) {
+            error_ = "control socket path too long";
+            return;
+        }
+        std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+        if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+            error_ = fmt::format("no meshmaster answers on {}: {}", path, std::strerror(errno));
+        }
+    }
+    ~control_client() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    [[nodiscard]] const std::string& error() const { return error_; }
+
+    bool request(const json::object& req) {
+        const std::string line = json::serialize(req) + "\n";
+        return ::send(fd_, line.data(), line.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(line.size());
+    }
+
+    // The next reply line as JSON, or nothing when the daemon closed the connection.
+    std::optional<json::value> next() {
+        while (true) {
+            if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
+                const std::string line = buffer_.substr(0, nl);
+                buffer_.erase(0, nl + 1);
+                boost::system::error_code ec;
+                json::value v = json::parse(line, ec);
+                if (!ec) return v;
+                continue;
+            }
+            char chunk[4096];
+            const ssize_t n = ::read(fd_, chunk, sizeof chunk);
+            if (n <= 0) return std::nullopt;
+            buffer_.append(chunk, static_cast<std::size_t>(n));
+        }
+    }
+
+private:
+    int fd_ = -1;
+    std::string buffer_;
+    std::string error_;
+};
+
+std::string text(const json::value& v) {
+    if (v.is_string()) return std::string(v.as_string());
+    if (v.is_null()) return "-";
+    return json::serialize(v);
+}
+
+std::string progress_line(const json::object& r) {
+    return fmt::format("restart {}: {}/{} shards moved, {}/{} slaves, {} in flight, {:.1f} s{}", text(r.at("id")),
+                       text(r.at("migrations_done")), text(r.at("migrations_total")), text(r.at("slaves_done")),
+                       text(r.at("slaves_total")), text(r.at("in_flight")), r.at("elapsed_ms").to_number<double>() / 1000,
+                       r.at("failing").as_bool() ? " (failing: rolling back)" : "");
+}
+
+}  // namespace
+
+int status(const std::string& path, bool as_json) {
+    control_client c(path);
+    if (!c.error().empty()) {
+        fmt::print(stderr, "{}\n", c.error());
+        return 69;
+    }
+    c.request({{"command", "status"}});
+    auto reply = c.next();
+    if (!reply || !reply->is_object()) {
+        fmt::print(stderr, "no answer from meshmaster on {}\n", path);
+        return 69;
+    }
+    const json::object& s = reply->as_object();
+    if (as_json) {
+        fmt::print("{}\n", json::serialize(s));
+        return 0;
+    }
+    fmt::print("meshmaster on {}  generation {}  shards {}/{} running  restarts {} completed, {} failed{}{}\n",
+               text(s.at("listen")), text(s.at("generation")), text(s.at("shards_running")), text(s.at("shard_count")),
+               text(s.at("restarts_completed")), text(s.at("restarts_failed")),
+               s.at("restart_queued").as_bool() ? "  (one queued)" : "", s.at("stopping").as_bool() ? "  STOPPING" : "");
+    if (s.at("restart").is_object()) fmt::print("{}\n", progress_line(s.at("restart").as_object()));
+    fmt::print("\n{:<14} {:>5} {:>8} {:<14} {:>6} {:>10} {}\n", "SLAVE", "SLOT", "PID", "PHASE", "SHARDS", "GENERATION", "");
+    for (const auto& v : s.at("slaves").as_array()) {
+        const json::object& sl = v.as_object();
+        std::string range;
+        std::int64_t first = -1, last = -1, epoch_min = -1, epoch_max = -1;
+        for (const auto& sh : s.at("shards").as_array()) {
+            const json::object& o = sh.as_object();
+            if (o.at("owner").as_string() != sl.at("id").as_string()) continue;
+            const std::int64_t n = o.at("shard").to_number<std::int64_t>();
+            const std::int64_t e = o.at("epoch").to_number<std::int64_t>();
+            if (first < 0) first = n;
+            last = n;
+            epoch_min = epoch_min < 0 ? e : std::min(epoch_min, e);
+            epoch_max = std::max(epoch_max, e);
+        }
+        if (first >= 0) {
+            range = fmt::format("shards {}..{}, epochs {}", first, last,
+                                epoch_min == epoch_max ? std::to_string(epoch_min) : fmt::format("{}..{}", epoch_min, epoch_max));
+        }
+        fmt::print("{:<14} {:>5} {:>8} {:<14} {:>6} {:>10} {}{}\n", text(sl.at("id")), text(sl.at("slot")), text(sl.at("pid")),
+                   text(sl.at("phase")), text(sl.at("shards")), text(sl.at("generation")), range,
+                   sl.at("connected").as_bool() ? "" : "  (disconnected)");
+    }
+    return 0;
+}
+
+int restart(const std::string& path, bool wait) {
+    control_client c(path);
+    if (!c.error().empty()) {
+        fmt::print(stderr, "{}\n", c.error());
+        return 69;
+    }
+    c.request({{"command", "restart"}, {"wait", wait}});
+    auto accepted = c.next();
+    if (!accepted || !accepted->is_object()) {
+        fmt::print(stderr, "no answer from meshmaster on {}\n", path);
+        return 69;
+    }
+    const json::object& a = accepted->as_object();
+    fmt::print("restart {}{}\n", a.at("queued").as_bool() ? "queued behind the running one" : "started",
+               a.at("restart").is_null() ? "" : fmt::format(" (id {})", text(a.at("restart"))));
+    if (!wait) return 0;
+    const bool tty = ::isatty(STDOUT_FILENO);
+    auto last_print = std::chrono::steady_clock::now() - std::chrono::seconds(10);
+    while (auto line = c.next()) {
+        const json::object& o = line->as_object();
+        if (const auto* p = o.if_contains("progress"); p && p->is_object()) {
+            // A live line on a terminal; one line a second in a log.
+            if (tty) {
+                fmt::print("\r\033[K{}", progress_line(p->as_object()));
+                std::fflush(stdout);
+            } else if (std::chrono::steady_clock::now() - last_print >= std::chrono::seconds(1)) {
+                fmt::print("{}\n", progress_line(p->as_object()));
+                std::fflush(stdout);
+                last_print = std::chrono::steady_clock::now();
+            }
+            continue;
+        }
+        if (const auto* f = o.if_contains("finished")) {
+            if (tty) fmt::print("\r\033[K");
+            const bool ok = f->as_string() == "completed";
+            fmt::print("restart {} {} in {:.3f} s, {} shards moved{}\n", text(o.at("restart")), ok ? "completed" : "FAILED",
+                       o.at("duration_ms").to_number<double>() / 1000, text(o.at("shards_moved")),
+                       ok ? "" : ": " + text(o.at("reason")));
+            return ok ? 0 : 1;
+        }
+    }
+    fmt::print(stderr, "\nthe daemon closed the connection before the restart finished\n");
+    return 1;
+}
+
+int simple(const std::string& path, const std::string& command) {
+    control_client c(path);
+    if (!c.error().empty()) {
+        fmt::print(stderr, "{}\n", c.error());
+        return 69;
+    }
+    c.request({{"command", command}});
+    auto reply = c.next();
+    if (!reply) return 69;
+    fmt::print("{}\n", json::serialize(*reply));
+    return 0;
+}
+
+// --- events ----------------------------------------------------------------------------------
+
+namespace {
+
+struct since_point {
+    std::optional<std::string> time;  // ISO-8601, compared as text (same format)
+    std::optional<std::uint64_t> seq;
+};
+
+std::optional<since_point> parse_since(const std::string& s) {
+    if (s.empty()) return since_point{};
+    if (s[0] == '#') return since_point{.seq = std::strtoull(s.c_str() + 1, nullptr, 10)};
+    if (auto d = parse_duration(s)) {
+        const auto t = std::chrono::system_clock::now() - *d;
+        const auto secs = std::chrono::floor<std::chrono::seconds>(t);
+        return since_point{.time = fmt::format("{:%Y-%m-%dT%H:%M:%S}", fmt::gmtime(std::chrono::system_clock::to_time_t(secs)))};
+    }
+    if (s.size() >= 10 && s[4] == '-') return since_point{.time = s};
+    return std::nullopt;
+}
+
+bool matches(const json::object& o, const event_filter& f, const since_point& since) {
+    if (!f.types.empty()) {
+        const auto* e = o.if_contains("event");
+        if (!e || !e->is_string()) return false;
+        const std::string_view name = e->as_string();
+        bool any = false;
+        for (const auto& t : f.types) {
+            any = any || (t.ends_with('*') ? name.starts_with(std::string_view(t).substr(0, t.size() - 1)) : name == t);
+        }
+        if (!any) return false;
+    }
+    if (f.slave) {
+        const auto* s = o.if_contains("slave");
+        const auto* p = o.if_contains("peer");
+        const bool hit = (s && s->is_string() && s->as_string() == *f.slave) || (p && p->is_string() && p->as_string() == *f.slave);
+        if (!hit) return false;
+    }
+    if (f.shard) {
+        const auto* s = o.if_contains("shard");
+        if (!s || !s->is_number() || s->to_number<std::uint32_t>() != *f.shard) return false;
+    }
+    if (since.seq) {
+        const auto* s = o.if_contains("seq");
+        if (!s || s->to_number<std::uint64_t>() < *since.seq) return false;
+    }
+    if (since.time) {
+        const auto* t = o.if_contains("time");
+        if (!t || !t->is_string() || std::string_view(t->as_string()) < *since.time) return false;
+    }
+    return true;
+}
+
+void print_human(const json::object& o) {
+    const std::string time = o.contains("time") ? text(o.at("time")) : "";
+    std::string line = fmt::format("{} {:>6} {:<24}", time.size() > 19 ? time.substr(0, 10) + " " + time.substr(11, 12) : time,
+                                   o.contains("seq") ? text(o.at("seq")) : "", o.contains("event") ? text(o.at("event")) : "?");
+    for (const auto& [key, value] : o) {
+        if (key == "time" || key == "seq" || key == "event" || key == "mono_ms") continue;
+        if (key == "duration_ms" || key == "pause_ms") {
+            line += fmt::format(" {}={:.3f}ms", std::string_view(key).substr(0, key.size() - 3), value.to_number<double>());
+        } else {
+            line += fmt::format(" {}={}", std::string_view(key), text(value));
+        }
+    }
+    fmt::print("{}\n", line);
+}
+
+}  // namespace
+
+int events(const std::string& path, const event_filter& filter, bool as_json, bool follow) {
+    const auto since = parse_since(filter.since.value_or(""));
+    if (!since) {
+        fmt::print(stderr, "--since: '{}' is not a duration (5m), an ISO time or a sequence number (#812)\n", *filter.since);
+        return 64;
+    }
+    std::ifstream in(path);
+    if (!in && !follow) {
+        fmt::print(stderr, "cannot read the event log {}\n", path);
+        return 1;
+    }
+    struct stat st {};
+    ino_t inode = ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+    std::string partial;
+    while (true) {
+        std::string line;
+        while (in && std::getline(in, line)) {
+            if (in.eof()) {  // a line still being written: keep it for the next round
+                partial += line;
+                break;
+            }
+            line = partial + line;
+            partial.clear();
+            boost::system::error_code ec;
+            json::value v = json::parse(line, ec);
+            if (ec || !v.is_object() || !matches(v.as_object(), filter, *since)) continue;
+            if (as_json) fmt::print("{}\n", line);
+            else print_human(v.as_object());
+        }
+        if (!follow) return 0;
+        std::fflush(stdout);
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        // Rotation: the path now names another file; finish the old one, then switch.
+        if (::stat(path.c_str(), &st) == 0 && st.st_ino != inode) {
+            in = std::ifstream(path);
+            inode = st.st_ino;
+            partial.clear();
+            continue;
+        }
+        in.clear();
+    }
+}
+
+}  // namespace meshmaster::master::cli

@@ -1,0 +1,32 @@
+// The client side of the CLI: `meshmaster status`, `restart` and `events`. No Asio: plain
+// blocking POSIX sockets to the daemon's control socket, and plain file reads of the event log.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace meshmaster::master::cli {
+
+/// `meshmaster status [--json]`. Exit code: 0, or 69 when no daemon answers.
+int status(const std::string& control_socket, bool as_json);
+
+/// `meshmaster restart [--wait]`: 0 accepted (or completed), 1 failed, 69 no daemon.
+int restart(const std::string& control_socket, bool wait);
+
+/// `meshmaster reload` and `meshmaster stop`: 0, or 69 when no daemon answers.
+int simple(const std::string& control_socket, const std::string& command);
+
+struct event_filter {
+    std::vector<std::string> types;   ///< event names (a trailing * matches a prefix)
+    std::optional<std::string> slave;
+    std::optional<std::uint32_t> shard;
+    std::optional<std::string> since; ///< "5m" (ago), an ISO time, or a sequence number "#812"
+};
+
+/// `meshmaster events`: prints matching records (as JSON lines with `as_json`), following the file
+/// as it grows when `follow` is set (also across a rotation). 0, or 1 when the log cannot be read.
+int events(const std::string& path, const event_filter& filter, bool as_json, bool follow);
+
+}  // namespace meshmaster::master::cli

@@ -1,0 +1,768 @@
+#include "daemon.hpp"
+
+#include "event_log.hpp"
+#include "spawner.hpp"
+
+#include <meshmaster/master/supervisor.hpp>
+#include <meshmaster/protocol/auth.hpp>
+#include <meshmaster/protocol/codec.hpp>
+#include <meshmaster/protocol/frame_decoder.hpp>
+#include <meshmaster/protocol/state_transfer.hpp>
+#include <meshmaster/protocol/version.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <fmt/format.h>
+
+#include <csignal>
+#include <deque>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+namespace meshmaster::master {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+namespace p = meshmaster::protocol;
+using asio::awaitable;
+using asio::use_awaitable;
+using asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
+
+void log_line(std::string_view level, std::string_view msg, json::object extra = {}) {
+    json::object o;
+    o["time"] = iso8601(std::chrono::system_clock::now());
+    o["level"] = level;
+    o["component"] = "meshmaster";
+    o["msg"] = msg;
+    for (auto& [k, v] : extra) o[k] = v;
+    const std::string line = json::serialize(o) + "\n";
+    (void)!::write(STDERR_FILENO, line.data(), line.size());
+}
+
+std::string hex(const p::nonce& bytes) {
+    std::string s;
+    for (std::byte b : bytes) s += fmt::format("{:02x}", static_cast<unsigned>(b));
+    return s;
+}
+
+struct connection {
+    connection(connection_id i, tcp::socket s, std::uint64_t max_frame, std::uint64_t max_state)
+        : id(i), socket(std::move(s)), decoder(max_frame), assembler(max_state) {}
+    connection_id id;
+    tcp::socket socket;
+    std::string peer;
+    p::frame_decoder decoder;
+    p::state_assembler assembler;
+    std::vector<std::byte> out;
+    std::vector<std::byte> writing;
+    bool write_in_progress = false;
+    bool closing = false;
+    bool registered = false;  // known to the core (authenticated)
+    std::string slave;
+};
+
+}  // namespace
+
+class daemon_runtime {
+public:
+    daemon_runtime(daemon_config config, config_loader reload)
+        : cfg_(std::move(config)), reload_(std::move(reload)), core_(cfg_.supervisor, first_id()),
+          log_(cfg_.event_log), spawner_(io_, spawner_callbacks()), acceptor_(io_), control_(io_), timer_(io_),
+          signals_(io_, SIGUSR1, SIGUSR2, SIGHUP) {
+        signals_.add(SIGTERM);
+        signals_.add(SIGINT);
+    }
+
+    int run() {
+        if (int rc = listen(); rc != 0) return rc;
+        if (int rc = open_control(); rc != 0) return rc;
+        if (int rc = load_secret(); rc != 0) return rc;
+        origin_ = std::chrono::steady_clock::now();
+
+        // A previous master that crashed may have left slaves running: give them a moment to come
+        // back and report their shards before spawning anything. After a clean stop (or on a fresh
+        // event log) there is nobody to wait for.
+        milliseconds adopt{0};
+        if (auto last = event_log::last_record(cfg_.event_log)) {
+            const auto* name = last->if_contains("event");
+            if (!name || !name->is_string() || name->as_string() != "master_stopped") adopt = cfg_.adopt_window;
+        }
+        log_line("info", "meshmaster started",
+                 {{"listen", slave_address_}, {"control_socket", cfg_.control_socket}, {"event_log", cfg_.event_log},
+                  {"shards", cfg_.supervisor.shard_count}, {"slaves", cfg_.supervisor.slave_count},
+                  {"adopt_window_ms", adopt.count()}});
+        drive([&] { core_.start(now(), adopt); });
+
+        asio::co_spawn(io_, accept_slaves(), asio::detached);
+        asio::co_spawn(io_, accept_control(), asio::detached);
+        asio::co_spawn(io_, timer_loop(), asio::detached);
+        asio::co_spawn(io_, signal_loop(), asio::detached);
+        io_.run();
+        ::unlink(cfg_.control_socket.c_str());
+        return exit_code_;
+    }
+
+private:
+    static std::uint64_t first_id() {
+        // Migration and restart ids stay unique across master restarts: start from the clock.
+        const auto ms = std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+        return static_cast<std::uint64_t>(ms.count()) * 1000;
+    }
+
+    mono_time now() const { return std::chrono::steady_clock::now() - origin_; }
+
+    // --- driving the core ---------------------------------------------------------------------
+
+    template <class F>
+    void drive(F&& f) {
+        f();
+        execute(core_.take_actions());
+        rearm();
+    }
+
+    void rearm() {
+        if (auto next = core_.next_deadline()) {
+            timer_.expires_at(origin_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(*next));
+        } else {
+            timer_.expires_at(std::chrono::steady_clock::time_point::max());
+        }
+    }
+
+    void execute(std::vector<action> actions) {
+        for (action& a : actions) {
+            std::visit([&](auto& act) { perform(act); }, a);
+        }
+    }
+
+    void perform(actions::send_frame& a) {
+        if (auto c = find(a.connection)) send_bytes(c, a.frames);
+    }
+    void perform(actions::spawn_slave& a) {
+        std::vector<std::string> env = cfg_.slave_env;
+        env.push_back("MESHMASTER_ADDR=" + slave_address_);
+        env.push_back("MESHMASTER_SLAVE_ID=" + a.slave);
+        env.push_back(fmt::format("MESHMASTER_GENERATION={}", a.generation));
+        env.push_back(fmt::format("MESHMASTER_SLOT={}", a.slot));
+        spawner_.spawn({.slave = a.slave, .argv = cfg_.slave_command, .environment = std::move(env), .secret = secret_});
+    }
+    void perform(actions::watch_process& a) { spawner_.watch(a.slave, a.pid); }
+    void perform(actions::kill_slave& a) { spawner_.kill(a.slave, a.pid); }
+    void perform(actions::close_connection& a) {
+        if (auto c = find(a.connection)) close_with_error(c, a.code, a.message);
+    }
+    void perform(actions::log_event& a) {
+        log_.write(a.record, std::chrono::system_clock::now(),
+                   std::chrono::duration<double, std::milli>(now()).count());
+        if (a.record.event == "restart_completed" || a.record.event == "restart_failed") {
+            restart_outcomes_.push_back(a.record);
+        }
+    }
+    void perform(actions::exit_daemon& a) {
+        exit_code_ = a.code;
+        log_line("info", "meshmaster stopped");
+        // Let goodbye frames leave, then stop.
+        asio::co_spawn(io_, finish(), asio::detached);
+    }
+
+    awaitable<void> finish() {
+        for (int i = 0; i < 20; ++i) {
+            bool pending = false;
+            for (auto& [id, c] : connections_) pending = pending || c->write_in_progress;
+            if (!pending) break;
+            asio::steady_timer t(io_);
+            t.expires_after(milliseconds(10));
+            co_await t.async_wait(tuple_awaitable);
+        }
+        io_.stop();
+    }
+
+    void log_event(event_record r) {
+        log_.write(r, std::chrono::system_clock::now(), std::chrono::duration<double, std::milli>(now()).count());
+    }
+
+    // --- slave connections ----------------------------------------------------------------------
+
+    std::shared_ptr<connection> find(connection_id id) {
+        auto it = connections_.find(id);
+        return it == connections_.end() ? nullptr : it->second;
+    }
+
+    void send_bytes(const std::shared_ptr<connection>& c, std::span<const std::byte> bytes) {
+        if (c->closing) return;
+        // A slave that stops reading must not make the master's memory grow without bound.
+        if (c->out.size() + bytes.size() > cfg_.max_state_size + cfg_.max_frame_size * 4) {
+            log_event({.event = "connection_dropped", .slave = c->slave, .reason = "the slave stopped reading: output queue full"});
+            c->closing = true;
+            boost::system::error_code ignored;
+            c->socket.close(ignored);
+            return;
+        }
+        c->out.insert(c->out.end(), bytes.begin(), bytes.end());
+        flush(c);
+    }
+
+    template <class Message>
+    void send(const std::shared_ptr<connection>& c, const Message& m) {
+        std::vector<std::byte> bytes;
+        if (p::encode(m, bytes)) send_bytes(c, bytes);
+    }
+
+    void close_with_error(const std::shared_ptr<connection>& c, const std::string& code, const std::string& message) {
+        if (c->closing) return;
+        send(c, p::error_message{.code = code, .message = message, .fatal = true});
+        c->closing = true;
+        flush(c);
+    }
+
+    void flush(const std::shared_ptr<connection>& c) {
+        if (c->write_in_progress) return;
+        if (c->out.empty()) {
+            if (c->closing) {
+                boost::system::error_code ignored;
+                c->socket.shutdown(tcp::socket::shutdown_both, ignored);
+                c->socket.close(ignored);
+            }
+            return;
+        }
+        c->write_in_progress = true;
+        asio::co_spawn(io_, write_loop(c), asio::detached);
+    }
+
+    awaitable<void> write_loop(std::shared_ptr<connection> c) {
+        while (!c->out.empty() && c->socket.is_open()) {
+            c->writing.clear();
+            std::swap(c->writing, c->out);
+            auto [ec, n] = co_await asio::async_write(c->socket, asio::buffer(c->writing), tuple_awaitable);
+            if (ec) {
+                boost::system::error_code ignored;
+                c->socket.close(ignored);
+                c->out.clear();
+                break;
+            }
+        }
+        c->write_in_progress = false;
+        if (c->closing) flush(c);
+    }
+
+    awaitable<void> accept_slaves() {
+        while (true) {
+            auto [ec, socket] = co_await acceptor_.async_accept(tuple_awaitable);
+            if (ec) {
+                if (ec == asio::error::operation_aborted) co_return;
+                log_line("warn", "accept failed", {{"error", ec.message()}});
+                continue;
+            }
+            boost::system::error_code ignored;
+            const auto remote = socket.remote_endpoint(ignored);
+            const std::string peer = fmt::format("{}:{}", remote.address().to_string(), remote.port());
+            if (connections_.size() >= cfg_.max_connections) {
+                log_event({.event = "connection_refused", .reason = fmt::format("{}: connection limit ({}) reached", peer, cfg_.max_connections)});
+                socket.close(ignored);
+                continue;
+            }
+            socket.set_option(tcp::no_delay(true), ignored);
+            auto c = std::make_shared<connection>(next_connection_++, std::move(socket), cfg_.max_frame_size, cfg_.max_state_size);
+            c->peer = peer;
+            connections_[c->id] = c;
+            asio::co_spawn(io_, session(c), asio::detached);
+        }
+    }
+
+    void refuse(const std::shared_ptr<connection>& c, const std::string& code, const std::string& why, bool fatal) {
+        log_event({.event = "frame_refused", .slave = c->slave.empty() ? c->peer : c->slave,
+                   .reason = fmt::format("{}: {}", code, why)});
+        if (fatal) {
+            close_with_error(c, code, why);
+        } else {
+            send(c, p::error_message{.code = code, .message = why});
+        }
+    }
+
+    // Reads what is available into the decoder; false when the connection ended.
+    awaitable<bool> read_some(const std::shared_ptr<connection>& c) {
+        auto space = c->decoder.prepare(64 * 1024);
+        auto [ec, n] = co_await c->socket.async_read_some(asio::buffer(space.data(), space.size()), tuple_awaitable);
+        if (ec) co_return false;
+        c->decoder.commit(n);
+        co_return true;
+    }
+
+    awaitable<void> session(std::shared_ptr<connection> c) {
+        co_await (handshake(c) || handshake_deadline(c));
+        if (c->registered) {
+            while (!c->closing && co_await read_some(c)) {
+                if (!dispatch_frames(c)) break;
+            }
+        }
+        // A refusal flushes its error frame before the socket closes; do not cut it short.
+        for (int i = 0; i < 100 && c->write_in_progress; ++i) {
+            asio::steady_timer t(io_);
+            t.expires_after(milliseconds(10));
+            co_await t.async_wait(tuple_awaitable);
+        }
+        boost::system::error_code ignored;
+        c->socket.close(ignored);
+        connections_.erase(c->id);
+        if (c->registered) drive([&] { core_.on_disconnected(c->id, now()); });
+    }
+
+    awaitable<void> handshake_deadline(std::shared_ptr<connection> c) {
+        asio::steady_timer t(io_);
+        t.expires_after(cfg_.handshake_timeout);
+        co_await t.async_wait(use_awaitable);
+        log_event({.event = "handshake_timeout", .slave = c->slave.empty() ? c->peer : c->slave,
+                   .reason = fmt::format("no authenticated hello within {} ms", cfg_.handshake_timeout.count())});
+        close_with_error(c, "handshake_timeout", "authenticate within the handshake timeout");
+    }
+
+    // Challenge, hello, proof, welcome. Returns once registered with the core, or refused.
+    awaitable<void> handshake(std::shared_ptr<connection> c) {
+        const p::nonce master_nonce = p::random_nonce();
+        send(c, p::auth_challenge{.version_major = p::current_version.major,
+                                  .version_minor = p::current_version.minor,
+                                  .master_id = cfg_.master_id,
+                                  .nonce = p::bytes_view(master_nonce)});
+        std::optional<slave_hello_info> hello;
+        std::vector<std::byte> slave_nonce;
+        while (!c->closing && co_await read_some(c)) {
+            while (true) {
+                auto next = c->decoder.next();
+                if (!next) {
+                    refuse(c, next.error().to_string(), "broken frame stream during the handshake", true);
+                    co_return;
+                }
+                if (!*next) break;
+                auto m = p::decode(**next);
+                if (!m) {
+                    refuse(c, m.error().to_string(), "during the handshake", true);
+                    co_return;
+                }
+                if (!hello) {
+                    auto* h = std::get_if<p::slave_hello>(&*m);
+                    if (!h) {
+                        refuse(c, "not_authenticated", fmt::format("event {} before slave_hello", (*next)->event), true);
+                        co_return;
+                    }
+                    c->slave = std::string(h->slave_id);
+                    if (auto ok = p::check_compatible({h->version_major, h->version_minor}); !ok) {
+                        refuse(c, ok.error().to_string(),
+                               fmt::format("the slave speaks protocol {}.{}, this master {}.{}", h->version_major,
+                                           h->version_minor, p::current_version.major, p::current_version.minor),
+                               true);
+                        co_return;
+                    }
+                    hello = slave_hello_info{.id = std::string(h->slave_id), .pid = h->pid, .generation = h->generation,
+                                             .shards = h->shards, .soft_started = h->soft_started};
+                    slave_nonce.assign(h->nonce.begin(), h->nonce.end());
+                    continue;
+                }
+                auto* proof = std::get_if<p::auth_proof>(&*m);
+                if (!proof) {
+                    refuse(c, "not_authenticated", fmt::format("event {} before auth_proof", (*next)->event), true);
+                    co_return;
+                }
+                const p::proof expected = p::slave_proof(secret_, p::bytes_view(master_nonce), p::bytes_view(slave_nonce), hello->id);
+                if (slave_nonce.size() != p::nonce_size || !p::proofs_equal(expected, proof->mac)) {
+                    log_event({.event = "auth_failed", .slave = hello->id, .reason = fmt::format("wrong proof from {}", c->peer)});
+                    close_with_error(c, "auth_failed", "authentication failed");
+                    co_return;
+                }
+                const p::proof mine = p::master_proof(secret_, p::bytes_view(master_nonce), p::bytes_view(slave_nonce), hello->id);
+                send(c, p::welcome{.mac = p::bytes_view(mine),
+                                   .heartbeat_interval_ms = static_cast<std::uint32_t>(core_.config().heartbeat_interval.count())});
+                c->registered = true;
+                drive([&] { core_.on_slave_connected(c->id, *hello, now()); });
+                // Frames that came along with the proof are handled by the main loop.
+                dispatch_frames(c);
+                co_return;
+            }
+        }
+    }
+
+    // Hands every whole frame to the core. False when the stream is broken.
+    bool dispatch_frames(const std::shared_ptr<connection>& c) {
+        while (!c->closing) {
+            auto next = c->decoder.next();
+            if (!next) {
+                refuse(c, next.error().to_string(), "broken frame stream", true);
+                return false;
+            }
+            if (!*next) return true;
+            const std::uint32_t event = (*next)->event;
+            auto m = p::decode(**next);
+            if (!m) {
+                refuse(c, m.error().to_string(), fmt::format("event {}", event), false);
+                continue;
+            }
+            const connection_id id = c->id;
+            std::visit(
+                [&](auto& msg) {
+                    using T = std::decay_t<decltype(msg)>;
+                    if constexpr (std::is_same_v<T, p::soft_start_complete>) {
+                        drive([&] { core_.on_soft_start_complete(id, now()); });
+                    } else if constexpr (std::is_same_v<T, p::shard_started>) {
+                        drive([&] { core_.on_shard_started(id, msg.shard, msg.epoch, now()); });
+                    } else if constexpr (std::is_same_v<T, p::state_chunk>) {
+                        if (auto r = c->assembler.add(msg); !r) refuse(c, r.error().to_string(), "state_chunk", false);
+                    } else if constexpr (std::is_same_v<T, p::shard_stopped>) {
+                        auto whole = c->assembler.finish(msg.migration_id, msg.shard, msg.state, msg.state_size);
+                        if (!whole) {
+                            refuse(c, whole.error().to_string(), "shard_stopped state", false);
+                            return;
+                        }
+                        auto state = std::make_shared<const std::vector<std::byte>>(std::move(*whole));
+                        drive([&] { core_.on_shard_stopped(id, msg.shard, msg.epoch, msg.migration_id, state, now()); });
+                    } else if constexpr (std::is_same_v<T, p::resumed>) {
+                        drive([&] { core_.on_resumed(id, msg.shard, msg.epoch, msg.migration_id, now()); });
+                    } else if constexpr (std::is_same_v<T, p::shutdown_complete>) {
+                        drive([&] { core_.on_shutdown_complete(id, now()); });
+                    } else if constexpr (std::is_same_v<T, p::heartbeat>) {
+                        core_.on_heartbeat(id, now());
+                    } else if constexpr (std::is_same_v<T, p::error_message>) {
+                        drive([&] { core_.on_slave_error(id, std::string(msg.code), std::string(msg.message), now()); });
+                    } else if constexpr (std::is_same_v<T, p::application_frame>) {
+                        refuse(c, "unsupported", fmt::format("application event {} has no route yet", msg.event), false);
+                    } else {
+                        refuse(c, "unexpected_event", fmt::format("{} is not sent by slaves", p::to_string(T::id)), false);
+                    }
+                },
+                *m);
+        }
+        return false;
+    }
+
+    // --- time, signals ----------------------------------------------------------------------------
+
+    awaitable<void> timer_loop() {
+        while (true) {
+            co_await timer_.async_wait(tuple_awaitable);  // cancelled whenever rearm() moves the deadline
+            if (timer_.expiry() <= std::chrono::steady_clock::now()) drive([&] { core_.on_tick(now()); });
+        }
+    }
+
+    awaitable<void> signal_loop() {
+        while (true) {
+            auto [ec, signal] = co_await signals_.async_wait(tuple_awaitable);
+            if (ec) co_return;
+            switch (signal) {
+                case SIGUSR2:
+                    log_line("info", "SIGUSR2: rolling restart");
+                    drive([&] { core_.request_restart(now(), "SIGUSR2"); });
+                    break;
+                case SIGHUP:
+                    reload("SIGHUP");
+                    break;
+                case SIGUSR1:
+                    if (auto problem = log_.reopen()) log_line("error", *problem);
+                    else log_event({.event = "event_log_reopened"});
+                    break;
+                case SIGTERM:
+                case SIGINT:
+                    if (!stop_requested_) {
+                        stop_requested_ = true;
+                        log_line("info", fmt::format("{}: stopping gracefully (again to stop at once)", signal == SIGTERM ? "SIGTERM" : "SIGINT"));
+                        drive([&] { core_.request_stop(now(), false); });
+                    } else {
+                        log_line("warn", "second stop signal: killing every slave and exiting now");
+                        spawner_.kill_all();
+                        drive([&] { core_.request_stop(now(), true); });
+                    }
+                    break;
+            }
+        }
+    }
+
+    // Validate first; on any error keep the running configuration.
+    std::string reload(std::string_view trigger) {
+        auto loaded = reload_();
+        if (auto* errors = std::get_if<std::vector<std::string>>(&loaded)) {
+            std::string all;
+            for (const auto& e : *errors) all += (all.empty() ? "" : "; ") + e;
+            log_event({.event = "config_rejected", .reason = all});
+            log_line("error", fmt::format("{}: configuration rejected, keeping the running one", trigger), {{"errors", all}});
+            return "rejected: " + all;
+        }
+        daemon_config next = std::get<daemon_config>(std::move(loaded));
+        if (auto field = restart_only_change(cfg_, next)) {
+            const std::string why = fmt::format("{} cannot change while meshmaster runs", *field);
+            log_event({.event = "config_rejected", .reason = why});
+            return "rejected: " + why;
+        }
+        cfg_.slave_command = next.slave_command;
+        cfg_.slave_env = next.slave_env;
+        cfg_.handshake_timeout = next.handshake_timeout;
+        cfg_.max_state_size = next.max_state_size;
+        cfg_.max_connections = next.max_connections;
+        cfg_.supervisor = next.supervisor;
+        drive([&] { core_.apply_config(next.supervisor, now()); });
+        log_event({.event = "config_reloaded", .reason = std::string(trigger)});
+        return "reloaded";
+    }
+
+    // --- control socket -------------------------------------------------------------------------
+
+    json::object status_json() const {
+        const supervisor_status st = core_.status(now());
+        json::object o;
+        o["listen"] = slave_address_;
+        o["event_log"] = cfg_.event_log;
+        o["generation"] = st.generation;
+        o["shard_count"] = cfg_.supervisor.shard_count;
+        o["shards_running"] = st.shards_running;
+        o["restarts_completed"] = st.restarts_completed;
+        o["restarts_failed"] = st.restarts_failed;
+        o["restart_queued"] = st.restart_queued;
+        o["stopping"] = st.stopping;
+        if (st.restart) {
+            o["restart"] = json::object{{"id", st.restart->id},
+                                        {"slaves_total", st.restart->slaves_total},
+                                        {"slaves_done", st.restart->slaves_done},
+                                        {"migrations_done", st.restart->migrations_done},
+                                        {"migrations_total", st.restart->migrations_total},
+                                        {"in_flight", st.restart->in_flight},
+                                        {"elapsed_ms", st.restart->elapsed_ms},
+                                        {"failing", st.restart->failing}};
+        } else {
+            o["restart"] = nullptr;
+        }
+        json::array slaves;
+        for (const auto& s : st.slaves) {
+            json::object so{{"id", s.id}, {"generation", s.generation}, {"pid", s.pid}, {"phase", s.phase},
+                            {"connected", s.connected}, {"spawned_here", s.spawned_here}, {"shards", s.shards}};
+            if (s.slot) so["slot"] = *s.slot; else so["slot"] = nullptr;
+            slaves.push_back(std::move(so));
+        }
+        o["slaves"] = std::move(slaves);
+        json::array shards;
+        for (const auto& s : st.shards) {
+            shards.push_back(json::object{{"shard", s.shard}, {"owner", s.owner}, {"epoch", s.epoch}, {"phase", s.phase}});
+        }
+        o["shards"] = std::move(shards);
+        return o;
+    }
+
+    awaitable<void> accept_control() {
+        while (true) {
+            auto [ec, socket] = co_await control_.async_accept(tuple_awaitable);
+            if (ec) {
+                if (ec == asio::error::operation_aborted) co_return;
+                continue;
+            }
+            asio::co_spawn(io_, control_session(std::move(socket)), asio::detached);
+        }
+    }
+
+    awaitable<void> control_session(asio::local::stream_protocol::socket socket) {
+        asio::streambuf in(64 * 1024);
+        auto [ec, n] = co_await asio::async_read_until(socket, in, '\n', tuple_awaitable);
+        if (ec) co_return;
+        std::string line(asio::buffers_begin(in.data()), asio::buffers_begin(in.data()) + static_cast<std::ptrdiff_t>(n));
+        auto reply = [&](const json::value& v) -> awaitable<bool> {
+            const std::string text = json::serialize(v) + "\n";
+            auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(text), tuple_awaitable);
+            co_return !wec;
+        };
+        boost::system::error_code pec;
+        json::value request = json::parse(line, pec);
+        const json::object* req = pec ? nullptr : request.if_object();
+        const json::value* command = req ? req->if_contains("command") : nullptr;
+        if (!command || !command->is_string()) {
+            const json::value message1 = json::object{{"error", "expected {\"command\": ...}"}};
+            co_await reply(message1);
+            co_return;
+        }
+        const std::string_view cmd = command->as_string();
+        if (cmd == "status") {
+            co_await reply(status_json());
+        } else if (cmd == "restart") {
+            const bool wait = req->contains("wait") && req->at("wait").is_bool() && req->at("wait").as_bool();
+            const std::size_t before = restart_outcomes_.size();
+            const bool busy = core_.status(now()).restart.has_value();
+            drive([&] { core_.request_restart(now(), "control socket"); });
+            const auto st = core_.status(now());
+            json::object accepted;
+            accepted["accepted"] = true;
+            accepted["queued"] = busy;
+            accepted["restart"] = st.restart ? json::value(st.restart->id) : json::value(nullptr);
+            co_await reply(accepted);
+            if (!wait) co_return;
+            const std::size_t goal = before + (busy ? 2 : 1);
+            asio::steady_timer t(io_);
+            while (restart_outcomes_.size() < goal) {
+                t.expires_after(milliseconds(100));
+                co_await t.async_wait(tuple_awaitable);
+                json::object progress;
+                progress["progress"] = status_json().at("restart");
+                if (!co_await reply(progress)) co_return;
+            }
+            const event_record& r = restart_outcomes_[goal - 1];
+            json::object finished;
+            finished["finished"] = r.event == "restart_completed" ? "completed" : "failed";
+            finished["restart"] = r.restart.value_or(0);
+            finished["duration_ms"] = r.duration_ms.value_or(0);
+            finished["shards_moved"] = r.count.value_or(0);
+            finished["reason"] = r.reason;
+            co_await reply(finished);
+        } else if (cmd == "reload") {
+            const json::value message4 = json::object{{"result", reload("control socket")}};
+            co_await reply(message4);
+        } else if (cmd == "stop") {
+            stop_requested_ = true;
+            drive([&] { core_.request_stop(now(), false); });
+            const json::value message5 = json::object{{"result", "stopping"}};
+            co_await reply(message5);
+        } else {
+            const json::value message6 = json::object{{"error", fmt::format("unknown command '{}'", cmd)}};
+            co_await reply(message6);
+        }
+    }
+
+    // --- start-up -------------------------------------------------------------------------------
+
+    int listen() {
+        const auto colon = cfg_.listen.rfind(':');
+        std::string host = cfg_.listen.substr(0, colon);
+        if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+        boost::system::error_code ec;
+        const auto address = asio::ip::make_address(host, ec);
+        if (ec) {
+            log_line("error", fmt::format("listen: '{}' is not an IP address", host));
+            return 78;
+        }
+        const tcp::endpoint endpoint(address, static_cast<unsigned short>(std::stoul(cfg_.listen.substr(colon + 1))));
+        acceptor_.open(endpoint.protocol(), ec);
+        if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+        if (!ec) acceptor_.bind(endpoint, ec);
+        if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+        if (ec) {
+            log_line("error", fmt::format("cannot listen on {}: {}", cfg_.listen, ec.message()));
+            return 69;
+        }
+        const auto bound = acceptor_.local_endpoint();
+        const std::string slave_host = bound.address().is_unspecified() ? (bound.address().is_v6() ? "[::1]" : "127.0.0.1")
+                                       : bound.address().is_v6()        ? "[" + bound.address().to_string() + "]"
+                                                                        : bound.address().to_string();
+        slave_address_ = fmt::format("{}:{}", slave_host, bound.port());
+        return 0;
+    }
+
+    int open_control() {
+        using local = asio::local::stream_protocol;
+        boost::system::error_code ec;
+        if (::access(cfg_.control_socket.c_str(), F_OK) == 0) {
+            local::socket probe(io_);
+            probe.connect(local::endpoint(cfg_.control_socket), ec);
+            if (!ec) {
+                log_line("error", fmt::format("another meshmaster answers on {}", cfg_.control_socket));
+                return 69;
+            }
+            ::unlink(cfg_.control_socket.c_str());  // left over from a crash
+        }
+        control_.open(local(), ec);
+        if (!ec) control_.bind(local::endpoint(cfg_.control_socket), ec);
+        if (!ec) control_.listen(asio::socket_base::max_listen_connections, ec);
+        if (ec) {
+            log_line("error", fmt::format("cannot open the control socket {}: {}", cfg_.control_socket, ec.message()));
+            return 69;
+        }
+        return 0;
+    }
+
+    int load_secret() {
+        if (!cfg_.secret_file.empty()) {
+            std::ifstream in(cfg_.secret_file);
+            if (!in) {
+                log_line("error", fmt::format("cannot read the secret file {}", cfg_.secret_file));
+                return 78;
+            }
+            std::stringstream content;
+            content << in.rdbuf();
+            secret_ = content.str();
+            while (!secret_.empty() && (secret_.back() == '\n' || secret_.back() == '\r')) secret_.pop_back();
+        } else if (const char* env = std::getenv("MESHMASTER_SECRET"); env && *env) {
+            secret_ = env;
+        } else {
+            secret_ = hex(p::random_nonce());
+            log_line("warn", "no secret_file and no MESHMASTER_SECRET: generated a secret, so only the slaves this "
+                             "master spawns can join");
+        }
+        if (secret_.size() < 16) {
+            log_line("error", "the secret is shorter than 16 bytes");
+            return 78;
+        }
+        return 0;
+    }
+
+    spawner::callbacks spawner_callbacks() {
+        return {
+            .spawned = [this](const std::string& s, std::int64_t pid) { drive([&] { core_.on_spawned(s, pid, now()); }); },
+            .spawn_failed = [this](const std::string& s, const std::string& e) { drive([&] { core_.on_spawn_failed(s, e, now()); }); },
+            .exited = [this](const std::string& s, const std::string& status) { drive([&] { core_.on_process_exited(s, status, now()); }); },
+            .output =
+                [](const std::string& s, std::string_view stream, std::string_view line) {
+                    json::object o;
+                    o["time"] = iso8601(std::chrono::system_clock::now());
+                    o["level"] = "info";
+                    o["component"] = "slave-output";
+                    o["slave"] = s;
+                    o["stream"] = stream;
+                    o["line"] = line;
+                    const std::string text = json::serialize(o) + "\n";
+                    (void)!::write(STDERR_FILENO, text.data(), text.size());
+                },
+        };
+    }
+
+    daemon_config cfg_;
+    config_loader reload_;
+    asio::io_context io_{1};
+    supervisor core_;
+    event_log log_;
+    spawner spawner_;
+    tcp::acceptor acceptor_;
+    asio::local::stream_protocol::acceptor control_;
+    asio::steady_timer timer_;
+    asio::signal_set signals_;
+    std::chrono::steady_clock::time_point origin_ = std::chrono::steady_clock::now();
+    std::unordered_map<connection_id, std::shared_ptr<connection>> connections_;
+    connection_id next_connection_ = 1;
+    std::string secret_;
+    std::string slave_address_;
+    std::deque<event_record> restart_outcomes_;
+    bool stop_requested_ = false;
+    int exit_code_ = 1;
+};
+
+int run_daemon(daemon_config config, config_loader reload) {
+    std::signal(SIGPIPE, SIG_IGN);  // a closed pipe or socket is an error code, not a death
+    try {
+        daemon_runtime runtime(std::move(config), std::move(reload));
+        return runtime.run();
+    } catch (const std::exception& e) {
+        log_line("error", e.what());
+        return 1;
+    }
+}
+
+}  // namespace meshmaster::master

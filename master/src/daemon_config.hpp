@@ -1,0 +1,64 @@
+// The daemon's settings: defaults, then the TOML file given with -c, then command-line flags.
+//
+//   listen = "127.0.0.1:7400"        # TCP address slaves connect to
+//   shards = 256
+//   control_socket = "meshmaster.sock"
+//   event_log = "meshmaster-events.jsonl"
+//   secret_file = "/etc/meshmaster/secret"   # else $MESHMASTER_SECRET, else a random one
+//   master_id = "master-a"
+//   adopt_window = "1s"              # after a crash, wait this long for running slaves
+//   external_grace = "10s"
+//   [slaves]   command = ["bot", "--gateway", "..."]  count = 4  spawn = true  env = ["K=V"]
+//   [restart]  concurrency = 16  surge = 1
+//   [timeouts] spawn soft_start start stop resume shutdown handshake   (durations)
+//   [heartbeat] interval = "250ms"  misses = 8
+//   [respawn]  backoff_min = "100ms"  backoff_max = "30s"  stable_after = "10s"
+//   [limits]   max_frame = "16MiB"  max_state = "256MiB"  state_chunk = "1MiB"  max_connections = 1024
+//
+// Durations are "250ms", "5s", "2m" or a bare number of milliseconds; sizes "16MiB", "512KiB" or
+// bytes. Unknown keys are errors (a typo must not silently fall back to a default).
+#pragma once
+
+#include <meshmaster/master/supervisor_config.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace meshmaster::master {
+
+struct daemon_config {
+    std::string listen = "127.0.0.1:7400";
+    std::string control_socket = "meshmaster.sock";
+    std::string event_log = "meshmaster-events.jsonl";
+    std::string secret_file;
+    std::string master_id;
+    std::vector<std::string> slave_command;
+    std::vector<std::string> slave_env;
+    std::uint64_t max_frame_size = std::uint64_t{16} << 20;
+    std::uint64_t max_state_size = std::uint64_t{256} << 20;
+    std::uint32_t max_connections = 1024;
+    std::chrono::milliseconds handshake_timeout{5'000};
+    std::chrono::milliseconds adopt_window{2'000};
+    supervisor_config supervisor{.shard_count = 256, .slave_count = 4};
+    std::string config_file;  ///< where the settings came from, if a file
+};
+
+/// Parses "250ms", "5s", "2m", "1h" or a bare number of milliseconds.
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+/// Parses "16MiB", "512KiB", "1GiB", "100kB", "2MB" or a bare number of bytes.
+std::optional<std::uint64_t> parse_size(std::string_view text);
+
+/// Applies the TOML file at `path` over `config`. Returns the errors found (each with the key and,
+/// for syntax errors, line and column); `config` is only changed when there are none.
+std::vector<std::string> apply_config_file(const std::string& path, daemon_config& config);
+
+/// Checks the settings hang together; returns one message per problem.
+std::vector<std::string> validate(const daemon_config& config);
+
+/// Settings a running daemon cannot change on SIGHUP; names the first that differs.
+std::optional<std::string> restart_only_change(const daemon_config& running, const daemon_config& reloaded);
+
+}  // namespace meshmaster::master

@@ -1,0 +1,217 @@
+// meshmaster: the daemon (`run`), its configuration check, and the CLI that talks to it.
+// Exit codes: 0 clean, 1 runtime failure, 64 usage, 69 unavailable, 78 bad configuration.
+#include "cli.hpp"
+#include "daemon.hpp"
+#include "daemon_config.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <variant>
+
+using namespace meshmaster::master;
+
+namespace {
+
+// Flags of `run` and `check-config`: kept as given, so SIGHUP can rebuild the configuration from
+// the same file and the same flags.
+struct run_flags {
+    std::string config_file;
+    std::optional<std::string> listen, event_log, control_socket, secret_file, master_id;
+    std::optional<std::uint32_t> shards, slaves, concurrency, surge, heartbeat_misses;
+    std::optional<std::string> heartbeat_interval, adopt_window, spawn_timeout, soft_start_timeout, start_timeout,
+        stop_timeout, resume_timeout, shutdown_timeout, handshake_timeout, max_state, state_chunk;
+    std::vector<std::string> command;
+};
+
+void add_run_flags(CLI::App& app, run_flags& f) {
+    app.add_option("-c,--config", f.config_file, "TOML configuration file");
+    app.add_option("--listen", f.listen, "TCP address slaves connect to (host:port)");
+    app.add_option("--shards", f.shards, "total shard count");
+    app.add_option("--slaves", f.slaves, "how many slaves run shards");
+    app.add_option("--concurrency", f.concurrency, "shard moves in flight during a rolling restart");
+    app.add_option("--surge", f.surge, "replacement slaves prepared ahead during a rolling restart");
+    app.add_option("--heartbeat-interval", f.heartbeat_interval, "e.g. 250ms");
+    app.add_option("--heartbeat-misses", f.heartbeat_misses, "missed heartbeats before a slave is declared lost");
+    app.add_option("--event-log", f.event_log, "path of the JSON-lines event log");
+    app.add_option("--control-socket", f.control_socket, "path of the control socket the CLI uses");
+    app.add_option("--secret-file", f.secret_file, "file holding the shared secret (else $MESHMASTER_SECRET)");
+    app.add_option("--master-id", f.master_id, "this master's name in logs");
+    app.add_option("--adopt-window", f.adopt_window, "after a crash, how long to wait for running slaves");
+    app.add_option("--spawn-timeout", f.spawn_timeout);
+    app.add_option("--soft-start-timeout", f.soft_start_timeout);
+    app.add_option("--start-timeout", f.start_timeout);
+    app.add_option("--stop-timeout", f.stop_timeout);
+    app.add_option("--resume-timeout", f.resume_timeout);
+    app.add_option("--shutdown-timeout", f.shutdown_timeout);
+    app.add_option("--handshake-timeout", f.handshake_timeout);
+    app.add_option("--max-state", f.max_state, "largest shard state, e.g. 256MiB");
+    app.add_option("--state-chunk", f.state_chunk, "states above this travel in chunks, e.g. 1MiB");
+    app.add_option("command", f.command, "the slave command line (after --)");
+}
+
+std::variant<daemon_config, std::vector<std::string>> build_config(const run_flags& f) {
+    daemon_config c;
+    std::vector<std::string> errors;
+    if (!f.config_file.empty()) {
+        errors = apply_config_file(f.config_file, c);
+        if (!errors.empty()) return errors;
+    }
+    auto duration = [&](const std::optional<std::string>& text, std::chrono::milliseconds& out, std::string_view name) {
+        if (!text) return;
+        if (auto d = parse_duration(*text)) out = *d;
+        else errors.push_back(fmt::format("--{}: '{}' is not a duration", name, *text));
+    };
+    auto size = [&](const std::optional<std::string>& text, auto& out, std::string_view name) {
+        if (!text) return;
+        if (auto s = parse_size(*text)) out = static_cast<std::remove_reference_t<decltype(out)>>(*s);
+        else errors.push_back(fmt::format("--{}: '{}' is not a size", name, *text));
+    };
+    supervisor_config& s = c.supervisor;
+    if (f.listen) c.listen = *f.listen;
+    if (f.event_log) c.event_log = *f.event_log;
+    if (f.control_socket) c.control_socket = *f.control_socket;
+    if (f.secret_file) c.secret_file = *f.secret_file;
+    if (f.master_id) c.master_id = *f.master_id;
+    if (f.shards) s.shard_count = *f.shards;
+    if (f.slaves) s.slave_count = *f.slaves;
+    if (f.concurrency) s.migration_concurrency = *f.concurrency;
+    if (f.surge) s.restart_surge = *f.surge;
+    if (f.heartbeat_misses) s.heartbeat_misses = *f.heartbeat_misses;
+    duration(f.heartbeat_interval, s.heartbeat_interval, "heartbeat-interval");
+    duration(f.adopt_window, c.adopt_window, "adopt-window");
+    duration(f.spawn_timeout, s.spawn_timeout, "spawn-timeout");
+    duration(f.soft_start_timeout, s.soft_start_timeout, "soft-start-timeout");
+    duration(f.start_timeout, s.start_timeout, "start-timeout");
+    duration(f.stop_timeout, s.stop_timeout, "stop-timeout");
+    duration(f.resume_timeout, s.resume_timeout, "resume-timeout");
+    duration(f.shutdown_timeout, s.shutdown_timeout, "shutdown-timeout");
+    duration(f.handshake_timeout, c.handshake_timeout, "handshake-timeout");
+    size(f.max_state, c.max_state_size, "max-state");
+    size(f.state_chunk, s.state_chunk_size, "state-chunk");
+    if (!f.command.empty()) c.slave_command = f.command;
+    if (c.master_id.empty()) {
+        char host[256] = {};
+        ::gethostname(host, sizeof host - 1);
+        c.master_id = host;
+    }
+    for (auto& problem : validate(c)) errors.push_back(std::move(problem));
+    if (!errors.empty()) return errors;
+    return c;
+}
+
+void print_errors(const std::vector<std::string>& errors) {
+    for (const auto& e : errors) fmt::print(stderr, "meshmaster: {}\n", e);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"meshmaster: zero-downtime supervisor for sharded worker fleets"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "meshmaster 0.1.0 (protocol 1.0)");
+
+    run_flags flags;
+    auto* run = app.add_subcommand("run", "run the daemon");
+    add_run_flags(*run, flags);
+    auto* check = app.add_subcommand("check-config", "validate a configuration; exit 78 if it is wrong");
+    add_run_flags(*check, flags);
+
+    std::string control_socket = "meshmaster.sock";
+    std::string control_config;
+    auto add_control = [&](CLI::App* sub) {
+        sub->add_option("-s,--control-socket", control_socket, "the daemon's control socket");
+        sub->add_option("-c,--config", control_config, "read the control socket path from this configuration");
+    };
+    bool as_json = false;
+    auto* status = app.add_subcommand("status", "slaves, shards, epochs, generation, restart progress");
+    add_control(status);
+    status->add_flag("--json", as_json, "machine-readable");
+    bool wait = false;
+    auto* restart = app.add_subcommand("restart", "start a rolling restart");
+    add_control(restart);
+    restart->add_flag("--wait", wait, "follow it to the end (exit 1 if it fails)");
+    auto* reload = app.add_subcommand("reload", "reload the configuration (like SIGHUP)");
+    add_control(reload);
+    auto* stop = app.add_subcommand("stop", "stop gracefully (like SIGTERM)");
+    add_control(stop);
+
+    cli::event_filter filter;
+    std::string event_log_path;
+    bool follow = false;
+    std::optional<std::uint32_t> shard;
+    std::optional<std::string> slave_filter, since;
+    auto* events = app.add_subcommand("events", "read and filter the event log");
+    events->add_option("--log", event_log_path, "the event log file");
+    events->add_option("-c,--config", control_config, "read the event log path from this configuration");
+    events->add_flag("-f,--follow", follow, "keep printing new events");
+    events->add_option("--since", since, "5m (ago), an ISO time, or a sequence number #812");
+    events->add_option("--type", filter.types, "event names (repeat, or end with * for a prefix)")->delimiter(',');
+    events->add_option("--slave", slave_filter);
+    events->add_option("--shard", shard);
+    events->add_flag("--json", as_json, "print the JSON lines");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::Success& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        app.exit(e);
+        return 64;
+    }
+
+    // Commands that only need paths from the configuration read it leniently.
+    auto paths_from = [&](const std::string& file) -> std::optional<daemon_config> {
+        daemon_config c;
+        if (file.empty()) return c;
+        auto errors = apply_config_file(file, c);
+        if (!errors.empty()) {
+            print_errors(errors);
+            return std::nullopt;
+        }
+        return c;
+    };
+
+    if (*run || *check) {
+        auto built = build_config(flags);
+        if (auto* errors = std::get_if<std::vector<std::string>>(&built)) {
+            print_errors(*errors);
+            return 78;
+        }
+        auto& config = std::get<daemon_config>(built);
+        if (*check) {
+            fmt::print("configuration ok: {} shards over {} slaves, listening on {}, {} moves in flight{}\n",
+                       config.supervisor.shard_count, config.supervisor.slave_count, config.listen,
+                       config.supervisor.migration_concurrency,
+                       config.supervisor.spawn_slaves ? fmt::format(", spawning `{}`", fmt::join(config.slave_command, " "))
+                                                      : ", slaves launched externally");
+            return 0;
+        }
+        return run_daemon(std::move(config), [flags] { return build_config(flags); });
+    }
+    if (*status || *restart || *reload || *stop) {
+        if (!control_config.empty()) {
+            auto c = paths_from(control_config);
+            if (!c) return 78;
+            if (status->count("--control-socket") == 0 && restart->count("--control-socket") == 0 &&
+                reload->count("--control-socket") == 0 && stop->count("--control-socket") == 0) {
+                control_socket = c->control_socket;
+            }
+        }
+        if (*status) return cli::status(control_socket, as_json);
+        if (*restart) return cli::restart(control_socket, wait);
+        return cli::simple(control_socket, *reload ? "reload" : "stop");
+    }
+    if (*events) {
+        if (event_log_path.empty()) {
+            auto c = paths_from(control_config);
+            if (!c) return 78;
+            event_log_path = c->event_log;
+        }
+        filter.slave = slave_filter;
+        filter.shard = shard;
+        filter.since = since;
+        return cli::events(event_log_path, filter, as_json, follow);
+    }
+    return 64;
+}

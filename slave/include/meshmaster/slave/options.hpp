@@ -1,0 +1,43 @@
+// How a slave finds and authenticates to its master.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace meshmaster::slave {
+
+struct options {
+    /// The master's TCP address, "host:port".
+    std::string master_address;
+    /// This slave's id. meshmaster gives the slaves it spawns theirs ("s0-g1"); a slave launched
+    /// elsewhere picks a stable one of its own.
+    std::string slave_id;
+    /// The shared secret. Never put it on a command line (see from_environment).
+    std::string secret;
+    /// The restart generation meshmaster spawned this slave for (0 for external slaves).
+    std::uint64_t generation = 0;
+
+    /// Reconnection after the master went away: jittered, doubling from min up to max.
+    std::chrono::milliseconds reconnect_min{50};
+    std::chrono::milliseconds reconnect_max{500};
+    /// A connection that has not authenticated within this is dropped and retried.
+    std::chrono::milliseconds handshake_timeout{5'000};
+    /// Largest shard state accepted from the master or handed back to it.
+    std::uint64_t max_state_size = std::uint64_t{256} << 20;
+
+    /// Receives the library's log lines (level "info", "warn" or "error"). Default: JSON lines on
+    /// stderr. Called on the library's executor.
+    std::function<void(std::string_view level, std::string_view text)> log;
+
+    /// Options from the environment meshmaster gives the slaves it spawns:
+    /// MESHMASTER_ADDR, MESHMASTER_SLAVE_ID, MESHMASTER_GENERATION, and the secret from
+    /// MESHMASTER_SECRET_FD (a pipe the master wrote it into; read and closed here),
+    /// MESHMASTER_SECRET_FILE, or MESHMASTER_SECRET, in that order.
+    /// Throws std::runtime_error naming what is missing.
+    static options from_environment();
+};
+
+}  // namespace meshmaster::slave

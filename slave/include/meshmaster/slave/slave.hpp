@@ -1,0 +1,98 @@
+// The slave library: what a worker embeds to be supervised by meshmaster.
+//
+//   meshmaster::slave::slave s(io, meshmaster::slave::options::from_environment(), {
+//       .start_shard  = [&](shard_grant g, completion<> done) { start(g.shard); done(); },
+//       .stop_shard   = [&](shard_grant g, completion<std::vector<std::byte>> done) { done(stop(g.shard)); },
+//       .resume_shard = [&](shard_grant g, std::span<const std::byte> state, completion<> done) {
+//                           resume(g.shard, state); done(); },
+//       .shutdown     = [&](completion<> done) { close_everything(); done(); },
+//   });
+//   s.start();
+//   io.run();
+//
+// The library connects to the master, authenticates (HMAC challenge-response both ways), reports
+// the shards this process already runs, and turns the master's frames into calls of these
+// handlers. It refuses frames with stale epochs, so a superseded grant or stop never reaches the
+// worker. When the master goes away the worker's shards keep running; the library reconnects with
+// jittered backoff and reports them, with their epochs, so the master can adopt them.
+//
+// Handlers and what they may do:
+//  - Each runs on the library's executor (a strand of the io_context given, or the library's own
+//    thread) and must not block it; it may finish later, from any thread, through its completion.
+//  - soft_start: prepare to take shards (connect upstream, warm caches) but run none yet.
+//  - full_start: start normally; start_shard calls follow.
+//  - start_shard: run the shard from scratch.
+//  - stop_shard: stop processing the shard *before* completing, and hand back its state: after
+//    the completion the worker must not process another event of that shard.
+//  - resume_shard: run the shard from the state handed back by its previous holder. `state` is
+//    valid only during the call: copy what you keep.
+//  - shutdown: stop everything; after the completion the library says goodbye and stops.
+//  A handler left empty completes at once (stop_shard then hands back an empty state).
+//
+// Lifetimes: the `slave` must outlive the io_context's run (or be stopped first); completions may
+// outlive it (they then do nothing).
+//
+// Thread safety: start(), stop(), shards() and finished() may be called from any thread.
+// The library never changes signal dispositions; a worker whose stdout is a pipe to meshmaster
+// should ignore SIGPIPE so that it survives a master restart.
+#pragma once
+
+#include <meshmaster/protocol/messages.hpp>
+#include <meshmaster/slave/completion.hpp>
+#include <meshmaster/slave/options.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace meshmaster::slave {
+
+/// A shard granted by the master, and the epoch of that grant.
+struct shard_grant {
+    std::uint32_t shard = 0;
+    std::uint64_t epoch = 0;
+    std::uint32_t shard_count = 0;  ///< total shards of the fleet (start_shard only; 0 if unknown)
+};
+
+struct handlers {
+    std::function<void(completion<>)> soft_start;
+    std::function<void(completion<>)> full_start;
+    std::function<void(shard_grant, completion<>)> start_shard;
+    std::function<void(shard_grant, completion<std::vector<std::byte>>)> stop_shard;
+    std::function<void(shard_grant, std::span<const std::byte> state, completion<>)> resume_shard;
+    std::function<void(completion<>)> shutdown;
+};
+
+class slave {
+public:
+    /// Runs on the worker's io_context (on a strand of it).
+    slave(boost::asio::io_context& io, options opts, handlers h);
+    /// Runs on a thread of its own; handlers are called on that thread.
+    slave(options opts, handlers h);
+    ~slave();
+    slave(const slave&) = delete;
+    slave& operator=(const slave&) = delete;
+
+    /// Starts connecting to the master. Returns at once.
+    void start();
+    /// Stops talking to the master. The worker's shards are not touched.
+    void stop();
+    /// The shards this process holds, with their epochs.
+    [[nodiscard]] std::vector<protocol::shard_epoch> shards() const;
+    /// The master asked for a shutdown and the worker completed it.
+    [[nodiscard]] bool finished() const;
+
+    struct impl;
+
+private:
+    std::shared_ptr<impl> impl_;
+};
+
+}  // namespace meshmaster::slave

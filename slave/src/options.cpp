@@ -1,0 +1,84 @@
+#include <meshmaster/slave/options.hpp>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <unistd.h>
+
+namespace meshmaster::slave {
+
+namespace {
+
+std::string env(const char* name) {
+    const char* value = std::getenv(name);
+    return value ? std::string(value) : std::string();
+}
+
+std::string trim_newline(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    return s;
+}
+
+// The master writes the secret into a pipe and hands the read end down: the secret never shows in
+// the environment or on a command line.
+std::string read_secret_fd(const std::string& text) {
+    int fd = -1;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), fd);
+    if (ec != std::errc{} || end != text.data() + text.size() || fd < 0) {
+        throw std::runtime_error("MESHMASTER_SECRET_FD is not a file descriptor number: " + text);
+    }
+    std::string secret;
+    char buffer[4096];
+    while (true) {
+        const ssize_t n = ::read(fd, buffer, sizeof buffer);
+        if (n > 0) {
+            secret.append(buffer, static_cast<std::size_t>(n));
+        } else if (n == 0) {
+            break;
+        } else if (errno != EINTR) {
+            throw std::runtime_error(std::string("cannot read MESHMASTER_SECRET_FD: ") + std::strerror(errno));
+        }
+    }
+    ::close(fd);
+    ::unsetenv("MESHMASTER_SECRET_FD");
+    return secret;
+}
+
+}  // namespace
+
+options options::from_environment() {
+    options o;
+    o.master_address = env("MESHMASTER_ADDR");
+    if (o.master_address.empty()) throw std::runtime_error("MESHMASTER_ADDR is not set (host:port of meshmaster)");
+    o.slave_id = env("MESHMASTER_SLAVE_ID");
+    if (o.slave_id.empty()) {
+        char host[256] = {};
+        ::gethostname(host, sizeof host - 1);
+        o.slave_id = std::string(host) + "-" + std::to_string(::getpid());
+    }
+    if (const std::string generation = env("MESHMASTER_GENERATION"); !generation.empty()) {
+        o.generation = std::strtoull(generation.c_str(), nullptr, 10);
+    }
+    if (const std::string fd = env("MESHMASTER_SECRET_FD"); !fd.empty()) {
+        o.secret = read_secret_fd(fd);
+    } else if (const std::string file = env("MESHMASTER_SECRET_FILE"); !file.empty()) {
+        std::ifstream in(file);
+        if (!in) throw std::runtime_error("cannot read MESHMASTER_SECRET_FILE " + file);
+        std::stringstream content;
+        content << in.rdbuf();
+        o.secret = trim_newline(content.str());
+    } else {
+        o.secret = env("MESHMASTER_SECRET");
+    }
+    if (o.secret.empty()) {
+        throw std::runtime_error("no secret: set MESHMASTER_SECRET_FD, MESHMASTER_SECRET_FILE or MESHMASTER_SECRET");
+    }
+    return o;
+}
+
+}  // namespace meshmaster::slave

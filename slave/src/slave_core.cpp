@@ -1,0 +1,330 @@
+#include "slave_core.hpp"
+
+#include <meshmaster/protocol/codec.hpp>
+#include <meshmaster/protocol/version.hpp>
+
+#include <fmt/format.h>
+
+namespace meshmaster::slave::detail {
+
+namespace p = meshmaster::protocol;
+
+slave_core::slave_core(core_config config) : config_(std::move(config)), assembler_(config_.max_state_size) {}
+
+void slave_core::log(std::string_view level, std::string text) const {
+    if (config_.log) config_.log(level, std::move(text));
+}
+
+template <class Message>
+void slave_core::send(const Message& m) {
+    if (link_ == link_state::disconnected) return;
+    if (!p::encode(m, out_)) log("error", fmt::format("could not encode a {} frame", p::to_string(Message::id)));
+}
+
+void slave_core::send_error(std::string code, std::string message, std::optional<std::uint32_t> shard,
+                            std::optional<std::uint64_t> epoch, bool fatal) {
+    log(fatal ? "error" : "warn", fmt::format("refusing a frame from the master: {} ({})", code, message));
+    send(p::error_message{.code = code, .message = message, .shard = shard, .epoch = epoch, .fatal = fatal});
+}
+
+void slave_core::close(std::string reason) {
+    if (!close_reason_) close_reason_ = std::move(reason);
+}
+
+void slave_core::request(op_kind kind, std::uint32_t shard, std::uint64_t epoch, std::uint32_t shard_count,
+                         p::bytes_view state, std::uint64_t migration) {
+    const std::uint64_t op = next_op_++;
+    ops_[op] = pending_op{kind, shard, epoch, migration};
+    requests_.push_back({.op = op, .kind = kind, .shard = shard, .epoch = epoch, .shard_count = shard_count, .state = state});
+}
+
+std::vector<p::shard_epoch> slave_core::shards() const {
+    std::vector<p::shard_epoch> held;
+    for (const auto& [shard, e] : shards_) held.push_back({shard, e.epoch});
+    return held;
+}
+
+// --- connection ------------------------------------------------------------------------------
+
+void slave_core::on_connected() {
+    link_ = link_state::awaiting_challenge;
+    close_reason_.reset();
+    out_.clear();
+    assembler_.clear();
+    slave_nonce_ = p::random_nonce();
+}
+
+void slave_core::on_disconnected() {
+    link_ = link_state::disconnected;
+    out_.clear();
+    assembler_.clear();
+}
+
+void slave_core::on_stream_error(const p::error& e) {
+    send_error(e.to_string(), "the frame stream from the master is broken", {}, {}, true);
+    close("broken frame stream: " + e.to_string());
+}
+
+void slave_core::on_frame(const p::frame_view& frame) {
+    assembled_.clear();
+    auto decoded = p::decode(frame);
+    if (!decoded) {
+        send_error(decoded.error().to_string(), fmt::format("event {}", frame.event));
+        return;
+    }
+    p::message& m = *decoded;
+    if (link_ != link_state::ready) {
+        if (auto* challenge = std::get_if<p::auth_challenge>(&m); challenge && link_ == link_state::awaiting_challenge) {
+            handle(*challenge);
+        } else if (auto* w = std::get_if<p::welcome>(&m); w && link_ == link_state::awaiting_welcome) {
+            handle(*w);
+        } else if (auto* err = std::get_if<p::error_message>(&m)) {
+            log("error", fmt::format("the master refused us: {} {}", err->code, err->message));
+            close(fmt::format("refused by the master: {}", err->code));
+        } else {
+            send_error("not_authenticated", fmt::format("event {} before the handshake finished", frame.event), {}, {}, true);
+            close("the master skipped the handshake");
+        }
+        return;
+    }
+    std::visit(
+        [&](auto& msg) {
+            using T = std::decay_t<decltype(msg)>;
+            if constexpr (std::is_same_v<T, p::soft_start>) {
+                request(op_kind::soft_start);
+            } else if constexpr (std::is_same_v<T, p::full_start>) {
+                request(op_kind::full_start);
+            } else if constexpr (std::is_same_v<T, p::start_shard>) {
+                handle(msg);
+            } else if constexpr (std::is_same_v<T, p::stop_shard>) {
+                handle(msg);
+            } else if constexpr (std::is_same_v<T, p::state_chunk>) {
+                if (auto r = assembler_.add(msg); !r) {
+                    send_error(r.error().to_string(), "state chunk refused", msg.shard, msg.epoch);
+                }
+            } else if constexpr (std::is_same_v<T, p::resume>) {
+                auto whole = assembler_.finish(msg.migration_id, msg.shard, msg.state, msg.state_size);
+                if (!whole) {
+                    send_error(whole.error().to_string(), "resume state refused", msg.shard, msg.epoch);
+                    return;
+                }
+                if (msg.state_size) {
+                    assembled_ = std::move(*whole);  // chunked: keep the reassembled bytes for the call
+                    handle(msg, p::bytes_view(assembled_));
+                } else {
+                    handle(msg, msg.state);  // a view into the frame: no copy
+                }
+            } else if constexpr (std::is_same_v<T, p::shutdown>) {
+                if (!shutting_down_) {
+                    shutting_down_ = true;
+                    log("info", fmt::format("shutdown requested: {}", msg.reason));
+                    request(op_kind::shutdown);
+                }
+            } else if constexpr (std::is_same_v<T, p::heartbeat> || std::is_same_v<T, p::shard_migration_start>) {
+                // Liveness only; the migration notice needs no answer.
+            } else if constexpr (std::is_same_v<T, p::error_message>) {
+                log(msg.fatal ? "error" : "warn", fmt::format("the master reports: {} {}", msg.code, msg.message));
+                if (msg.fatal) close(fmt::format("the master reported a fatal error: {}", msg.code));
+            } else {
+                send_error("unexpected_event", fmt::format("{} is not sent to slaves", frame.event));
+            }
+        },
+        m);
+}
+
+void slave_core::handle(const p::auth_challenge& m) {
+    if (auto compatible = p::check_compatible({m.version_major, m.version_minor}); !compatible) {
+        send_error(compatible.error().to_string(),
+                   fmt::format("this slave speaks protocol {}.{}, the master {}.{}", p::current_version.major,
+                               p::current_version.minor, m.version_major, m.version_minor),
+                   {}, {}, true);
+        close("incompatible protocol version");
+        return;
+    }
+    master_nonce_.assign(m.nonce.begin(), m.nonce.end());
+    const std::vector<p::shard_epoch> held = shards();
+    send(p::slave_hello{.version_major = p::current_version.major,
+                        .version_minor = p::current_version.minor,
+                        .slave_id = config_.slave_id,
+                        .pid = static_cast<std::uint32_t>(config_.pid),
+                        .generation = config_.generation,
+                        .nonce = p::bytes_view(slave_nonce_),
+                        .shards = held,
+                        .soft_started = soft_started_});
+    const p::proof mac = p::slave_proof(config_.secret, m.nonce, p::bytes_view(slave_nonce_), config_.slave_id);
+    send(p::auth_proof{.mac = p::bytes_view(mac)});
+    link_ = link_state::awaiting_welcome;
+}
+
+void slave_core::handle(const p::welcome& m) {
+    const p::proof expected =
+        p::master_proof(config_.secret, p::bytes_view(master_nonce_), p::bytes_view(slave_nonce_), config_.slave_id);
+    if (!p::proofs_equal(expected, m.mac)) {
+        send_error("auth_failed", "the master did not prove it knows the secret", {}, {}, true);
+        close("the master failed authentication");
+        return;
+    }
+    link_ = link_state::ready;
+    if (m.heartbeat_interval_ms > 0) heartbeat_interval_ = std::chrono::milliseconds(m.heartbeat_interval_ms);
+    log("info", fmt::format("authenticated; running {} shards", shards_.size()));
+    // A shard stopped while the master was away is still reported in the hello; the master asks
+    // for it again with stop_shard, and the state goes out then (see handle(stop_shard)).
+}
+
+void slave_core::handle(const p::start_shard& m) {
+    auto it = shards_.find(m.shard);
+    if (it != shards_.end()) {
+        if (it->second.epoch >= m.epoch) {
+            send_error("stale_epoch", fmt::format("start_shard {} at epoch {}: held at epoch {}", m.shard, m.epoch, it->second.epoch),
+                       m.shard, m.epoch);
+            return;
+        }
+        if (it->second.phase == shard_phase::running) {
+            // Already running here: the master re-granted it under a newer epoch.
+            it->second.epoch = m.epoch;
+            send(p::shard_started{.shard = m.shard, .epoch = m.epoch});
+            return;
+        }
+        send_error("busy", fmt::format("shard {} is being started, resumed or stopped", m.shard), m.shard, m.epoch);
+        return;
+    }
+    shards_[m.shard] = shard_entry{.epoch = m.epoch, .phase = shard_phase::starting};
+    request(op_kind::start_shard, m.shard, m.epoch, m.shard_count);
+}
+
+void slave_core::handle(const p::stop_shard& m) {
+    auto it = shards_.find(m.shard);
+    if (it == shards_.end() || it->second.epoch != m.epoch) {
+        send_error("stale_epoch",
+                   it == shards_.end() ? fmt::format("stop_shard {}: not held here", m.shard)
+                                       : fmt::format("stop_shard {} at epoch {}: held at epoch {}", m.shard, m.epoch, it->second.epoch),
+                   m.shard, m.epoch);
+        return;
+    }
+    shard_entry& e = it->second;
+    switch (e.phase) {
+        case shard_phase::starting:
+        case shard_phase::resuming:
+            e.deferred_stop = m;  // runs once the shard is up
+            return;
+        case shard_phase::stopping:
+            return;  // already on its way (a repeated stop after a reconnect)
+        case shard_phase::stopped_unsent:
+            e.migration = m.migration_id;
+            send_stopped(m.shard, e);
+            shards_.erase(it);
+            return;
+        case shard_phase::running:
+            e.phase = shard_phase::stopping;
+            e.migration = m.migration_id;
+            request(op_kind::stop_shard, m.shard, m.epoch, 0, {}, m.migration_id);
+            return;
+    }
+}
+
+void slave_core::handle(const p::resume& m, p::bytes_view whole_state) {
+    auto it = shards_.find(m.shard);
+    if (it != shards_.end() && it->second.epoch >= m.epoch) {
+        send_error("stale_epoch", fmt::format("resume {} at epoch {}: held at epoch {}", m.shard, m.epoch, it->second.epoch),
+                   m.shard, m.epoch);
+        return;
+    }
+    if (it != shards_.end() && it->second.phase != shard_phase::running) {
+        send_error("busy", fmt::format("shard {} is being started, resumed or stopped", m.shard), m.shard, m.epoch);
+        return;
+    }
+    shards_[m.shard] = shard_entry{.epoch = m.epoch, .phase = shard_phase::resuming, .migration = m.migration_id};
+    request(op_kind::resume_shard, m.shard, m.epoch, 0, whole_state, m.migration_id);
+}
+
+void slave_core::send_stopped(std::uint32_t shard, shard_entry& e) {
+    if (!p::encode_with_state(p::shard_stopped{.shard = shard, .epoch = e.epoch, .migration_id = e.migration},
+                              p::bytes_view(e.unsent_state), out_, config_.state_chunk_size)) {
+        log("error", fmt::format("could not encode the state of shard {} ({} bytes)", shard, e.unsent_state.size()));
+    }
+    e.unsent_state.clear();
+}
+
+// --- callbacks ----------------------------------------------------------------------------------
+
+void slave_core::complete(std::uint64_t op, outcome result) {
+    auto it = ops_.find(op);
+    if (it == ops_.end()) return;
+    const pending_op pending = it->second;
+    ops_.erase(it);
+    const auto shard = shards_.find(pending.shard);
+    switch (pending.kind) {
+        case op_kind::soft_start:
+            if (!result.ok) {
+                send_error("soft_start_failed", result.error);
+                return;
+            }
+            soft_started_ = true;
+            send(p::soft_start_complete{});
+            return;
+        case op_kind::full_start:
+            if (!result.ok) send_error("full_start_failed", result.error);
+            return;
+        case op_kind::shutdown:
+            if (!result.ok) log("warn", fmt::format("the shutdown callback failed: {}", result.error));
+            send(p::shutdown_complete{});
+            finished_ = true;
+            return;
+        case op_kind::start_shard:
+        case op_kind::resume_shard: {
+            if (shard == shards_.end() || shard->second.epoch != pending.epoch) return;  // superseded meanwhile
+            shard_entry& e = shard->second;
+            const bool resuming = pending.kind == op_kind::resume_shard;
+            if (!result.ok) {
+                send_error(resuming ? "resume_failed" : "start_failed", result.error, pending.shard, pending.epoch);
+                shards_.erase(shard);
+                return;
+            }
+            e.phase = shard_phase::running;
+            if (resuming) {
+                send(p::resumed{.shard = pending.shard, .epoch = pending.epoch, .migration_id = pending.migration});
+            } else {
+                send(p::shard_started{.shard = pending.shard, .epoch = pending.epoch});
+            }
+            if (e.deferred_stop) {
+                const p::stop_shard stop = *e.deferred_stop;
+                e.deferred_stop.reset();
+                handle(stop);
+            }
+            return;
+        }
+        case op_kind::stop_shard: {
+            if (shard == shards_.end() || shard->second.epoch != pending.epoch || shard->second.phase != shard_phase::stopping) {
+                return;
+            }
+            shard_entry& e = shard->second;
+            if (!result.ok) {
+                // The worker could not stop it: it keeps running here, the master decides what next.
+                e.phase = shard_phase::running;
+                send_error("stop_failed", result.error, pending.shard, pending.epoch);
+                return;
+            }
+            if (result.state.size() > config_.max_state_size) {
+                e.phase = shard_phase::running;
+                send_error("state_too_large",
+                           fmt::format("{} bytes, the limit is {}", result.state.size(), config_.max_state_size),
+                           pending.shard, pending.epoch);
+                return;
+            }
+            e.unsent_state = std::move(result.state);
+            if (link_ == link_state::ready) {
+                send_stopped(pending.shard, e);
+                shards_.erase(shard);
+            } else {
+                e.phase = shard_phase::stopped_unsent;  // handed back once the master is reachable
+            }
+            return;
+        }
+    }
+}
+
+void slave_core::tick(std::uint64_t progress) {
+    if (link_ == link_state::ready) send(p::heartbeat{.seq = ++heartbeat_seq_, .progress = progress});
+}
+
+}  // namespace meshmaster::slave::detail

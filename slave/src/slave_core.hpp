@@ -1,0 +1,135 @@
+// The slave side of the protocol as a state machine, without sockets or timers: the handshake,
+// epoch checks, state transfer in chunks, and the bookkeeping of which shards this process runs.
+// The Asio shell (slave.cpp) feeds it frames and callback outcomes and carries out what it asks:
+// bytes to write, worker callbacks to invoke, a connection to close.
+//
+// Shards survive the connection: when the master goes away the worker keeps running them, and the
+// next hello reports them with their epochs so the (possibly restarted) master can adopt them.
+//
+// Thread safety: none; the shell uses it from one executor.
+#pragma once
+
+#include <meshmaster/protocol/auth.hpp>
+#include <meshmaster/protocol/frame.hpp>
+#include <meshmaster/protocol/messages.hpp>
+#include <meshmaster/protocol/state_transfer.hpp>
+#include <meshmaster/slave/completion.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace meshmaster::slave::detail {
+
+enum class op_kind { soft_start, full_start, start_shard, stop_shard, resume_shard, shutdown };
+
+/// A worker callback the core wants invoked. `state` (resume only) is valid until the next call
+/// into the core: the shell invokes the callback at once.
+struct callback_request {
+    std::uint64_t op = 0;
+    op_kind kind = op_kind::soft_start;
+    std::uint32_t shard = 0;
+    std::uint64_t epoch = 0;
+    std::uint32_t shard_count = 0;
+    protocol::bytes_view state;
+};
+
+struct core_config {
+    std::string slave_id;
+    std::string secret;
+    std::uint64_t generation = 0;
+    std::int64_t pid = 0;
+    std::uint64_t max_state_size = std::uint64_t{256} << 20;
+    std::size_t state_chunk_size = protocol::default_state_chunk_size;
+    /// Where the core reports what the operator should know ("info"/"warn"/"error", text).
+    std::function<void(std::string_view level, std::string text)> log;
+};
+
+class slave_core {
+public:
+    explicit slave_core(core_config config);
+
+    // --- connection ---
+    void on_connected();
+    void on_disconnected();
+    /// A whole frame from the master (views valid for the duration of the call).
+    void on_frame(const protocol::frame_view& frame);
+    /// The frame stream itself broke (oversized or truncated frame): report and close.
+    void on_stream_error(const protocol::error& e);
+
+    // --- worker callbacks ---
+    void complete(std::uint64_t op, outcome result);
+
+    /// Called every heartbeat interval: sends a heartbeat when authenticated.
+    void tick(std::uint64_t progress);
+
+    // --- outputs ---
+    [[nodiscard]] std::vector<std::byte> take_output() { return std::exchange(out_, {}); }
+    [[nodiscard]] bool has_output() const noexcept { return !out_.empty(); }
+    [[nodiscard]] std::vector<callback_request> take_requests() { return std::exchange(requests_, {}); }
+    /// Set when the connection must be closed (bad master, protocol error); cleared by on_connected.
+    [[nodiscard]] const std::optional<std::string>& close_reason() const noexcept { return close_reason_; }
+    /// The master asked for shutdown and the worker completed it: stop and do not reconnect.
+    [[nodiscard]] bool finished() const noexcept { return finished_; }
+    [[nodiscard]] bool authenticated() const noexcept { return link_ == link_state::ready; }
+    [[nodiscard]] std::chrono::milliseconds heartbeat_interval() const noexcept { return heartbeat_interval_; }
+    /// Shards this process holds (running, starting, stopping or with a state still to hand back).
+    [[nodiscard]] std::vector<protocol::shard_epoch> shards() const;
+
+private:
+    enum class link_state { disconnected, awaiting_challenge, awaiting_welcome, ready };
+    enum class shard_phase { starting, resuming, running, stopping, stopped_unsent };
+    struct shard_entry {
+        std::uint64_t epoch = 0;
+        shard_phase phase = shard_phase::starting;
+        std::uint64_t migration = 0;         // of the stop in progress or unsent
+        std::optional<protocol::stop_shard> deferred_stop;  // arrived while starting/resuming
+        std::vector<std::byte> unsent_state;  // stopped while the master was unreachable
+    };
+    struct pending_op {
+        op_kind kind;
+        std::uint32_t shard = 0;
+        std::uint64_t epoch = 0;
+        std::uint64_t migration = 0;
+    };
+
+    template <class Message>
+    void send(const Message& m);
+    void send_error(std::string code, std::string message, std::optional<std::uint32_t> shard = {},
+                    std::optional<std::uint64_t> epoch = {}, bool fatal = false);
+    void close(std::string reason);
+    void request(op_kind kind, std::uint32_t shard = 0, std::uint64_t epoch = 0, std::uint32_t shard_count = 0,
+                 protocol::bytes_view state = {}, std::uint64_t migration = 0);
+    void log(std::string_view level, std::string text) const;
+
+    void handle(const protocol::auth_challenge& m);
+    void handle(const protocol::welcome& m);
+    void handle(const protocol::start_shard& m);
+    void handle(const protocol::stop_shard& m);
+    void handle(const protocol::resume& m, protocol::bytes_view whole_state);
+    void send_stopped(std::uint32_t shard, shard_entry& e);
+
+    core_config config_;
+    link_state link_ = link_state::disconnected;
+    protocol::nonce slave_nonce_{};
+    std::vector<std::byte> master_nonce_;
+    std::vector<std::byte> out_;
+    std::vector<callback_request> requests_;
+    std::optional<std::string> close_reason_;
+    std::map<std::uint32_t, shard_entry> shards_;
+    std::map<std::uint64_t, pending_op> ops_;
+    std::uint64_t next_op_ = 1;
+    std::uint64_t heartbeat_seq_ = 0;
+    std::chrono::milliseconds heartbeat_interval_{250};
+    protocol::state_assembler assembler_;
+    std::vector<std::byte> assembled_;  // a reassembled state, alive until the next frame
+    bool soft_started_ = false;
+    bool shutting_down_ = false;
+    bool finished_ = false;
+};
+
+}  // namespace meshmaster::slave::detail

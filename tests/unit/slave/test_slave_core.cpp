@@ -1,0 +1,280 @@
+// The slave side of the protocol, driven frame by frame as the master would: the handshake both
+// ways, epoch checks, state handoff in chunks, and what survives a lost connection.
+#include "slave_core.hpp"
+
+#include <meshmaster/protocol/auth.hpp>
+#include <meshmaster/protocol/codec.hpp>
+#include <meshmaster/protocol/frame_decoder.hpp>
+#include <meshmaster/protocol/state_transfer.hpp>
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+using namespace meshmaster;
+using namespace meshmaster::slave::detail;
+using meshmaster::slave::outcome;
+namespace p = meshmaster::protocol;
+
+namespace {
+
+const std::string secret = "a shared secret for the tests";
+
+// Plays the master: encodes frames into the core, decodes what the core writes back.
+struct master_side {
+    slave_core core{{.slave_id = "s0-g1", .secret = secret, .generation = 1, .pid = 77, .state_chunk_size = 64}};
+    p::nonce master_nonce = p::random_nonce();
+    std::vector<std::string> log;
+
+    template <class M>
+    void deliver(const M& m) {
+        std::vector<std::byte> bytes;
+        REQUIRE(p::encode(m, bytes).has_value());
+        p::frame_decoder d;
+        d.feed(bytes);
+        while (auto f = d.next().value()) core.on_frame(*f);
+    }
+
+    // Everything the slave wrote since the last call, decoded (views into `last_output`).
+    std::vector<p::message> written() {
+        last_output = core.take_output();
+        decoder = p::frame_decoder();
+        decoder.feed(last_output);
+        std::vector<p::message> out;
+        frames.clear();
+        while (auto f = decoder.next().value()) {
+            frames.emplace_back((*f).body.begin(), (*f).body.end());
+            out.push_back(p::decode(p::frame_view{(*f).event, p::bytes_view(frames.back())}).value());
+        }
+        return out;
+    }
+
+    // Connects and completes the handshake; returns the hello the slave sent.
+    p::slave_hello connect() {
+        core.on_connected();
+        deliver(p::auth_challenge{.version_major = 1, .version_minor = 0, .nonce = p::bytes_view(master_nonce)});
+        auto out = written();
+        REQUIRE(out.size() == 2);
+        hello = std::get<p::slave_hello>(out[0]);
+        hello_shards = hello.shards;
+        slave_nonce.assign(hello.nonce.begin(), hello.nonce.end());
+        const auto proof = std::get<p::auth_proof>(out[1]);
+        CHECK(p::proofs_equal(p::slave_proof(secret, p::bytes_view(master_nonce), p::bytes_view(slave_nonce), "s0-g1"), proof.mac));
+        const auto mine = p::master_proof(secret, p::bytes_view(master_nonce), p::bytes_view(slave_nonce), "s0-g1");
+        deliver(p::welcome{.mac = p::bytes_view(mine), .heartbeat_interval_ms = 100});
+        REQUIRE(core.authenticated());
+        return hello;
+    }
+
+    std::vector<std::byte> last_output;
+    std::vector<std::vector<std::byte>> frames;
+    p::frame_decoder decoder;
+    p::slave_hello hello;
+    std::vector<p::shard_epoch> hello_shards;
+    std::vector<std::byte> slave_nonce;
+};
+
+std::vector<std::byte> bytes_of(std::string_view s) { return {reinterpret_cast<const std::byte*>(s.data()), reinterpret_cast<const std::byte*>(s.data()) + s.size()}; }
+
+}  // namespace
+
+TEST_CASE("the handshake proves the secret both ways and the hello carries identity and version") {
+    master_side m;
+    const auto hello = m.connect();
+    CHECK(hello.slave_id == "s0-g1");
+    CHECK(hello.version_major == 1);
+    CHECK(hello.pid == 77);
+    CHECK(hello.generation == 1);
+    CHECK(hello.nonce.size() == p::nonce_size);
+    CHECK(m.core.heartbeat_interval() == std::chrono::milliseconds(100));
+}
+
+TEST_CASE("a master that cannot prove the secret is refused") {
+    master_side m;
+    m.core.on_connected();
+    m.deliver(p::auth_challenge{.version_major = 1, .nonce = p::bytes_view(m.master_nonce)});
+    (void)m.written();
+    const p::proof forged{};
+    m.deliver(p::welcome{.mac = p::bytes_view(forged)});
+    CHECK_FALSE(m.core.authenticated());
+    REQUIRE(m.core.close_reason().has_value());
+    auto out = m.written();
+    REQUIRE(out.size() == 1);
+    CHECK(std::get<p::error_message>(out[0]).code == "auth_failed");
+}
+
+TEST_CASE("a master of another major version is refused by name") {
+    master_side m;
+    m.core.on_connected();
+    m.deliver(p::auth_challenge{.version_major = 2, .nonce = p::bytes_view(m.master_nonce)});
+    auto out = m.written();
+    REQUIRE(out.size() == 1);
+    CHECK(std::get<p::error_message>(out[0]).code == "unsupported_version:version_major");
+    CHECK(m.core.close_reason().has_value());
+}
+
+TEST_CASE("frames before the handshake close the connection") {
+    master_side m;
+    m.core.on_connected();
+    m.deliver(p::start_shard{.shard = 1, .epoch = 1});
+    CHECK(m.core.take_requests().empty());
+    CHECK(m.core.close_reason().has_value());
+}
+
+TEST_CASE("grants and stops with stale epochs never reach the worker") {
+    master_side m;
+    m.connect();
+    m.deliver(p::start_shard{.shard = 3, .epoch = 5});
+    auto requests = m.core.take_requests();
+    REQUIRE(requests.size() == 1);
+    CHECK(requests[0].kind == op_kind::start_shard);
+    m.core.complete(requests[0].op, {});
+    auto out = m.written();
+    REQUIRE(out.size() == 1);
+    CHECK(std::get<p::shard_started>(out[0]) == p::shard_started{.shard = 3, .epoch = 5});
+
+    m.deliver(p::start_shard{.shard = 3, .epoch = 4});   // older grant
+    m.deliver(p::stop_shard{.shard = 3, .epoch = 4, .migration_id = 9});  // stop of a superseded epoch
+    m.deliver(p::stop_shard{.shard = 8, .epoch = 5, .migration_id = 9});  // not held here
+    m.deliver(p::resume{.shard = 3, .epoch = 5, .migration_id = 9});     // not newer than held
+    CHECK(m.core.take_requests().empty());
+    out = m.written();
+    REQUIRE(out.size() == 4);
+    for (const auto& e : out) CHECK(std::get<p::error_message>(e).code == "stale_epoch");
+    CHECK(m.core.shards() == std::vector<p::shard_epoch>{{3, 5}});
+}
+
+TEST_CASE("a stop returns the worker's state, in chunks when it is large, byte for byte") {
+    master_side m;
+    m.connect();
+    m.deliver(p::start_shard{.shard = 2, .epoch = 1});
+    m.core.complete(m.core.take_requests()[0].op, {});
+    (void)m.written();
+    m.deliver(p::stop_shard{.shard = 2, .epoch = 1, .migration_id = 44});
+    auto requests = m.core.take_requests();
+    REQUIRE(requests.size() == 1);
+    CHECK(requests[0].kind == op_kind::stop_shard);
+    std::string state(200, 'x');
+    for (std::size_t i = 0; i < state.size(); ++i) state[i] = static_cast<char>('a' + i % 26);
+    m.core.complete(requests[0].op, {.state = bytes_of(state)});
+    auto out = m.written();
+    REQUIRE(out.size() == 4);  // 3 chunks of 64 bytes, then the closing frame with the last 8
+    p::state_assembler assembler(1 << 20);
+    for (int i = 0; i < 3; ++i) REQUIRE(assembler.add(std::get<p::state_chunk>(out[i])).has_value());
+    const auto stopped = std::get<p::shard_stopped>(out[3]);
+    CHECK(stopped.migration_id == 44);
+    auto whole = assembler.finish(44, 2, stopped.state, stopped.state_size).value();
+    CHECK(whole == bytes_of(state));
+    CHECK(m.core.shards().empty());
+}
+
+TEST_CASE("a resume hands the worker the whole reassembled state") {
+    master_side m;
+    m.connect();
+    const std::string state(150, 's');
+    std::vector<std::byte> wire;
+    REQUIRE(p::encode_with_state(p::resume{.shard = 6, .epoch = 9, .migration_id = 3}, p::bytes_view::of(state), wire, 64)
+                .has_value());
+    p::frame_decoder d;
+    d.feed(wire);
+    std::vector<callback_request> requests;
+    while (auto f = d.next().value()) {
+        m.core.on_frame(*f);
+        for (auto& r : m.core.take_requests()) {
+            // The view is valid during this turn only, as documented: check it now.
+            CHECK(std::string(reinterpret_cast<const char*>(r.state.data()), r.state.size()) == state);
+            requests.push_back(r);
+        }
+    }
+    REQUIRE(requests.size() == 1);
+    CHECK(requests[0].kind == op_kind::resume_shard);
+    m.core.complete(requests[0].op, {});
+    auto out = m.written();
+    REQUIRE(out.size() == 1);
+    CHECK(std::get<p::resumed>(out[0]) == p::resumed{.shard = 6, .epoch = 9, .migration_id = 3});
+}
+
+TEST_CASE("a stop arriving while the shard is still starting runs once the start is done") {
+    master_side m;
+    m.connect();
+    m.deliver(p::start_shard{.shard = 1, .epoch = 2});
+    const auto start = m.core.take_requests().at(0);
+    m.deliver(p::stop_shard{.shard = 1, .epoch = 2, .migration_id = 5});
+    CHECK(m.core.take_requests().empty());
+    m.core.complete(start.op, {});
+    auto requests = m.core.take_requests();
+    REQUIRE(requests.size() == 1);
+    CHECK(requests[0].kind == op_kind::stop_shard);
+}
+
+TEST_CASE("shards keep running without the master and are reported with their epochs on reconnect") {
+    master_side m;
+    m.connect();
+    m.deliver(p::start_shard{.shard = 4, .epoch = 7});
+    m.core.complete(m.core.take_requests()[0].op, {});
+    m.deliver(p::start_shard{.shard = 5, .epoch = 7});
+    m.core.complete(m.core.take_requests()[0].op, {});
+    m.deliver(p::stop_shard{.shard = 5, .epoch = 7, .migration_id = 12});
+    const auto stop = m.core.take_requests().at(0);
+    (void)m.written();
+
+    m.core.on_disconnected();
+    // The stop finishes while the master is away: the state waits.
+    m.core.complete(stop.op, {.state = bytes_of("kept")});
+    CHECK(m.core.take_output().empty());
+
+    const auto hello = m.connect();
+    CHECK(hello.shards == std::vector<p::shard_epoch>{{4, 7}, {5, 7}});
+    (void)m.written();
+    // The master asks again for the stopped shard: the waiting state goes out.
+    m.deliver(p::stop_shard{.shard = 5, .epoch = 7, .migration_id = 12});
+    auto out = m.written();
+    REQUIRE(out.size() == 1);
+    const auto stopped = std::get<p::shard_stopped>(out[0]);
+    CHECK(stopped.state == p::bytes_view::of("kept"));
+    CHECK(m.core.shards() == std::vector<p::shard_epoch>{{4, 7}});
+}
+
+TEST_CASE("shutdown: the worker's callback, then the acknowledgement, then finished") {
+    master_side m;
+    m.connect();
+    m.deliver(p::shutdown{.reason = "rolling restart"});
+    auto requests = m.core.take_requests();
+    REQUIRE(requests.size() == 1);
+    CHECK(requests[0].kind == op_kind::shutdown);
+    CHECK_FALSE(m.core.finished());
+    m.core.complete(requests[0].op, {});
+    auto out = m.written();
+    REQUIRE(out.size() == 1);
+    CHECK(std::holds_alternative<p::shutdown_complete>(out[0]));
+    CHECK(m.core.finished());
+}
+
+TEST_CASE("heartbeats carry a growing sequence and the progress counter") {
+    master_side m;
+    m.connect();
+    m.core.tick(10);
+    m.core.tick(11);
+    auto out = m.written();
+    REQUIRE(out.size() == 2);
+    CHECK(std::get<p::heartbeat>(out[0]) == p::heartbeat{.seq = 1, .progress = 10});
+    CHECK(std::get<p::heartbeat>(out[1]) == p::heartbeat{.seq = 2, .progress = 11});
+}
+
+TEST_CASE("a completion dropped without being called is reported, not lost") {
+    outcome delivered;
+    bool called = false;
+    struct recorder final : slave::detail::completion_target {
+        outcome* out;
+        bool* flag;
+        recorder(outcome* o, bool* f) : out(o), flag(f) {}
+        void deliver(outcome r) override {
+            *out = std::move(r);
+            *flag = true;
+        }
+    };
+    { slave::completion<> forgotten(std::make_shared<recorder>(&delivered, &called)); }
+    CHECK(called);
+    CHECK_FALSE(delivered.ok);
+    CHECK(delivered.error.find("dropped") != std::string::npos);
+}
