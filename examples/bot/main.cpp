@@ -1,0 +1,410 @@
+// examples/bot: a sharded worker built on the slave library, against the fake gateway.
+//
+// Per shard it owns, it holds a gateway session and processes that shard's events in order,
+// folding each payload into a running checksum (the per-shard state that must survive handoffs).
+// On stop_shard it stops processing at once, acknowledges what it processed, detaches from the
+// gateway and hands back (session, sequence, checksum, padding); on resume_shard it RESUMEs the
+// session from that sequence, so the gateway replays exactly what happened in between. The
+// gateway's audit then proves every event was processed once, by exactly one owner at a time.
+//
+//   bot --gateway 127.0.0.1:7500 [--state-padding BYTES] [--soft-start-delay-ms MS] [--stop-delay-ms MS]
+// The master connection comes from the environment meshmaster sets (MESHMASTER_ADDR, ...).
+#include "../gateway/gateway_protocol.hpp"
+
+#include <meshmaster/slave/slave.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/endian/conversion.hpp>
+
+#include <fmt/format.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace asio = boost::asio;
+namespace gw = meshmaster::gateway;
+namespace ms = meshmaster::slave;
+using asio::awaitable;
+using asio::use_awaitable;
+using asio::ip::tcp;
+
+namespace {
+
+constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
+
+struct settings {
+    std::string gateway;
+    std::size_t state_padding = 256;
+    int soft_start_delay_ms = 0;
+    int stop_delay_ms = 0;  // hand the state back this much later (widens the window tests aim at)
+};
+
+// The state handed from one owner to the next: session, position, checksum, then padding whose
+// bytes derive from the checksum (so the receiver can verify the whole blob arrived intact).
+struct shard_state {
+    std::uint64_t session = 0;
+    std::uint64_t seq = 0;
+    std::uint64_t checksum = 0;
+    std::size_t padding = 0;
+
+    std::vector<std::byte> encode() const {
+        std::vector<std::byte> out(28 + padding);
+        auto* p = reinterpret_cast<unsigned char*>(out.data());
+        boost::endian::store_little_u64(p, session);
+        boost::endian::store_little_u64(p + 8, seq);
+        boost::endian::store_little_u64(p + 16, checksum);
+        boost::endian::store_little_u32(p + 24, static_cast<std::uint32_t>(padding));
+        for (std::size_t i = 0; i < padding; ++i) p[28 + i] = pad_byte(i);
+        return out;
+    }
+    static std::optional<shard_state> decode(std::span<const std::byte> in) {
+        if (in.size() < 28) return std::nullopt;
+        const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+        shard_state s{.session = boost::endian::load_little_u64(p),
+                      .seq = boost::endian::load_little_u64(p + 8),
+                      .checksum = boost::endian::load_little_u64(p + 16),
+                      .padding = boost::endian::load_little_u32(p + 24)};
+        if (in.size() != 28 + s.padding) return std::nullopt;
+        for (std::size_t i = 0; i < s.padding; ++i) {
+            if (p[28 + i] != s.pad_byte(i)) return std::nullopt;
+        }
+        return s;
+    }
+    unsigned char pad_byte(std::size_t i) const { return static_cast<unsigned char>((checksum >> (8 * (i % 8))) ^ i); }
+};
+
+class bot {
+public:
+    bot(asio::io_context& io, settings s, ms::options o)
+        : io_(io), settings_(std::move(s)), name_(o.slave_id), socket_(io),
+          slave_(io, std::move(o),
+                 {.soft_start = [this](ms::completion<> done) { soft_start(std::move(done)); },
+                  .full_start = [this](ms::completion<> done) { ensure_gateway(std::move(done)); },
+                  .start_shard = [this](ms::shard_grant g, ms::completion<> done) { start_shard(g, std::move(done)); },
+                  .stop_shard = [this](ms::shard_grant g, ms::completion<std::vector<std::byte>> done) { stop_shard(g, std::move(done)); },
+                  .resume_shard = [this](ms::shard_grant g, std::span<const std::byte> state, ms::completion<> done) {
+                      resume_shard(g, state, std::move(done));
+                  },
+                  .shutdown = [this](ms::completion<> done) { shutdown(std::move(done)); }}) {}
+
+    void start() { slave_.start(); }
+    /// Called once the master's shutdown is done, so the process can end when its work runs out.
+    std::function<void()> on_shutdown;
+
+private:
+    struct shard {
+        std::uint64_t epoch = 0;
+        shard_state state;
+        bool running = false;
+        std::uint64_t ack_first = 0;  // first processed seq not yet acknowledged (0: none)
+        std::optional<ms::completion<>> waiting;  // start/resume waiting for READY/RESUMED
+        std::optional<ms::completion<std::vector<std::byte>>> stopping;  // stop waiting for DETACHED
+        bool identify_on_invalid = false;
+    };
+
+    void log(std::string_view level, const std::string& text) {
+        fmt::print(stderr, R"({{"level":"{}","component":"bot","slave":"{}","msg":"{}"}})" "\n", level, name_, text);
+    }
+
+    void soft_start(ms::completion<> done) {
+        // A real bot would warm caches here; the delay lets tests make soft starts slow.
+        if (settings_.soft_start_delay_ms > 0) {
+            auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(settings_.soft_start_delay_ms));
+            timer->async_wait([this, timer, done = std::move(done)](boost::system::error_code) mutable {
+                ensure_gateway(std::move(done));
+            });
+            return;
+        }
+        ensure_gateway(std::move(done));
+    }
+
+    // Connects to the gateway once; completes `done` when connected.
+    void ensure_gateway(ms::completion<> done) {
+        if (connected_) return done();
+        connect_waiters_.push_back(std::move(done));
+        if (connecting_) return;
+        connecting_ = true;
+        asio::co_spawn(io_, connect_gateway(), asio::detached);
+    }
+
+    awaitable<void> connect_gateway() {
+        tcp::resolver resolver(io_);
+        const auto colon = settings_.gateway.rfind(':');
+        auto [rec, endpoints] = co_await resolver.async_resolve(settings_.gateway.substr(0, colon),
+                                                                settings_.gateway.substr(colon + 1), tuple_awaitable);
+        boost::system::error_code ec = rec;
+        if (!ec) std::tie(ec, std::ignore) = co_await asio::async_connect(socket_, endpoints, tuple_awaitable);
+        connecting_ = false;
+        if (ec) {
+            log("error", fmt::format("cannot reach the gateway at {}: {}", settings_.gateway, ec.message()));
+            for (auto& w : connect_waiters_) w.fail("gateway unreachable");
+            connect_waiters_.clear();
+            co_return;
+        }
+        socket_.set_option(tcp::no_delay(true));
+        connected_ = true;
+        send(gw::hello_record(name_));
+        asio::co_spawn(io_, read_gateway(), asio::detached);
+        for (auto& w : connect_waiters_) w();
+        connect_waiters_.clear();
+    }
+
+    void send(const gw::record& r, bool raw = false) {
+        const std::size_t at = out_.size();
+        out_.resize(at + gw::record_size);
+        gw::write_record(r, out_.data() + at);
+        if (!raw) flush();
+    }
+
+    void flush() {
+        if (writing_ || out_.empty() || !connected_) return;
+        writing_ = true;
+        asio::co_spawn(io_, write_gateway(), asio::detached);
+    }
+
+    awaitable<void> write_gateway() {
+        while (!out_.empty() && connected_) {
+            writing_buffer_.clear();
+            std::swap(writing_buffer_, out_);
+            auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(writing_buffer_), tuple_awaitable);
+            if (ec) {
+                log("error", fmt::format("gateway write failed: {}", ec.message()));
+                break;
+            }
+        }
+        writing_ = false;
+        if (closing_ && out_.empty()) {
+            boost::system::error_code ignored;
+            socket_.shutdown(tcp::socket::shutdown_both, ignored);
+            socket_.close(ignored);
+        }
+    }
+
+    awaitable<void> read_gateway() {
+        std::vector<unsigned char> buffer(64 * 1024);
+        std::size_t have = 0;
+        while (true) {
+            auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buffer.data() + have, buffer.size() - have), tuple_awaitable);
+            if (ec) {
+                if (!closing_) {
+                    // Without the gateway there is nothing to process: exit, the master replaces us.
+                    log("error", fmt::format("lost the gateway: {}", ec.message()));
+                    std::exit(3);
+                }
+                co_return;
+            }
+            have += n;
+            std::size_t at = 0;
+            for (; have - at >= gw::record_size; at += gw::record_size) handle(gw::read_record(buffer.data() + at));
+            std::memmove(buffer.data(), buffer.data() + at, have - at);
+            have -= at;
+            send_acks();
+        }
+    }
+
+    void handle(const gw::record& r) {
+        auto it = shards_.find(r.shard);
+        if (it == shards_.end()) return;  // a shard we no longer hold: late events are ignored
+        shard& s = it->second;
+        switch (r.type) {
+            case gw::gateway_op::event:
+                if (!s.running || r.a != s.state.seq + 1) return;  // stopped, or replayed before our position
+                s.state.checksum = gw::fold(s.state.checksum, r.b);
+                s.state.seq = r.a;
+                if (s.ack_first == 0) s.ack_first = r.a;
+                touched_.push_back(r.shard);
+                return;
+            case gw::gateway_op::ready:
+                s.state = {.session = r.a, .seq = r.b, .checksum = 0, .padding = settings_.state_padding};
+                s.running = true;
+                if (s.waiting) std::exchange(s.waiting, std::nullopt).value()();
+                return;
+            case gw::gateway_op::resumed:
+                s.running = true;
+                if (s.waiting) std::exchange(s.waiting, std::nullopt).value()();
+                return;
+            case gw::gateway_op::detached:
+                detached(r.shard);
+                return;
+            case gw::gateway_op::invalid_session:
+                // The resume window passed: start a fresh session; the events in between are lost
+                // (and the gateway's audit will say so).
+                log("warn", fmt::format("shard {}: session {} invalid, identifying anew", r.shard, r.a));
+                send({.type = gw::bot_op::identify, .shard = r.shard, .a = s.epoch});
+                return;
+            default:
+                return;
+        }
+    }
+
+    void send_acks() {
+        for (std::uint32_t id : touched_) {
+            auto it = shards_.find(id);
+            if (it == shards_.end() || it->second.ack_first == 0) continue;
+            shard& s = it->second;
+            send({.type = gw::bot_op::ack, .shard = id, .a = s.ack_first, .b = s.state.seq, .c = s.state.checksum, .d = s.epoch}, true);
+            s.ack_first = 0;
+        }
+        touched_.clear();
+        flush();
+    }
+
+    void start_shard(ms::shard_grant g, ms::completion<> done) {
+        shard& s = shards_[g.shard];
+        s = shard{.epoch = g.epoch};
+        s.waiting = std::move(done);
+        ensure_gateway(ms::completion<>(std::make_shared<after_connect>([this, id = g.shard, epoch = g.epoch](bool ok) {
+            auto it = shards_.find(id);
+            if (it == shards_.end()) return;
+            if (!ok) {
+                if (it->second.waiting) std::exchange(it->second.waiting, std::nullopt)->fail("gateway unreachable");
+                return;
+            }
+            send({.type = gw::bot_op::identify, .shard = id, .a = epoch});
+        })));
+    }
+
+    void resume_shard(ms::shard_grant g, std::span<const std::byte> state, ms::completion<> done) {
+        auto decoded = shard_state::decode(state);
+        if (!decoded) {
+            log("error", fmt::format("shard {}: the handed-over state is corrupt ({} bytes)", g.shard, state.size()));
+            return done.fail("corrupt state");
+        }
+        shard& s = shards_[g.shard];
+        s = shard{.epoch = g.epoch, .state = *decoded};
+        s.waiting = std::move(done);
+        ensure_gateway(ms::completion<>(std::make_shared<after_connect>([this, id = g.shard](bool ok) {
+            auto it = shards_.find(id);
+            if (it == shards_.end()) return;
+            if (!ok) {
+                if (it->second.waiting) std::exchange(it->second.waiting, std::nullopt)->fail("gateway unreachable");
+                return;
+            }
+            const shard& sh = it->second;
+            send({.type = gw::bot_op::resume, .shard = id, .a = sh.state.session, .b = sh.state.seq, .c = sh.epoch});
+        })));
+    }
+
+    void stop_shard(ms::shard_grant g, ms::completion<std::vector<std::byte>> done) {
+        auto it = shards_.find(g.shard);
+        if (it == shards_.end()) return done.fail("not running here");
+        shard& s = it->second;
+        // Stop first: not one more event of this shard is processed here after this line.
+        s.running = false;
+        if (s.ack_first != 0) {
+            send({.type = gw::bot_op::ack, .shard = g.shard, .a = s.ack_first, .b = s.state.seq, .c = s.state.checksum, .d = s.epoch}, true);
+            s.ack_first = 0;
+        }
+        // The state leaves once the gateway confirms the detach, so the next owner's RESUME can
+        // never race this connection for the shard.
+        s.stopping = std::move(done);
+        send({.type = gw::bot_op::detach, .shard = g.shard});
+    }
+
+    void detached(std::uint32_t id) {
+        auto it = shards_.find(id);
+        if (it == shards_.end() || !it->second.stopping) return;
+        shard_state state = it->second.state;
+        state.padding = settings_.state_padding;
+        auto done = std::move(*it->second.stopping);
+        shards_.erase(it);
+        if (settings_.stop_delay_ms > 0) {
+            auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(settings_.stop_delay_ms));
+            timer->async_wait([timer, state, done = std::move(done)](boost::system::error_code) mutable { done(state.encode()); });
+            return;
+        }
+        done(state.encode());
+    }
+
+    void shutdown(ms::completion<> done) {
+        send_acks();
+        closing_ = true;
+        shards_.clear();
+        if (!writing_) {
+            boost::system::error_code ignored;
+            socket_.shutdown(tcp::socket::shutdown_both, ignored);
+            socket_.close(ignored);
+        }
+        done();
+        if (on_shutdown) on_shutdown();
+    }
+
+    // Adapts "gateway connected?" into a completion target.
+    struct after_connect final : ms::detail::completion_target {
+        explicit after_connect(std::function<void(bool)> f) : then(std::move(f)) {}
+        void deliver(ms::outcome o) override { then(o.ok); }
+        std::function<void(bool)> then;
+    };
+
+    asio::io_context& io_;
+    settings settings_;
+    std::string name_;
+    tcp::socket socket_;
+    ms::slave slave_;
+    std::map<std::uint32_t, shard> shards_;
+    std::vector<std::uint32_t> touched_;
+    std::vector<unsigned char> out_;
+    std::vector<unsigned char> writing_buffer_;
+    std::vector<ms::completion<>> connect_waiters_;
+    bool connected_ = false;
+    bool connecting_ = false;
+    bool writing_ = false;
+    bool closing_ = false;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::signal(SIGPIPE, SIG_IGN);  // survive a master restart: our stdout is its pipe
+    settings s;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                fmt::print(stderr, "bot: {} needs a value\n", arg);
+                std::exit(64);
+            }
+            return argv[++i];
+        };
+        if (arg == "--gateway") s.gateway = value();
+        else if (arg == "--state-padding") s.state_padding = std::stoul(value());
+        else if (arg == "--soft-start-delay-ms") s.soft_start_delay_ms = std::stoi(value());
+        else if (arg == "--stop-delay-ms") s.stop_delay_ms = std::stoi(value());
+        else {
+            fmt::print(stderr, "bot: unknown argument {}\nusage: bot --gateway HOST:PORT [--state-padding BYTES] [--soft-start-delay-ms MS] [--stop-delay-ms MS]\n", arg);
+            return 64;
+        }
+    }
+    if (s.gateway.empty() || s.gateway.rfind(':') == std::string::npos) {
+        fmt::print(stderr, "bot: --gateway HOST:PORT is required\n");
+        return 64;
+    }
+    ms::options options;
+    try {
+        options = ms::options::from_environment();
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "bot: {}\n", e.what());
+        return 78;
+    }
+    asio::io_context io(1);
+    bot b(io, s, std::move(options));
+    b.start();
+    asio::signal_set signals(io, SIGTERM, SIGINT);
+    signals.async_wait([&](boost::system::error_code ec, int) { if (!ec) io.stop(); });
+    b.on_shutdown = [&] { signals.cancel(); };  // io.run() returns once the goodbye is written
+    io.run();
+    return 0;
+}

@@ -1,0 +1,246 @@
+"""Starting and driving a meshmaster fleet from Python: the fake gateway, the daemon with its
+bots, and the questions a test or the demo asks of them. Used by scripts/demo, the integration
+tests and the handoff benchmark.
+
+Every process is started here and stopped here by PID (never by name); `Fleet.close()` also
+kills any slave the daemon left behind, by the PIDs the daemon reported.
+"""
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """preexec_fn: the gateway and the daemon die with the script that started them, even if it is
+    killed (a test timeout). The bots then exit on their own: they lose the gateway."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def free_port():
+    """A loopback port nobody listens on right now (for a master that must come back on it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build_dir():
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.environ.get("MESHMASTER_BUILD_DIR", os.path.join(here, "..", "..", "build", "release"))
+
+
+class Gateway:
+    def __init__(self, shards=256, rate=100, resume_window_ms=30000, record=None, extra=()):
+        binary = os.path.join(build_dir(), "examples", "gateway", "gateway")
+        args = [binary, "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--shards", str(shards),
+                "--rate", str(rate), "--resume-window-ms", str(resume_window_ms), *extra]
+        if record:
+            args += ["--record", record]
+        self.stderr = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+                                        preexec_fn=_die_with_parent)
+        first = json.loads(self.process.stdout.readline())
+        self.address = first["listen"]
+        host, port = first["control"].rsplit(":", 1)
+        self.control = socket.create_connection((host, int(port)))
+        self.control_file = self.control.makefile("rw")
+
+    def command(self, line, timeout=30):
+        self.control.settimeout(timeout)
+        self.control_file.write(line + "\n")
+        self.control_file.flush()
+        return self.control_file.readline().strip()
+
+    def report(self):
+        return json.loads(self.command("report"))
+
+    def drain(self, timeout_ms=10000):
+        """Stops emitting and waits until every emitted event was processed."""
+        self.command("pause")
+        return self.command(f"drain {timeout_ms}", timeout=timeout_ms / 1000 + 5)
+
+    def stop(self):
+        for stream in (self.control_file, self.control):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.stdout.close()
+        self.stderr.close()
+
+
+class Master:
+    """meshmaster run -c <workdir>/meshmaster.toml, spawning bots against `gateway`."""
+
+    def __init__(self, workdir, gateway_address, shards=256, slaves=4, concurrency=16, surge=1,
+                 state_padding=256, settings=None, bot_args=(), secret="demo-secret-0123456789", listen=None):
+        self.workdir = workdir
+        self.socket = os.path.join(workdir, "meshmaster.sock")
+        self.event_log = os.path.join(workdir, "events.jsonl")
+        self.binary = os.path.join(build_dir(), "master", "meshmaster")
+        bot = os.path.join(build_dir(), "examples", "bot", "bot")
+        secret_file = os.path.join(workdir, "secret")
+        with open(secret_file, "w") as f:
+            f.write(secret + "\n")
+        os.chmod(secret_file, 0o600)
+        command = [bot, "--gateway", gateway_address, "--state-padding", str(state_padding), *bot_args]
+        lines = [
+            f'listen = "{listen or "127.0.0.1:0"}"',
+            f"shards = {shards}",
+            f'control_socket = "{self.socket}"',
+            f'event_log = "{self.event_log}"',
+            f'secret_file = "{secret_file}"',
+            "[slaves]",
+            f"count = {slaves}",
+            "command = [" + ", ".join(json.dumps(c) for c in command) + "]",
+            "[restart]",
+            f"concurrency = {concurrency}",
+            f"surge = {surge}",
+        ]
+        for section, values in (settings or {}).items():
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+        self.config = os.path.join(workdir, "meshmaster.toml")
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.log_path = os.path.join(workdir, "meshmaster.log")
+        self.log = None
+        self.process = None
+        self.seen_pids = set()
+
+    def start(self):
+        if self.log:
+            self.log.close()
+        self.log = open(self.log_path, "a")
+        self.process = subprocess.Popen([self.binary, "run", "-c", self.config], stdout=self.log, stderr=self.log,
+                                        preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + 10
+        while not self._answers():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"meshmaster exited with {self.process.returncode}; see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("meshmaster did not open its control socket")
+            time.sleep(0.02)
+        return self
+
+    def _answers(self):
+        """Whether the daemon accepts on its control socket (a crashed one leaves a stale file)."""
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(self.socket)
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.close()
+
+    def cli(self, *args, timeout=120):
+        return subprocess.run([self.binary, *args, "-s", self.socket], capture_output=True, text=True, timeout=timeout)
+
+    def status(self):
+        out = self.cli("status", "--json")
+        if out.returncode != 0:
+            raise RuntimeError(f"status failed: {out.stderr}")
+        status = json.loads(out.stdout)
+        for slave in status["slaves"]:
+            if slave["pid"]:
+                self.seen_pids.add(slave["pid"])
+        return status
+
+    def wait_for(self, predicate, timeout=30, what="condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status()
+            if predicate(status):
+                return status
+            time.sleep(0.05)
+        raise TimeoutError(f"timed out waiting for {what}: {json.dumps(self.status())[:2000]}")
+
+    def wait_running(self, timeout=30):
+        return self.wait_for(lambda s: s["shards_running"] == s["shard_count"] and s["restart"] is None
+                             and all(x["phase"] == "running" for x in s["slaves"]), timeout, "all shards running")
+
+    def signal(self, sig):
+        self.process.send_signal(sig)
+
+    def events(self, *types):
+        records = []
+        with open(self.event_log) as f:
+            for line in f:
+                record = json.loads(line)
+                if not types or record["event"] in types:
+                    records.append(record)
+        return records
+
+    def stop(self, timeout=30):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.send_signal(signal.SIGTERM)  # the second one stops at once
+                try:
+                    self.process.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+        if self.log:
+            self.log.close()
+            self.log = None
+        return self.process.returncode if self.process else None
+
+    def crash(self):
+        """SIGKILL: the master dies at once; its slaves keep running."""
+        self.process.kill()
+        self.process.wait()
+
+    def kill_leftovers(self):
+        """Kills, by PID, any slave this master reported that is still alive."""
+        for pid in self.seen_pids:
+            for target in (-pid, pid):
+                try:
+                    os.kill(target, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
+class Fleet:
+    """A gateway plus a master with its bots, in a temporary directory; a context manager."""
+
+    def __init__(self, shards=256, slaves=4, rate=100, concurrency=16, surge=1, state_padding=256,
+                 settings=None, bot_args=(), resume_window_ms=30000, listen=None):
+        self.dir = tempfile.TemporaryDirectory(prefix="meshmaster-")
+        self.gateway = Gateway(shards=shards, rate=rate, resume_window_ms=resume_window_ms,
+                               record=os.path.join(self.dir.name, "processed.jsonl"))
+        self.master = Master(self.dir.name, self.gateway.address, shards=shards, slaves=slaves,
+                             concurrency=concurrency, surge=surge, state_padding=state_padding,
+                             settings=settings, bot_args=bot_args, listen=listen)
+
+    def __enter__(self):
+        self.master.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        try:
+            self.master.stop()
+        finally:
+            self.master.kill_leftovers()
+            self.gateway.stop()
+            self.dir.cleanup()

@@ -1,0 +1,195 @@
+#!/usr/bin/python3
+"""Failures during rolling restarts, and bad input from slaves.
+
+- the old slave SIGKILLed mid-migration: its remaining shards start fresh on the new slave, the
+  lost state is logged, every shard ends with one owner;
+- the new slave SIGKILLed mid-migration: its shards go back to the old slave (rollback), the restart
+  is logged as failed, every shard ends with one owner;
+- a wrong secret, an oversized frame, garbage, an unknown event, a stale epoch: each refused with a
+  logged reason, while the real slaves carry on.
+"""
+import os
+import signal
+import struct
+import time
+import unittest
+
+from fake_slave import FakeSlave, frame
+from support import Fleet, assert_single_owners
+
+SECRET = "demo-secret-0123456789"
+
+
+def pid_of(status, slave_id):
+    return next(s["pid"] for s in status["slaves"] if s["id"] == slave_id)
+
+
+class KilledMidMigration(unittest.TestCase):
+    def restart_and_wait_for_moves(self, fleet, moved):
+        """Starts a restart and returns once `moved` shards of slot 0 completed their move."""
+        master = fleet.master
+        master.signal(signal.SIGUSR2)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            done = [e for e in master.events("migration_completed") if e["slave"] == "s0-g2"]
+            if len(done) >= moved:
+                return
+            time.sleep(0.005)
+        self.fail("the restart never started moving shards")
+
+    def test_old_slave_killed(self):
+        # One move at a time, each stop taking 40 ms: a wide window in the middle of slot 0's moves.
+        with Fleet(shards=16, slaves=2, rate=200, concurrency=1, bot_args=["--stop-delay-ms", "40"]) as fleet:
+            master = fleet.master
+            status = master.wait_running()
+            old = pid_of(status, "s0-g1")
+            self.restart_and_wait_for_moves(fleet, 2)
+            os.kill(old, signal.SIGKILL)
+            status = master.wait_for(lambda s: s["restart"] is None and s["shards_running"] == 16, timeout=30,
+                                     what="the restart to finish without the old slave")
+            assert_single_owners(self, status)
+            self.assertEqual(sorted(s["id"] for s in status["slaves"]), ["s0-g2", "s1-g2"])
+            events = master.events()
+            # Events the dead slave's sessions left unprocessed can never be processed: they are
+            # the lost state, and the gateway counts them as lost.
+            drained = fleet.gateway.drain(timeout_ms=1000)
+            report = fleet.gateway.report()
+        self.assertEqual(drained, "drained" if report["lost"] == 0 else f"timeout {report['lost']}")
+        names = [e["event"] for e in events]
+        self.assertIn("restart_completed", names)
+        lost_state = [e for e in events if e["event"] == "shard_orphaned" and e.get("state_lost")]
+        self.assertGreater(len(lost_state), 0, "the lost state is logged as such")
+        self.assertTrue(all(e["slave"] == "s0-g1" for e in lost_state))
+        # Shards moved before the kill kept their state; the others restarted, nothing twice.
+        self.assertEqual(report["duplicated"], 0)
+        self.assertEqual(report["overlaps"], 0)
+        self.assertEqual(report["checksum_mismatches"], 0)
+        self.assert_one_terminal_per_migration(events)
+
+    def test_new_slave_killed(self):
+        with Fleet(shards=16, slaves=2, rate=200, concurrency=1, bot_args=["--stop-delay-ms", "40"]) as fleet:
+            master = fleet.master
+            master.wait_running()
+            self.restart_and_wait_for_moves(fleet, 2)
+            os.kill(pid_of(master.status(), "s0-g2"), signal.SIGKILL)
+            status = master.wait_for(lambda s: s["restart"] is None and s["shards_running"] == 16, timeout=30,
+                                     what="the rollback")
+            assert_single_owners(self, status)
+            # The restart stopped; the old slaves keep (or got back) their shards.
+            self.assertEqual(sorted(s["id"] for s in status["slaves"]), ["s0-g1", "s1-g1"])
+            self.assertEqual(status["restarts_failed"], 1)
+            events = master.events()
+            drained = fleet.gateway.drain(timeout_ms=1000)
+            report = fleet.gateway.report()
+        self.assertEqual(drained, "drained" if report["lost"] == 0 else f"timeout {report['lost']}")
+        names = [e["event"] for e in events]
+        self.assertIn("restart_failed", names)
+        self.assertIn("restart_pair_rolled_back", names)
+        self.assertEqual(report["duplicated"], 0)
+        self.assertEqual(report["overlaps"], 0)
+        self.assertEqual(report["checksum_mismatches"], 0)
+        self.assert_one_terminal_per_migration(events)
+
+    def assert_one_terminal_per_migration(self, events):
+        started = sorted(e["migration"] for e in events if e["event"] == "migration_started")
+        ended = sorted(e["migration"] for e in events
+                       if e["event"] in ("migration_completed", "migration_rolled_back", "migration_failed"))
+        self.assertEqual(started, ended)
+
+
+class BadInput(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.fleet = Fleet(shards=8, slaves=2, rate=200)
+        cls.fleet.__enter__()
+        cls.status = cls.fleet.master.wait_running()
+        cls.address = cls.status["listen"]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fleet.close()
+
+    def refusals(self):
+        return [e for e in self.fleet.master.events() if e["event"] in ("frame_refused", "auth_failed")]
+
+    def assert_others_carry_on(self):
+        before = self.fleet.gateway.report()["processed"]
+        time.sleep(0.2)
+        status = self.fleet.master.status()
+        assert_single_owners(self, status)
+        self.assertEqual(sorted(s["id"] for s in status["slaves"] if s["slot"] is not None), ["s0-g1", "s1-g1"])
+        self.assertGreater(self.fleet.gateway.report()["processed"], before, "the real slaves stopped processing")
+
+    def test_wrong_secret(self):
+        fake = FakeSlave(self.address, "intruder", "not-the-secret-at-all")
+        name, body = fake.handshake()
+        self.assertEqual(name, "error")
+        self.assertEqual(body["code"], "auth_failed")
+        self.assertTrue(body["fatal"])
+        self.assertTrue(fake.closed())
+        fake.close()
+        self.assertTrue(any(e["event"] == "auth_failed" and e["slave"] == "intruder" for e in self.refusals()))
+        self.assert_others_carry_on()
+
+    def test_oversized_frame(self):
+        fake = FakeSlave(self.address, "big-talker", SECRET)
+        self.assertEqual(fake.handshake()[0], "welcome")
+        fake.send_raw(struct.pack("<II", 18, 0xFFFFFFFF))
+        answer = fake.receive_until("error")
+        self.assertEqual(answer[1]["code"], "frame_too_large")
+        self.assertTrue(fake.closed())
+        fake.close()
+        self.assertTrue(any(e["slave"] == "big-talker" and "frame_too_large" in e["reason"] for e in self.refusals()))
+        self.assert_others_carry_on()
+
+    def test_garbage(self):
+        fake = FakeSlave(self.address, "noisy", SECRET)
+        self.assertEqual(fake.handshake()[0], "welcome")
+        # A valid header announcing a small body of junk that is not msgpack.
+        fake.send_raw(struct.pack("<II", 18, 4) + b"\xc1\xc1\xc1\xc1")
+        answer = fake.receive_until("error")
+        self.assertEqual(answer[1]["code"], "bad_body")
+        fake.close()
+        self.assertTrue(any(e["slave"] == "noisy" and "bad_body" in e["reason"] for e in self.refusals()))
+        self.assert_others_carry_on()
+
+    def test_garbage_before_authentication(self):
+        fake = FakeSlave(self.address, "-", SECRET)
+        fake.receive()  # the challenge
+        fake.send_raw(os.urandom(64))
+        self.assertTrue(fake.closed())
+        fake.close()
+        self.assert_others_carry_on()
+
+    def test_unknown_event_is_refused_but_not_fatal(self):
+        fake = FakeSlave(self.address, "newer-peer", SECRET)
+        self.assertEqual(fake.handshake()[0], "welcome")
+        fake.send_raw(frame(4242, {"hello": "from the future"}))
+        answer = fake.receive_until("error")
+        self.assertEqual(answer[1]["code"], "unknown_event")
+        self.assertFalse(answer[1].get("fatal", False))
+        fake.send("heartbeat", {"seq": 1})  # the connection is still usable
+        self.assertFalse(fake.closed(timeout=0.3))
+        fake.close()
+        self.assertTrue(any(e["slave"] == "newer-peer" and "unknown_event" in e["reason"] for e in self.refusals()))
+        self.assert_others_carry_on()
+
+    def test_stale_epoch(self):
+        # A slave claiming shard 0 under an old epoch is fenced (told to stop it), and an
+        # acknowledgement with a stale epoch changes nothing.
+        fake = FakeSlave(self.address, "zombie", SECRET, shards=[(0, 0)])
+        self.assertEqual(fake.handshake()[0], "welcome")
+        stop = fake.receive_until("stop_shard")
+        self.assertEqual((stop[1]["shard"], stop[1]["epoch"], stop[1].get("migration_id", 0)), (0, 0, 0))
+        fake.send("shard_started", {"shard": 1, "epoch": 0})
+        time.sleep(0.2)
+        fake.close()
+        events = self.fleet.master.events()
+        self.assertTrue(any(e["event"] == "shard_fenced" and e["slave"] == "zombie" and e["shard"] == 0 for e in events))
+        self.assertTrue(any(e["event"] == "stale_ack_ignored" and e["slave"] == "zombie" and e["shard"] == 1 for e in events))
+        self.assertTrue(all(sh["owner"] != "zombie" for sh in self.fleet.master.status()["shards"]))
+        self.assert_others_carry_on()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

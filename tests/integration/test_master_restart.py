@@ -1,0 +1,64 @@
+#!/usr/bin/python3
+"""The master goes away and comes back: the slaves keep running their shards the whole time,
+reconnect to the new master and report their shards with their epochs, and the new master adopts
+them instead of starting over — then goes on to replace them in a rolling restart."""
+import os
+import time
+import unittest
+
+from support import Fleet, assert_single_owners, free_port
+
+
+class MasterRestart(unittest.TestCase):
+    def test_slaves_survive_and_are_adopted(self):
+        # A fixed port: the slaves reconnect to where the master was.
+        with Fleet(shards=16, slaves=2, rate=200, listen=f"127.0.0.1:{free_port()}") as fleet:
+            master, gateway = fleet.master, fleet.gateway
+            before = master.wait_running()
+            table = {s["shard"]: (s["owner"], s["epoch"]) for s in before["shards"]}
+            pids = sorted(s["pid"] for s in before["slaves"])
+
+            master.crash()
+            processed = gateway.report()["processed"]
+            time.sleep(0.5)
+            self.assertGreater(gateway.report()["processed"], processed + 16 * 200 * 0.3,
+                               "the shards kept running while the master was down")
+            self.assertTrue(all(os.path.exists(f"/proc/{pid}") for pid in pids))
+
+            master.start()
+            after = master.wait_running(timeout=10)
+            assert_single_owners(self, after)
+            self.assertEqual({s["shard"]: (s["owner"], s["epoch"]) for s in after["shards"]}, table)
+            self.assertEqual(sorted(s["pid"] for s in after["slaves"]), pids, "adopted, not respawned")
+            names = [e["event"] for e in master.events()]
+            self.assertEqual(names.count("slave_adopted"), 2)
+            self.assertEqual(names.count("shard_adopted"), 16)
+
+            # The new master can replace slaves it did not start.
+            out = master.cli("restart", "--wait")
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            final = master.wait_running()
+            assert_single_owners(self, final)
+            self.assertTrue(all(s["id"].endswith("-g2") for s in final["slaves"]), final["slaves"])
+            for pid in pids:
+                deadline = time.monotonic() + 5
+                while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                self.assertFalse(os.path.exists(f"/proc/{pid}"), "an adopted slave outlived its retirement")
+            self.assertEqual(gateway.drain(), "drained")
+            report = gateway.report()
+        self.assertEqual((report["lost"], report["duplicated"], report["checksum_mismatches"]), (0, 0, 0))
+
+    def test_after_a_clean_stop_nothing_waits_for_adoption(self):
+        with Fleet(shards=4, slaves=1, rate=50) as fleet:
+            fleet.master.wait_running()
+            self.assertEqual(fleet.master.stop(), 0)
+            fleet.master.start()
+            started = time.monotonic()
+            fleet.master.wait_running()
+            self.assertLess(time.monotonic() - started, 0.9, "a clean stop must not leave an adoption window")
+            self.assertEqual(fleet.master.events("adoption_started"), [])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
