@@ -3,10 +3,11 @@
 #   build/sanitize  g++ + ASan + UBSan   unit tests (no Asio programs: they are built once, below)
 #   build/release   g++ -O2              the daemon, examples, integration tests, benchmarks
 #   build/fuzz      clang + libFuzzer    fuzz targets only
-# CI (CI set in the environment) turns warnings into errors.
+# CI (CI set in the environment) turns warnings into errors. Without CI the setting is left as the
+# tree has it, so running the demo after a CI-style test run does not rebuild everything.
 
-werror=OFF
-[[ -n ${CI:-} && ${CI:-} != false ]] && werror=ON
+werror=()
+[[ -n ${CI:-} && ${CI:-} != false ]] && werror=(-DMESHMASTER_WERROR=ON)
 
 configure_tree() {
   local tree=$1
@@ -17,7 +18,7 @@ configure_tree() {
     release) flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHMASTER_UNIT_TESTS=OFF) ;;
     fuzz) flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DMESHMASTER_FUZZ=ON) ;;
   esac
-  cmake -S . -B "build/$tree" -G Ninja -Wno-dev -DMESHMASTER_WERROR=$werror "${flags[@]}" "$@" >/dev/null
+  cmake -S . -B "build/$tree" -G Ninja -Wno-dev "${werror[@]}" "${flags[@]}" "$@" >/dev/null
 }
 
 build_tree() {

@@ -18,7 +18,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=int, default=256)
     parser.add_argument("--slaves", type=int, default=4)
-    parser.add_argument("--rate", type=int, default=500, help="events per second per shard")
+    parser.add_argument("--rate", type=int, default=1000, help="events per second per shard")
     parser.add_argument("--restarts", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--state-padding", type=int, default=4096, help="extra bytes of state per shard")
