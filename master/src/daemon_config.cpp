@@ -44,109 +44,77 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
     return static_cast<std::uint64_t>(value * factor);
 }
 
-namespace {
+static_assert(std::is_same_v<std::size_t, std::uint64_t>, "sizes are read as std::uint64_t");
 
-// Reads typed values out of the TOML tree, collecting errors and noting which keys were used so
-// that leftovers can be reported as unknown.
-class reader {
-public:
-    explicit reader(const toml::table& root) : root_(root) {}
+const std::vector<setting>& settings() {
+    using c = daemon_config;
+    static const std::vector<setting> all{
+        {"listen", "listen", "TCP address slaves connect to (host:port)", [](c& d) -> setting_target { return &d.listen; }},
+        {"shards", "shards", "total shard count", [](c& d) -> setting_target { return &d.supervisor.shard_count; }, 1, 1u << 20},
+        {"control_socket", "control-socket", "path of the control socket the CLI uses", [](c& d) -> setting_target { return &d.control_socket; }},
+        {"event_log", "event-log", "path of the JSON-lines event log", [](c& d) -> setting_target { return &d.event_log; }},
+        {"secret_file", "secret-file", "file holding the shared secret (else $MESHMASTER_SECRET)", [](c& d) -> setting_target { return &d.secret_file; }},
+        {"master_id", "master-id", "this master's name in logs", [](c& d) -> setting_target { return &d.master_id; }},
+        {"adopt_window", "adopt-window", "after a crash, how long to wait for running slaves", [](c& d) -> setting_target { return &d.adopt_window; }},
+        {"external_grace", "external-grace", "how long an external slave may be away", [](c& d) -> setting_target { return &d.supervisor.external_grace; }},
+        {"slaves.command", "", "", [](c& d) -> setting_target { return &d.slave_command; }},
+        {"slaves.count", "slaves", "how many slaves run shards", [](c& d) -> setting_target { return &d.supervisor.slave_count; }, 1, 4096},
+        {"slaves.spawn", "spawn", "spawn the slaves (false: they are launched elsewhere)", [](c& d) -> setting_target { return &d.supervisor.spawn_slaves; }},
+        {"slaves.env", "", "", [](c& d) -> setting_target { return &d.slave_env; }},
+        {"restart.concurrency", "concurrency", "shard moves in flight during a rolling restart", [](c& d) -> setting_target { return &d.supervisor.migration_concurrency; }, 1, 1u << 16},
+        {"restart.surge", "surge", "replacement slaves prepared ahead during a rolling restart", [](c& d) -> setting_target { return &d.supervisor.restart_surge; }, 1, 4096},
+        {"timeouts.spawn", "spawn-timeout", "spawn to authenticated hello", [](c& d) -> setting_target { return &d.supervisor.spawn_timeout; }},
+        {"timeouts.soft_start", "soft-start-timeout", "soft_start to soft_start_complete", [](c& d) -> setting_target { return &d.supervisor.soft_start_timeout; }},
+        {"timeouts.start", "start-timeout", "start_shard to shard_started", [](c& d) -> setting_target { return &d.supervisor.start_timeout; }},
+        {"timeouts.stop", "stop-timeout", "stop_shard to shard_stopped", [](c& d) -> setting_target { return &d.supervisor.stop_timeout; }},
+        {"timeouts.resume", "resume-timeout", "resume to resumed", [](c& d) -> setting_target { return &d.supervisor.resume_timeout; }},
+        {"timeouts.shutdown", "shutdown-timeout", "shutdown to exit, then SIGKILL", [](c& d) -> setting_target { return &d.supervisor.shutdown_timeout; }},
+        {"timeouts.handshake", "handshake-timeout", "connection to authenticated hello", [](c& d) -> setting_target { return &d.handshake_timeout; }},
+        {"heartbeat.interval", "heartbeat-interval", "e.g. 250ms", [](c& d) -> setting_target { return &d.supervisor.heartbeat_interval; }},
+        {"heartbeat.misses", "heartbeat-misses", "missed heartbeats before a slave is declared lost", [](c& d) -> setting_target { return &d.supervisor.heartbeat_misses; }, 1, 1000},
+        {"respawn.backoff_min", "backoff-min", "first delay of a crash loop's backoff", [](c& d) -> setting_target { return &d.supervisor.respawn_backoff_min; }},
+        {"respawn.backoff_max", "backoff-max", "longest delay of a crash loop's backoff", [](c& d) -> setting_target { return &d.supervisor.respawn_backoff_max; }},
+        {"respawn.stable_after", "stable-after", "a slave living this long resets its slot's backoff", [](c& d) -> setting_target { return &d.supervisor.stable_after; }},
+        {"limits.max_frame", "max-frame", "largest frame body accepted, e.g. 16MiB", [](c& d) -> setting_target { return &d.max_frame_size; }},
+        {"limits.max_state", "max-state", "largest shard state, e.g. 256MiB", [](c& d) -> setting_target { return &d.max_state_size; }},
+        {"limits.state_chunk", "state-chunk", "states above this travel in chunks, e.g. 1MiB", [](c& d) -> setting_target { return &d.supervisor.state_chunk_size; }},
+        {"limits.max_connections", "max-connections", "connections served at once", [](c& d) -> setting_target { return &d.max_connections; }, 1, 1u << 20},
+    };
+    return all;
+}
 
-    template <class T>
-    void integer(std::string_view path, T& out, std::int64_t min, std::int64_t max) {
-        const toml::node* n = find(path);
-        if (!n) return;
-        if (auto v = n->value<std::int64_t>(); v && *v >= min && *v <= max) {
-            out = static_cast<T>(*v);
-        } else {
-            error(path, n, fmt::format("must be an integer from {} to {}", min, max));
-        }
-    }
-    void boolean(std::string_view path, bool& out) {
-        const toml::node* n = find(path);
-        if (!n) return;
-        if (auto v = n->value<bool>()) out = *v;
-        else error(path, n, "must be true or false");
-    }
-    void string(std::string_view path, std::string& out) {
-        const toml::node* n = find(path);
-        if (!n) return;
-        if (auto v = n->value<std::string>()) out = *v;
-        else error(path, n, "must be a string");
-    }
-    void strings(std::string_view path, std::vector<std::string>& out) {
-        const toml::node* n = find(path);
-        if (!n) return;
-        const toml::array* a = n->as_array();
-        std::vector<std::string> values;
-        if (a) {
-            for (const toml::node& item : *a) {
-                if (auto v = item.value<std::string>()) values.push_back(*v);
-                else a = nullptr;
-                if (!a) break;
+std::optional<std::string> apply_setting(const setting& s, std::string_view text, daemon_config& config) {
+    return std::visit(
+        [&](auto* field) -> std::optional<std::string> {
+            using T = std::remove_pointer_t<decltype(field)>;
+            if constexpr (std::is_same_v<T, std::string>) {
+                *field = text;
+            } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+                return "is a list: set it in the configuration file";
+            } else if constexpr (std::is_same_v<T, bool>) {
+                if (text == "true") *field = true;
+                else if (text == "false") *field = false;
+                else return "must be true or false";
+            } else if constexpr (std::is_same_v<T, std::uint32_t>) {
+                std::uint64_t n = 0;
+                const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+                if (ec != std::errc{} || end != text.data() + text.size() || n < s.min || n > s.max) {
+                    return fmt::format("must be an integer from {} to {}", s.min, s.max);
+                }
+                *field = static_cast<std::uint32_t>(n);
+            } else if constexpr (std::is_same_v<T, std::chrono::milliseconds>) {
+                auto d = parse_duration(text);
+                if (!d) return "must be a duration such as \"250ms\", \"5s\" or a number of milliseconds";
+                *field = *d;
+            } else {
+                auto n = parse_size(text);
+                if (!n) return "must be a size such as \"16MiB\" or a number of bytes";
+                *field = *n;
             }
-        }
-        if (a) out = std::move(values);
-        else error(path, n, "must be an array of strings");
-    }
-    void duration(std::string_view path, milliseconds& out) {
-        const toml::node* n = find(path);
-        if (!n) return;
-        if (auto i = n->value<std::int64_t>(); i && *i >= 0 && n->is_integer()) {
-            out = milliseconds(*i);
-        } else if (auto s = n->value<std::string>(); s && parse_duration(*s)) {
-            out = *parse_duration(*s);
-        } else {
-            error(path, n, "must be a duration such as \"250ms\", \"5s\" or a number of milliseconds");
-        }
-    }
-    template <class T>
-    void size(std::string_view path, T& out) {
-        const toml::node* n = find(path);
-        if (!n) return;
-        if (auto i = n->value<std::int64_t>(); i && *i >= 0 && n->is_integer()) {
-            out = static_cast<T>(*i);
-        } else if (auto s = n->value<std::string>(); s && parse_size(*s)) {
-            out = static_cast<T>(*parse_size(*s));
-        } else {
-            error(path, n, "must be a size such as \"16MiB\" or a number of bytes");
-        }
-    }
-
-    std::vector<std::string> finish() {
-        collect_unknown(root_, "");
-        return std::move(errors_);
-    }
-
-private:
-    const toml::node* find(std::string_view path) {
-        used_.insert(std::string(path));
-        const auto dot = path.find('.');
-        if (dot != std::string_view::npos) used_.insert(std::string(path.substr(0, dot)));
-        return root_.at_path(path).node();
-    }
-    void error(std::string_view path, const toml::node* n, const std::string& what) {
-        const auto& where = n->source().begin;
-        errors_.push_back(fmt::format("{}:{}: {} {}", where.line, where.column, path, what));
-    }
-    void collect_unknown(const toml::table& table, const std::string& prefix) {
-        for (const auto& [key, node] : table) {
-            const std::string path = prefix.empty() ? std::string(key.str()) : prefix + "." + std::string(key.str());
-            if (!used_.contains(path)) {
-                const auto& where = node.source().begin;
-                errors_.push_back(fmt::format("{}:{}: unknown setting {}", where.line, where.column, path));
-            } else if (const toml::table* sub = node.as_table()) {
-                collect_unknown(*sub, path);
-            }
-        }
-    }
-
-    const toml::table& root_;
-    std::set<std::string> used_;
-    std::vector<std::string> errors_;
-};
-
-}  // namespace
+            return std::nullopt;
+        },
+        s.target(config));
+}
 
 std::vector<std::string> apply_config_file(const std::string& path, daemon_config& config) {
     toml::table root;
@@ -159,40 +127,49 @@ std::vector<std::string> apply_config_file(const std::string& path, daemon_confi
         return {fmt::format("{}: {}", path, e.what())};
     }
     daemon_config c = config;
-    supervisor_config& s = c.supervisor;
-    reader r(root);
-    r.string("listen", c.listen);
-    r.string("control_socket", c.control_socket);
-    r.string("event_log", c.event_log);
-    r.string("secret_file", c.secret_file);
-    r.string("master_id", c.master_id);
-    r.integer("shards", s.shard_count, 1, 1 << 20);
-    r.duration("adopt_window", c.adopt_window);
-    r.duration("external_grace", s.external_grace);
-    r.strings("slaves.command", c.slave_command);
-    r.integer("slaves.count", s.slave_count, 1, 4096);
-    r.boolean("slaves.spawn", s.spawn_slaves);
-    r.strings("slaves.env", c.slave_env);
-    r.integer("restart.concurrency", s.migration_concurrency, 1, 1 << 16);
-    r.integer("restart.surge", s.restart_surge, 1, 4096);
-    r.duration("timeouts.spawn", s.spawn_timeout);
-    r.duration("timeouts.soft_start", s.soft_start_timeout);
-    r.duration("timeouts.start", s.start_timeout);
-    r.duration("timeouts.stop", s.stop_timeout);
-    r.duration("timeouts.resume", s.resume_timeout);
-    r.duration("timeouts.shutdown", s.shutdown_timeout);
-    r.duration("timeouts.handshake", c.handshake_timeout);
-    r.duration("heartbeat.interval", s.heartbeat_interval);
-    r.integer("heartbeat.misses", s.heartbeat_misses, 1, 1000);
-    r.duration("respawn.backoff_min", s.respawn_backoff_min);
-    r.duration("respawn.backoff_max", s.respawn_backoff_max);
-    r.duration("respawn.stable_after", s.stable_after);
-    r.size("limits.max_frame", c.max_frame_size);
-    r.size("limits.max_state", c.max_state_size);
-    r.size("limits.state_chunk", s.state_chunk_size);
-    r.integer("limits.max_connections", c.max_connections, 1, 1 << 20);
-    std::vector<std::string> errors = r.finish();
-    for (auto& e : errors) e = path + ":" + e;
+    std::vector<std::string> errors;
+    std::set<std::string> known;
+    auto fail = [&](const toml::node& n, std::string_view key, std::string_view what) {
+        const auto& where = n.source().begin;
+        errors.push_back(fmt::format("{}:{}:{}: {} {}", path, where.line, where.column, key, what));
+    };
+    for (const setting& s : settings()) {
+        known.insert(std::string(s.key));
+        if (const auto dot = s.key.find('.'); dot != std::string_view::npos) known.insert(std::string(s.key.substr(0, dot)));
+        const toml::node* n = root.at_path(s.key).node();
+        if (!n) continue;
+        const setting_target target = s.target(c);
+        if (auto* list = std::get_if<std::vector<std::string>*>(&target)) {
+            std::vector<std::string> values;
+            const toml::array* a = n->as_array();
+            for (std::size_t i = 0; a && i < a->size(); ++i) {
+                if (auto v = (*a)[i].value<std::string>()) values.push_back(*v);
+                else a = nullptr;
+            }
+            if (a) **list = std::move(values);
+            else fail(*n, s.key, "must be an array of strings");
+            continue;
+        }
+        // Scalars go through the same text parsing as the command-line flags.
+        std::string text;
+        if (auto str = n->value_exact<std::string>()) text = *str;
+        else if (auto i = n->value_exact<std::int64_t>()) text = std::to_string(*i);
+        else if (auto b = n->value_exact<bool>()) text = *b ? "true" : "false";
+        else {
+            fail(*n, s.key, "has the wrong type");
+            continue;
+        }
+        if (auto problem = apply_setting(s, text, c)) fail(*n, s.key, *problem);
+    }
+    // Unknown keys are errors: a typo must not silently fall back to a default.
+    auto unknown = [&](auto& self, const toml::table& table, const std::string& prefix) -> void {
+        for (const auto& [key, node] : table) {
+            const std::string full = prefix.empty() ? std::string(key.str()) : prefix + "." + std::string(key.str());
+            if (!known.contains(full)) fail(node, full, "is not a setting");
+            else if (const toml::table* sub = node.as_table()) self(self, *sub, full);
+        }
+    };
+    unknown(unknown, root, "");
     if (errors.empty()) {
         c.config_file = path;
         config = std::move(c);

@@ -25,6 +25,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <variant>
 #include <vector>
 
 namespace meshmaster::master {
@@ -45,6 +47,28 @@ struct daemon_config {
     supervisor_config supervisor{.shard_count = 256, .slave_count = 4};
     std::string config_file;  ///< where the settings came from, if a file
 };
+
+/// Where a setting's value lands; the pointee's type decides how text is read (a u64 is a size, a
+/// duration "250ms", a u32 a count within the setting's bounds).
+using setting_target = std::variant<std::string*, std::vector<std::string>*, bool*, std::uint32_t*,
+                                    std::chrono::milliseconds*, std::uint64_t*>;
+
+/// One setting: its key in the TOML file and, if it has one, its command-line flag. The file
+/// reader, the flags and SIGHUP's reload all go through this one list.
+struct setting {
+    std::string_view key;   ///< "timeouts.stop"
+    std::string_view flag;  ///< "stop-timeout" (empty: file only)
+    std::string_view help;
+    setting_target (*target)(daemon_config&);
+    std::uint32_t min = 0;  ///< bounds of a count
+    std::uint32_t max = UINT32_MAX;
+};
+
+const std::vector<setting>& settings();
+
+/// Reads `text` (a flag's value, or a TOML scalar) into the setting's field; the problem if it
+/// does not fit.
+std::optional<std::string> apply_setting(const setting& s, std::string_view text, daemon_config& config);
 
 /// Parses "250ms", "5s", "2m", "1h" or a bare number of milliseconds.
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);

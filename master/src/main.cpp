@@ -7,88 +7,43 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <map>
+#include <unistd.h>
 #include <variant>
 
 using namespace meshmaster::master;
 
 namespace {
 
-// Flags of `run` and `check-config`: kept as given, so SIGHUP can rebuild the configuration from
-// the same file and the same flags.
+// Flags of `run` and `check-config`, kept as given, so SIGHUP can rebuild the configuration from
+// the same file and the same flags. Every setting with a flag in settings() is one here.
 struct run_flags {
     std::string config_file;
-    std::optional<std::string> listen, event_log, control_socket, secret_file, master_id;
-    std::optional<std::uint32_t> shards, slaves, concurrency, surge, heartbeat_misses;
-    std::optional<std::string> heartbeat_interval, adopt_window, spawn_timeout, soft_start_timeout, start_timeout,
-        stop_timeout, resume_timeout, shutdown_timeout, handshake_timeout, max_state, state_chunk;
+    std::map<std::string, std::optional<std::string>> given;  // flag → value, if given
     std::vector<std::string> command;
 };
 
 void add_run_flags(CLI::App& app, run_flags& f) {
     app.add_option("-c,--config", f.config_file, "TOML configuration file");
-    app.add_option("--listen", f.listen, "TCP address slaves connect to (host:port)");
-    app.add_option("--shards", f.shards, "total shard count");
-    app.add_option("--slaves", f.slaves, "how many slaves run shards");
-    app.add_option("--concurrency", f.concurrency, "shard moves in flight during a rolling restart");
-    app.add_option("--surge", f.surge, "replacement slaves prepared ahead during a rolling restart");
-    app.add_option("--heartbeat-interval", f.heartbeat_interval, "e.g. 250ms");
-    app.add_option("--heartbeat-misses", f.heartbeat_misses, "missed heartbeats before a slave is declared lost");
-    app.add_option("--event-log", f.event_log, "path of the JSON-lines event log");
-    app.add_option("--control-socket", f.control_socket, "path of the control socket the CLI uses");
-    app.add_option("--secret-file", f.secret_file, "file holding the shared secret (else $MESHMASTER_SECRET)");
-    app.add_option("--master-id", f.master_id, "this master's name in logs");
-    app.add_option("--adopt-window", f.adopt_window, "after a crash, how long to wait for running slaves");
-    app.add_option("--spawn-timeout", f.spawn_timeout);
-    app.add_option("--soft-start-timeout", f.soft_start_timeout);
-    app.add_option("--start-timeout", f.start_timeout);
-    app.add_option("--stop-timeout", f.stop_timeout);
-    app.add_option("--resume-timeout", f.resume_timeout);
-    app.add_option("--shutdown-timeout", f.shutdown_timeout);
-    app.add_option("--handshake-timeout", f.handshake_timeout);
-    app.add_option("--max-state", f.max_state, "largest shard state, e.g. 256MiB");
-    app.add_option("--state-chunk", f.state_chunk, "states above this travel in chunks, e.g. 1MiB");
+    for (const setting& s : settings()) {
+        if (s.flag.empty()) continue;
+        app.add_option("--" + std::string(s.flag), f.given[std::string(s.flag)], std::string(s.help));
+    }
     app.add_option("command", f.command, "the slave command line (after --)");
 }
 
 std::variant<daemon_config, std::vector<std::string>> build_config(const run_flags& f) {
     daemon_config c;
-    std::vector<std::string> errors;
     if (!f.config_file.empty()) {
-        errors = apply_config_file(f.config_file, c);
-        if (!errors.empty()) return errors;
+        if (auto errors = apply_config_file(f.config_file, c); !errors.empty()) return errors;
     }
-    auto duration = [&](const std::optional<std::string>& text, std::chrono::milliseconds& out, std::string_view name) {
-        if (!text) return;
-        if (auto d = parse_duration(*text)) out = *d;
-        else errors.push_back(fmt::format("--{}: '{}' is not a duration", name, *text));
-    };
-    auto size = [&](const std::optional<std::string>& text, auto& out, std::string_view name) {
-        if (!text) return;
-        if (auto s = parse_size(*text)) out = static_cast<std::remove_reference_t<decltype(out)>>(*s);
-        else errors.push_back(fmt::format("--{}: '{}' is not a size", name, *text));
-    };
-    supervisor_config& s = c.supervisor;
-    if (f.listen) c.listen = *f.listen;
-    if (f.event_log) c.event_log = *f.event_log;
-    if (f.control_socket) c.control_socket = *f.control_socket;
-    if (f.secret_file) c.secret_file = *f.secret_file;
-    if (f.master_id) c.master_id = *f.master_id;
-    if (f.shards) s.shard_count = *f.shards;
-    if (f.slaves) s.slave_count = *f.slaves;
-    if (f.concurrency) s.migration_concurrency = *f.concurrency;
-    if (f.surge) s.restart_surge = *f.surge;
-    if (f.heartbeat_misses) s.heartbeat_misses = *f.heartbeat_misses;
-    duration(f.heartbeat_interval, s.heartbeat_interval, "heartbeat-interval");
-    duration(f.adopt_window, c.adopt_window, "adopt-window");
-    duration(f.spawn_timeout, s.spawn_timeout, "spawn-timeout");
-    duration(f.soft_start_timeout, s.soft_start_timeout, "soft-start-timeout");
-    duration(f.start_timeout, s.start_timeout, "start-timeout");
-    duration(f.stop_timeout, s.stop_timeout, "stop-timeout");
-    duration(f.resume_timeout, s.resume_timeout, "resume-timeout");
-    duration(f.shutdown_timeout, s.shutdown_timeout, "shutdown-timeout");
-    duration(f.handshake_timeout, c.handshake_timeout, "handshake-timeout");
-    size(f.max_state, c.max_state_size, "max-state");
-    size(f.state_chunk, s.state_chunk_size, "state-chunk");
+    std::vector<std::string> errors;
+    for (const setting& s : settings()) {
+        if (s.flag.empty()) continue;
+        const auto& value = f.given.at(std::string(s.flag));
+        if (!value) continue;
+        if (auto problem = apply_setting(s, *value, c)) errors.push_back(fmt::format("--{}: '{}' {}", s.flag, *value, *problem));
+    }
     if (!f.command.empty()) c.slave_command = f.command;
     if (c.master_id.empty()) {
         char host[256] = {};

@@ -36,7 +36,7 @@ class Configuration(unittest.TestCase):
     def test_bad_configurations_exit_78_and_say_where(self):
         cases = {
             'shards = "many"\n': "shards must be an integer",
-            'shards = 8\n[slaves]\ncount = 2\ncommand = ["x"]\nbogus = 1\n': "unknown setting slaves.bogus",
+            'shards = 8\n[slaves]\ncount = 2\ncommand = ["x"]\nbogus = 1\n': "slaves.bogus is not a setting",
             '[timeouts]\nstop = "soon"\n[slaves]\ncommand = ["x"]\n': "timeouts.stop must be a duration",
             'listen = "nowhere"\n[slaves]\ncommand = ["x"]\n': "listen: 'nowhere' is not host:port",
             'shards = 8\n[slaves]\ncount = 2\n': "slaves.command: needed to spawn slaves",
@@ -50,9 +50,13 @@ class Configuration(unittest.TestCase):
 
     def test_flags_override_the_file(self):
         path = self.write('shards = 8\n[slaves]\ncount = 2\ncommand = ["x"]\n')
-        out = meshmaster("check-config", "-c", path, "--shards", "64", "--slaves", "4")
+        out = meshmaster("check-config", "-c", path, "--shards", "64", "--slaves", "4", "--concurrency", "5")
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("64 shards over 4 slaves", out.stdout)
+        self.assertIn("5 moves in flight", out.stdout)
+        out = meshmaster("check-config", "-c", path, "--stop-timeout", "soon")
+        self.assertEqual(out.returncode, 78)
+        self.assertIn("--stop-timeout: 'soon' must be a duration", out.stderr)
 
     def test_usage_errors_exit_64(self):
         self.assertEqual(meshmaster("status", "--no-such-flag").returncode, 64)
