@@ -8,6 +8,7 @@
 // gateway's audit then proves every event was processed once, by exactly one owner at a time.
 //
 //   bot --gateway 127.0.0.1:7500 [--state-padding BYTES] [--soft-start-delay-ms MS] [--stop-delay-ms MS]
+//       [--ignore-shutdown]   (the last two misbehave on purpose, for tests)
 // The master connection comes from the environment meshmaster sets (MESHMASTER_ADDR, ...).
 #include "../gateway/gateway_protocol.hpp"
 
@@ -50,6 +51,7 @@ struct settings {
     std::size_t state_padding = 256;
     int soft_start_delay_ms = 0;
     int stop_delay_ms = 0;  // hand the state back this much later (widens the window tests aim at)
+    bool ignore_shutdown = false;  // misbehave: never finish a shutdown (tests the master's deadline)
 };
 
 // The state handed from one owner to the next: session, position, checksum, then padding whose
@@ -330,6 +332,11 @@ private:
     }
 
     void shutdown(ms::completion<> done) {
+        if (settings_.ignore_shutdown) {
+            log("warn", "ignoring the shutdown, as told");
+            ignored_shutdown_ = std::move(done);
+            return;
+        }
         send_acks();
         closing_ = true;
         shards_.clear();
@@ -363,6 +370,7 @@ private:
     bool connecting_ = false;
     bool writing_ = false;
     bool closing_ = false;
+    std::optional<ms::completion<>> ignored_shutdown_;
 };
 
 }  // namespace
@@ -383,8 +391,9 @@ int main(int argc, char** argv) {
         else if (arg == "--state-padding") s.state_padding = std::stoul(value());
         else if (arg == "--soft-start-delay-ms") s.soft_start_delay_ms = std::stoi(value());
         else if (arg == "--stop-delay-ms") s.stop_delay_ms = std::stoi(value());
+        else if (arg == "--ignore-shutdown") s.ignore_shutdown = true;
         else {
-            fmt::print(stderr, "bot: unknown argument {}\nusage: bot --gateway HOST:PORT [--state-padding BYTES] [--soft-start-delay-ms MS] [--stop-delay-ms MS]\n", arg);
+            fmt::print(stderr, "bot: unknown argument {}\nusage: bot --gateway HOST:PORT [--state-padding BYTES] [--soft-start-delay-ms MS] [--stop-delay-ms MS] [--ignore-shutdown]\n", arg);
             return 64;
         }
     }

@@ -97,6 +97,60 @@ class KilledMidMigration(unittest.TestCase):
         self.assertEqual(started, ended)
 
 
+class ProcessFailures(unittest.TestCase):
+    def test_unexpected_exit_is_replaced_at_once(self):
+        with Fleet(shards=8, slaves=2, rate=200) as fleet:
+            master = fleet.master
+            status = master.wait_running()
+            victim = pid_of(status, "s1-g1")
+            os.kill(victim, signal.SIGKILL)
+            status = master.wait_for(lambda s: s["shards_running"] == 8 and all(x["id"] != "s1-g1" for x in s["slaves"]),
+                                     timeout=10, what="a replacement")
+            assert_single_owners(self, status)
+            self.assertEqual(sorted(s["id"] for s in status["slaves"]), ["s0-g1", "s1-g1.1"])
+            self.assertTrue(all(sh["epoch"] == 2 for sh in status["shards"] if sh["owner"] == "s1-g1.1"))
+            events = master.events()
+            exited = next(e for e in events if e["event"] == "slave_exited" and e["slave"] == "s1-g1")
+            self.assertIn("SIGKILL", exited["reason"])
+            respawn = next(e for e in events if e["event"] == "respawn_scheduled")
+            self.assertEqual(respawn["duration_ms"], 0, "the first death is replaced at once")
+            # Reaped: no zombie left behind.
+            self.assertFalse(os.path.exists(f"/proc/{victim}"))
+            # The slaves' output is in the master's log, tagged with their ids.
+            with open(master.log_path) as log:
+                self.assertIn('"component":"slave-output","slave":"s1-g1.1"', log.read())
+
+    def test_crash_loop_backs_off(self):
+        with Fleet(shards=2, slaves=1, rate=10, settings={"respawn": {"backoff_min": "50ms", "backoff_max": "400ms"}}) as fleet:
+            master = fleet.master
+            # A slave command that dies at once, every time.
+            with open(master.config) as f:
+                config = f.read()
+            start = config.index("command = [")
+            with open(master.config, "w") as f:
+                f.write(config[:start] + 'command = ["/bin/false"]' + config[config.index("\n", start):])
+            master.stop()
+            master.start()
+            time.sleep(1.5)
+            delays = [e["duration_ms"] for e in master.events("respawn_scheduled")]
+            spawned = len(master.events("slave_spawned"))
+        self.assertEqual(delays[:5], [0, 50, 100, 200, 400])
+        self.assertTrue(all(d == 400 for d in delays[5:]), delays)
+        self.assertLess(spawned, 12, "backing off, not fork-bombing")
+
+    def test_a_slave_ignoring_shutdown_is_killed_at_the_deadline(self):
+        with Fleet(shards=4, slaves=1, rate=100, bot_args=["--ignore-shutdown"],
+                   settings={"timeouts": {"shutdown": "300ms"}}) as fleet:
+            master = fleet.master
+            old = pid_of(master.wait_running(), "s0-g1")
+            out = master.cli("restart", "--wait")
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            killed = master.events("slave_killed")
+            self.assertEqual([(e["slave"], e["reason"]) for e in killed], [("s0-g1", "shutdown_timeout")])
+            self.assertFalse(os.path.exists(f"/proc/{old}"))
+            assert_single_owners(self, master.wait_running())
+
+
 class BadInput(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
