@@ -170,7 +170,7 @@ struct slave::impl : std::enable_shared_from_this<impl> {
             auto [ec, n] = co_await socket.async_read_some(asio::buffer(space.data(), space.size()),
                                                            asio::as_tuple(use_awaitable));
             if (ec) {
-                log(ec == asio::error::eof ? "warn" : "warn", fmt::format("connection to the master lost: {}", ec.message()));
+                log("warn", fmt::format("connection to the master lost: {}", ec.message()));
                 co_return;
             }
             decoder.commit(n);
