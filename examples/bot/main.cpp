@@ -112,6 +112,9 @@ private:
         shard_state state;
         bool running = false;
         std::uint64_t ack_first = 0;  // first processed seq not yet acknowledged (0: none)
+        // Events up to here are committed at the gateway already (by us or a previous holder):
+        // replayed ones are applied to the state but not acknowledged again.
+        std::uint64_t commit_after = 0;
         std::optional<ms::completion<>> waiting;  // start/resume waiting for READY/RESUMED
         std::optional<ms::completion<std::vector<std::byte>>> stopping;  // stop waiting for DETACHED
         bool identify_on_invalid = false;
@@ -226,17 +229,32 @@ private:
                 if (!s.running || r.a != s.state.seq + 1) return;  // stopped, or replayed before our position
                 s.state.checksum = gw::fold(s.state.checksum, r.b);
                 s.state.seq = r.a;
-                if (s.ack_first == 0) s.ack_first = r.a;
-                touched_.push_back(r.shard);
+                if (r.a > s.commit_after && s.ack_first == 0) s.ack_first = r.a;
+                if (s.ack_first != 0) touched_.push_back(r.shard);
                 return;
             case gw::gateway_op::ready:
                 s.state = {.session = r.a, .seq = r.b, .checksum = 0, .padding = settings_.state_padding};
+                s.commit_after = r.b;
                 s.running = true;
                 if (s.waiting) std::exchange(s.waiting, std::nullopt).value()();
                 return;
             case gw::gateway_op::resumed:
+                // r.c: what the gateway has committed. State ahead of it (applied by the previous
+                // holder, not yet acknowledged) is acknowledged now; state behind it catches up on
+                // the replay without acknowledging twice.
+                if (s.state.seq > r.c) {
+                    send({.type = gw::bot_op::ack, .shard = r.shard, .a = r.c + 1, .b = s.state.seq, .c = s.state.checksum, .d = s.epoch}, true);
+                }
+                s.commit_after = std::max(r.c, s.state.seq);
                 s.running = true;
                 if (s.waiting) std::exchange(s.waiting, std::nullopt).value()();
+                return;
+            case gw::gateway_op::fenced:
+                // A newer holder owns the shard: nothing more of it is ours to process.
+                log("warn", fmt::format("shard {} fenced by the gateway: epoch {} superseded ours ({})", r.shard, r.a, s.epoch));
+                if (s.stopping) return;  // already on its way out; the state is still handed back
+                if (s.waiting) std::exchange(s.waiting, std::nullopt)->fail("fenced by the gateway");
+                shards_.erase(it);
                 return;
             case gw::gateway_op::detached:
                 detached(r.shard);

@@ -69,6 +69,9 @@ public:
     /// After a handoff: how long the new owner's first event waited since its emission.
     void record_event_delay(std::int64_t ns) { event_delays_ns_.push_back(ns); }
 
+    /// The committed position of `shard`: the last seq acknowledged in order in its session.
+    [[nodiscard]] std::uint64_t committed(std::uint32_t shard) const noexcept { return shards_[shard].verified_seq; }
+
     /// Seqs processed at least once, all shards.
     [[nodiscard]] std::uint64_t distinct_processed() const noexcept { return distinct_; }
     /// Seqs of `shard` processed at least once.

@@ -44,7 +44,7 @@ struct gateway_core::shard_state {
     std::uint64_t base = 0;          // emission index before its first event: seq n is index base + n
     std::uint64_t session = 0;       // the current session; older ones are invalid
     std::uint64_t session_start = 0; // the seq before the session's first event
-    std::uint64_t epoch = 0;         // of the IDENTIFY or RESUME that attached it last (for logs)
+    std::uint64_t epoch = 0;         // the highest epoch seen in an IDENTIFY or RESUME: the owner's
     connection* attached = nullptr;  // where its events go; none while nobody runs it
     std::uint64_t last_sent = 0;     // the last seq sent to `attached`
 };
@@ -199,8 +199,30 @@ void gateway_core::handle_hello(connection& conn, const record& r) {
                                .str());
 }
 
+void gateway_core::refuse_stale(connection& conn, const record& r, std::uint64_t epoch, const char* what) {
+    const shard_state& s = shards_[r.shard];
+    const std::uint64_t count = r.type == bot_op::ack ? ++fenced_acks_ : ++fenced_attaches_;
+    if (count <= max_logged_per_kind) {
+        effects_.log.push_back(json_line{}
+                                   .field("level", "warn")
+                                   .field("event", "fenced")
+                                   .field("shard", r.shard)
+                                   .field("name", audit_.slave_name(conn.slave))
+                                   .field("what", what)
+                                   .field("epoch", epoch)
+                                   .field("shard_epoch", s.epoch)
+                                   .str());
+    }
+    send(conn, {.type = gateway_op::fenced, .shard = r.shard, .a = s.epoch});
+    output_grew(conn);
+}
+
 void gateway_core::handle_identify(connection& conn, const record& r) {
     shard_state& s = shards_[r.shard];
+    if (s.started && r.a < s.epoch) {
+        refuse_stale(conn, r, r.a, "identify");
+        return;
+    }
     if (!s.started) {
         s.started = true;
         s.base = log_.last_index();
@@ -231,6 +253,10 @@ void gateway_core::handle_resume(connection& conn, const record& r) {
     shard_state& s = shards_[r.shard];
     const std::uint64_t session = r.a;
     const std::uint64_t position = r.b;
+    if (s.started && r.c < s.epoch) {
+        refuse_stale(conn, r, r.c, "resume");
+        return;
+    }
     const char* refusal = nullptr;
     if (!s.started || session == 0 || session != s.session) {
         refusal = "unknown or replaced session";
@@ -260,7 +286,7 @@ void gateway_core::handle_resume(connection& conn, const record& r) {
     s.epoch = r.c;
     const std::uint64_t last = last_emitted(s);
     attach(r.shard, conn, last);
-    send(conn, {.type = gateway_op::resumed, .shard = r.shard, .a = session, .b = position});
+    send(conn, {.type = gateway_op::resumed, .shard = r.shard, .a = session, .b = position, .c = audit_.committed(r.shard)});
     send_events(conn, r.shard, position + 1, last);
     output_grew(conn);
 }
@@ -269,6 +295,7 @@ void gateway_core::handle_detach(connection& conn, const record& r) {
     shard_state& s = shards_[r.shard];
     std::uint64_t last_sent = 0;
     if (s.attached == &conn) {
+        // (Detaching needs no epoch: it only gives something up.)
         last_sent = s.last_sent;
         detach(r.shard);
     }
@@ -282,6 +309,12 @@ void gateway_core::handle_ack(connection& conn, const record& r, std::int64_t no
     const std::uint64_t last = r.b;
     if (!s.started) {
         fail(conn, fmt::format("ACK for shard {}, which never had a session", r.shard), true);
+        return;
+    }
+    if (r.d < s.epoch) {
+        // A holder that was superseded (a zombie waking up, a partitioned slave): its work is not
+        // committed. This is the fence that makes a second holder harmless.
+        refuse_stale(conn, r, r.d, "ack");
         return;
     }
     if (first == 0 || first > last || last > last_emitted(s)) {
@@ -354,7 +387,13 @@ void gateway_core::attach(std::uint32_t shard, connection& conn, std::uint64_t l
             if (s.attached->slave != no_slave) line.field("from", audit_.slave_name(s.attached->slave));
             line.field("to_conn", conn.id).field("to", audit_.slave_name(conn.slave)).field("epoch", s.epoch);
             effects_.log.push_back(line.str());
+            // Tell the superseded holder, after whatever it was already sent: it owns the shard no more.
+            connection& old = *s.attached;
             detach(shard);
+            if (!old.closing) {
+                send(old, {.type = gateway_op::fenced, .shard = shard, .a = s.epoch});
+                output_grew(old);
+            }
         }
         s.attached = &conn;
         ++conn.attached_shards;
@@ -477,6 +516,8 @@ report gateway_core::make_report() const {
     r.sessions = sessions_;
     r.takeovers = takeovers_;
     r.invalid_sessions = invalid_sessions_;
+    r.fenced_acks = fenced_acks_;
+    r.fenced_attaches = fenced_attaches_;
     r.protocol_errors = protocol_errors_;
     audit_.fill(r);
     return r;

@@ -121,6 +121,8 @@ private:
     void attach(std::uint32_t shard, connection& conn, std::uint64_t last_sent);
     void detach(std::uint32_t shard);
     void send(connection& conn, const record& r);
+    /// Refuses an IDENTIFY, RESUME or ACK whose epoch is older than the shard's.
+    void refuse_stale(connection& conn, const record& r, std::uint64_t epoch, const char* what);
     /// Sends events from..to of `shard` to `conn`, with their emit times from the log.
     void send_events(connection& conn, std::uint32_t shard, std::uint64_t from, std::uint64_t to);
     /// Makes room for `n` records at the end of `conn`'s output; returns where they go.
@@ -151,6 +153,8 @@ private:
     std::uint64_t sessions_ = 0;
     std::uint64_t takeovers_ = 0;
     std::uint64_t invalid_sessions_ = 0;
+    std::uint64_t fenced_acks_ = 0;     // ACKs refused: their epoch was superseded
+    std::uint64_t fenced_attaches_ = 0; // IDENTIFY/RESUME refused for a superseded epoch
     std::uint64_t protocol_errors_ = 0;
 
     core_effects effects_;

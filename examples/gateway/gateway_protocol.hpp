@@ -56,14 +56,21 @@ inline constexpr std::uint8_t ack = 5;
 namespace gateway_op {
 /// shard; a = seq, b = payload(shard, seq), c = emit time (gateway steady clock, ns).
 inline constexpr std::uint8_t event = 1;
-/// shard; a = the new session id, b = the seq just before the session's first event.
+/// shard; a = the new session id, b = the seq just before the session's first event (also the
+/// committed position: nothing of the new session is committed yet).
 inline constexpr std::uint8_t ready = 2;
-/// shard; a = session, b = the seq the bot resumes after (its RESUME's b).
+/// shard; a = session, b = the seq the bot resumes after (its RESUME's b), c = the committed
+/// position: the last seq whose ACK the gateway accepted, in order, in this session. A bot whose
+/// state is behind it applies the replayed events up to it without acknowledging them again; a
+/// bot whose state is ahead acknowledges c+1..b at once. Either way every event is committed once.
 inline constexpr std::uint8_t resumed = 3;
 /// shard; a = the session the bot asked to resume.
 inline constexpr std::uint8_t invalid_session = 4;
 /// shard; a = the last seq sent on this connection for the shard (0 if it was not attached here).
 inline constexpr std::uint8_t detached = 5;
+/// shard; a = the shard's current epoch. This connection no longer owns the shard: a newer epoch
+/// took it over, or its IDENTIFY/RESUME carried an older epoch. Its ACKs for the shard are refused.
+inline constexpr std::uint8_t fenced = 6;
 }  // namespace gateway_op
 
 struct record {

@@ -45,6 +45,8 @@ std::string to_json(const report& r) {
         .field("takeovers", r.takeovers)
         .field("overlaps", r.overlaps)
         .field("invalid_sessions", r.invalid_sessions)
+        .field("fenced_acks", r.fenced_acks)
+        .field("fenced_attaches", r.fenced_attaches)
         .field("sessions", r.sessions)
         .field("handoffs", r.handoffs)
         .field("protocol_errors", r.protocol_errors)

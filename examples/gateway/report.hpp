@@ -36,6 +36,8 @@ struct report {
     std::uint64_t takeovers = 0;            ///< shards attached while attached elsewhere
     std::uint64_t overlaps = 0;             ///< ACKs from an owner after a newer owner's
     std::uint64_t invalid_sessions = 0;     ///< RESUMEs refused
+    std::uint64_t fenced_acks = 0;          ///< ACKs refused because their epoch was superseded
+    std::uint64_t fenced_attaches = 0;      ///< IDENTIFYs/RESUMEs refused for a superseded epoch
     std::uint64_t sessions = 0;             ///< IDENTIFYs (sessions started)
     std::uint64_t handoffs = 0;             ///< ownership changes seen in ACKs
     std::uint64_t protocol_errors = 0;      ///< connections closed for breaking the protocol

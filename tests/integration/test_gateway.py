@@ -29,7 +29,7 @@ RECORD = struct.Struct("<B3xIQQQQ")  # type, reserved[3], shard, a, b, c, d
 # bot -> gateway
 HELLO, IDENTIFY, RESUME, DETACH, ACK = 1, 2, 3, 4, 5
 # gateway -> bot
-EVENT, READY, RESUMED, INVALID_SESSION, DETACHED = 1, 2, 3, 4, 5
+EVENT, READY, RESUMED, INVALID_SESSION, DETACHED, FENCED = 1, 2, 3, 4, 5, 6
 
 TIMEOUT = 10.0
 
@@ -222,8 +222,9 @@ class FakeBot:
 
     def resume(self, shard, state):
         self.send(RESUME, shard, state.session, state.position, self.epoch)
-        kind, _, session, position, _, _ = self.reply(RESUMED, shard)
+        kind, _, session, position, committed, _ = self.reply(RESUMED, shard)
         self.state[shard] = ShardState(state.session, state.position, state.checksum)
+        self.committed = committed
         return session, position
 
     def process(self, events, shard):
@@ -462,7 +463,7 @@ class GatewayTest(unittest.TestCase):
         self.assertEqual(self.gateway.report()["takeovers"], 1)
         self.assertIn("takeover", self.gateway.log())
 
-    def test_acks_from_a_superseded_owner_are_overlaps(self):
+    def test_acks_from_a_superseded_owner_are_fenced(self):
         old = self.bot("s0-g1", epoch=1)
         old.identify(5)
         old.process_and_ack(5, old.take_events(5, 5))
@@ -473,13 +474,55 @@ class GatewayTest(unittest.TestCase):
         new.resume(5, handed_over)
         new.process_and_ack(5, new.take_events(5, 5))
         old.ack(5, 6, 8, 0)  # the old owner still processing after the new one took over
-        old.sync()
+        _, _, epoch, _, _, _ = old.reply(FENCED, 5)
+        self.assertEqual(epoch, 2)
         self.assertEqual(self.gateway.control("pause"), "ok")
         report = self.gateway.report()
-        self.assertEqual(report["overlaps"], 1)
+        self.assertEqual(report["fenced_acks"], 1)
+        self.assertEqual(report["overlaps"], 0)
         self.assertEqual(report["handoffs"], 1)
-        self.assertEqual(report["duplicated"], 3)
-        self.assertIn("overlap", self.gateway.log())
+        self.assertEqual(report["duplicated"], 0, "a fenced ACK commits nothing")
+        self.assertIn("fenced", self.gateway.log())
+
+    def test_an_older_epoch_cannot_take_a_shard_back(self):
+        new = self.bot("s0-g2", epoch=5)
+        new.identify(6)
+        zombie = self.bot("s0-g1", epoch=4)
+        zombie.send(RESUME, 6, new.state[6].session, new.state[6].position, 4)
+        _, _, epoch, _, _, _ = zombie.reply(FENCED, 6)
+        self.assertEqual(epoch, 5)
+        zombie.send(IDENTIFY, 6, 3)
+        zombie.reply(FENCED, 6)
+        self.assertEqual(self.gateway.report()["fenced_attaches"], 2)
+        new.take_events(6, 3)  # still attached to the owner
+
+    def test_a_takeover_tells_the_old_connection_it_is_fenced(self):
+        first = self.bot("s0-g1", epoch=1)
+        first.identify(4)
+        first.process(first.take_events(4, 3), 4)
+        second = self.bot("s0-g2", epoch=2)
+        second.resume(4, first.state[4])
+        _, _, epoch, _, _, _ = first.reply(FENCED, 4)
+        self.assertEqual(epoch, 2)
+
+    def test_resumed_reports_the_committed_position(self):
+        # The state handed over is ahead of what was committed: the new owner learns where the
+        # commits stopped, so it acknowledges exactly the rest.
+        old = self.bot("s0-g1", epoch=1)
+        old.identify(2)
+        events = old.take_events(2, 6)
+        old.process_and_ack(2, events[:3])  # commits 1..3
+        old.process(events[3:], 2)          # applies 4..6 without committing
+        old.send(DETACH, 2)
+        old.reply(DETACHED, 2)
+        new = self.bot("s0-g2", epoch=2)
+        new.resume(2, old.state[2])
+        self.assertEqual(new.committed, 3)
+        new.ack(2, 4, 6, new.state[2].checksum)
+        new.process_and_ack(2, new.take_events(2, 2))
+        new.sync()
+        report = self.gateway.report()
+        self.assertEqual((report["duplicated"], report["checksum_mismatches"], report["handoffs"]), (0, 0, 1))
 
     def test_quit_answers_ok_and_exits_zero(self):
         self.assertEqual(self.gateway.control("quit"), "ok")
