@@ -52,6 +52,7 @@ struct settings {
     int soft_start_delay_ms = 0;
     int stop_delay_ms = 0;  // hand the state back this much later (widens the window tests aim at)
     bool ignore_shutdown = false;  // misbehave: never finish a shutdown (tests the master's deadline)
+    int checkpoint_ms = 100;       // how often each shard's state is checkpointed to the master (0: never)
 };
 
 // The state handed from one owner to the next: session, position, checksum, then padding whose
@@ -102,12 +103,34 @@ public:
                   },
                   .shutdown = [this](ms::completion<> done) { shutdown(std::move(done)); }}) {}
 
-    void start() { slave_.start(); }
+    void start() {
+        slave_.start();
+        if (settings_.checkpoint_ms > 0) asio::co_spawn(io_, checkpoints(), asio::detached);
+    }
     /// Called once the master's shutdown is done, so the process can end when its work runs out.
     std::function<void()> on_shutdown;
 
 private:
+    // Every checkpoint_ms, each shard that moved on since its last checkpoint hands the master a copy
+    // of its state: if this process dies, the shard resumes elsewhere from there, and the gateway
+    // replays what came after — nothing lost, nothing committed twice.
+    awaitable<void> checkpoints() {
+        asio::steady_timer timer(io_);
+        while (!closing_) {
+            timer.expires_after(std::chrono::milliseconds(settings_.checkpoint_ms));
+            co_await timer.async_wait(tuple_awaitable);
+            for (auto& [id, s] : shards_) {
+                if (!s.running || s.state.seq == s.checkpointed_seq) continue;
+                s.checkpointed_seq = s.state.seq;
+                shard_state copy = s.state;
+                copy.padding = settings_.state_padding;
+                slave_.checkpoint(id, copy.encode());
+            }
+        }
+    }
+
     struct shard {
+        std::uint64_t checkpointed_seq = UINT64_MAX;  // the position of the last checkpoint sent
         std::uint64_t epoch = 0;
         shard_state state;
         bool running = false;
@@ -410,8 +433,9 @@ int main(int argc, char** argv) {
         else if (arg == "--soft-start-delay-ms") s.soft_start_delay_ms = std::stoi(value());
         else if (arg == "--stop-delay-ms") s.stop_delay_ms = std::stoi(value());
         else if (arg == "--ignore-shutdown") s.ignore_shutdown = true;
+        else if (arg == "--checkpoint-ms") s.checkpoint_ms = std::stoi(value());
         else {
-            fmt::print(stderr, "bot: unknown argument {}\nusage: bot --gateway HOST:PORT [--state-padding BYTES] [--soft-start-delay-ms MS] [--stop-delay-ms MS] [--ignore-shutdown]\n", arg);
+            fmt::print(stderr, "bot: unknown argument {}\nusage: bot --gateway HOST:PORT [--state-padding BYTES] [--soft-start-delay-ms MS] [--stop-delay-ms MS] [--ignore-shutdown] [--checkpoint-ms MS]\n", arg);
             return 64;
         }
     }

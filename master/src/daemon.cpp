@@ -373,7 +373,8 @@ private:
                         co_return;
                     }
                     hello = slave_hello_info{.id = std::string(h->slave_id), .pid = h->pid, .generation = h->generation,
-                                             .shards = h->shards, .soft_started = h->soft_started};
+                                             .shards = h->shards, .soft_started = h->soft_started,
+                                             .stopped = h->stopped, .version_minor = h->version_minor};
                     slave_nonce.assign(h->nonce.begin(), h->nonce.end());
                     continue;
                 }
@@ -433,6 +434,14 @@ private:
                         }
                         auto state = std::make_shared<const std::vector<std::byte>>(std::move(*whole));
                         drive([&] { core_.on_shard_stopped(id, msg.shard, msg.epoch, msg.migration_id, state, now()); });
+                    } else if constexpr (std::is_same_v<T, p::checkpoint>) {
+                        auto whole = c->assembler.finish(0, msg.shard, msg.state, msg.state_size);
+                        if (!whole) {
+                            refuse(c, whole.error().to_string(), "checkpoint state", false);
+                            return;
+                        }
+                        auto state = std::make_shared<const std::vector<std::byte>>(std::move(*whole));
+                        core_.on_checkpoint(id, msg.shard, msg.epoch, state, now());
                     } else if constexpr (std::is_same_v<T, p::resumed>) {
                         drive([&] { core_.on_resumed(id, msg.shard, msg.epoch, msg.migration_id, now()); });
                     } else if constexpr (std::is_same_v<T, p::shutdown_complete>) {
@@ -530,6 +539,7 @@ private:
         o["generation"] = st.generation;
         o["shard_count"] = cfg_.supervisor.shard_count;
         o["shards_running"] = st.shards_running;
+        o["shards_checkpointed"] = st.shards_checkpointed;
         o["restarts_completed"] = st.restarts_completed;
         o["restarts_failed"] = st.restarts_failed;
         o["restart_queued"] = st.restart_queued;

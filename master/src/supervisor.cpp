@@ -57,6 +57,7 @@ struct slave_rec {
     bool watched = false;  // adopted from a previous master: its pid is watched, it can be killed
     std::int64_t pid = 0;
     std::optional<connection_id> connection;
+    std::uint32_t minor = 0;  // protocol minor version it speaks
     bool alive = true;  // false once its process is known to be gone
     slave_phase phase = slave_phase::spawning;
     std::optional<mono_time> deadline;  // of the current phase (spawning, soft_starting, retiring, lost)
@@ -91,7 +92,13 @@ struct migration_rec {
     mono_time started{};
     mono_time phase_started{};
     std::size_t pair = 0;
+    // Not part of a restart: a shard resumed from its checkpoint after its holder died, or a state
+    // a slave kept (after a master crash) collected and resumed. Not counted against concurrency.
+    bool recovery = false;
+    std::uint64_t from_epoch = 0;  // the epoch `from` held the shard under (for handoff_complete)
 };
+
+constexpr std::size_t no_pair = SIZE_MAX;
 
 struct pair_rec {
     std::uint32_t slot = 0;
@@ -147,6 +154,7 @@ struct supervisor::state {
     std::map<std::string, slave_rec> slaves;
     std::unordered_map<connection_id, std::string> by_connection;
     std::vector<shard_rec> shards;
+    std::vector<shared_bytes> checkpoints;  // per shard: the newest state to resume from
     std::vector<slot_rec> slots;
     std::map<std::uint64_t, migration_rec> migrations;
     std::optional<restart_rec> restart;
@@ -157,6 +165,8 @@ struct supervisor::state {
     std::uint64_t restarts_completed = 0;
     std::uint64_t restarts_failed = 0;
     std::uint32_t in_flight = 0;
+    std::uint64_t checkpoints_taken = 0;
+    std::uint64_t checkpoints_refused = 0;  // stale epoch or not the holder: ignored
     bool started = false;
     bool stopping = false;
     bool exited = false;
@@ -165,6 +175,7 @@ struct supervisor::state {
 
     state(supervisor_config c, std::uint64_t first_id) : config(c), next_id(first_id == 0 ? 1 : first_id) {
         shards.resize(config.shard_count);
+        checkpoints.resize(config.shard_count);
         slots.resize(config.slave_count);
     }
 
@@ -242,6 +253,18 @@ struct supervisor::state {
     // --- grants --------------------------------------------------------------------------------
 
     void grant(std::uint32_t shard, slave_rec& s) {
+        if (checkpoints[shard] && s.minor >= 1) {
+            // Its last known state exists: resume from it rather than start over.
+            const std::uint64_t id = next_id++;
+            migration_rec& m = migrations[id] = migration_rec{.id = id, .shard = shard, .to = s.id,
+                                                              .state = checkpoints[shard], .started = now,
+                                                              .phase_started = now, .pair = no_pair, .recovery = true,
+                                                              .from_epoch = shards[shard].epoch};
+            shards[shard].migration = id;
+            resume_on(m, s);
+            return;
+        }
+        checkpoints[shard].reset();  // a fresh start makes any older state meaningless
         shard_rec& sh = shards[shard];
         ++sh.epoch;
         sh.owner = s.id;
@@ -271,7 +294,7 @@ struct supervisor::state {
                 out.emplace_back(std::move(a));
             }
         }
-        log({.event = m.back_to_source ? "shard_resuming_on_source" : "shard_resuming",
+        log({.event = m.recovery ? "shard_recovering" : m.back_to_source ? "shard_resuming_on_source" : "shard_resuming",
              .slave = target.id,
              .peer = m.back_to_source ? std::string() : m.from,
              .shard = m.shard,
@@ -319,22 +342,34 @@ struct supervisor::state {
         if (it == migrations.end()) return;
         migration_rec m = std::move(it->second);
         migrations.erase(it);
-        --in_flight;
+        if (!m.recovery) --in_flight;
         shard_rec& sh = shards[m.shard];
         if (sh.migration == id) sh.migration = 0;
+        const bool completed = outcome == "migration_completed" || outcome == "migration_rolled_back";
+        if (completed && m.state) checkpoints[m.shard] = m.state;  // the newest known state
+        if (completed && !m.from.empty()) {
+            // The old holder kept a copy of what it handed back; it may let go of it now.
+            if (slave_rec* old = find(m.from); old && old->connection && old->minor >= 1 && m.from != sh.owner) {
+                send(*old, protocol::handoff_complete{.shard = m.shard, .epoch = m.from_epoch, .migration_id = m.id});
+            }
+        }
+        if (m.recovery) {
+            outcome = completed ? std::string_view("shard_recovered") : std::string_view("recovery_failed");
+        }
+        const bool forward = outcome == "migration_completed" || outcome == "shard_recovered";
         event_record r{.event = outcome,
-                       .slave = outcome == "migration_completed" ? m.to : m.from,
-                       .peer = outcome == "migration_completed" ? m.from : m.to,
+                       .slave = forward ? m.to : m.from,
+                       .peer = forward ? m.from : m.to,
                        .shard = m.shard,
                        .epoch = sh.epoch,
                        .migration = m.id,
                        .restart = restart ? std::optional(restart->id) : std::nullopt,
                        .duration_ms = ms_between(m.started, now),
                        .reason = std::move(reason)};
-        if (outcome != "migration_failed") r.pause_ms = ms_between(m.started, now);
+        if (outcome != "migration_failed" && outcome != "recovery_failed") r.pause_ms = ms_between(m.started, now);
         if (state_lost) r.state_lost = true;
         log(std::move(r));
-        if (restart && m.pair < restart->pairs.size()) {
+        if (!m.recovery && restart && m.pair < restart->pairs.size()) {
             pair_rec& p = restart->pairs[m.pair];
             if (outcome == "migration_completed") ++p.moved;
             check_pair(m.pair);
@@ -348,7 +383,7 @@ struct supervisor::state {
         if (!src || !src->alive || sh.owner != p.from || sh.phase != shard_phase::running) return;
         const std::uint64_t id = next_id++;
         migration_rec m{.id = id, .shard = shard, .from = p.from, .to = p.to, .started = now, .phase_started = now,
-                        .pair = pair_index};
+                        .pair = pair_index, .from_epoch = sh.epoch};
         sh.phase = shard_phase::stopping;
         sh.migration = id;
         sh.since = now;
@@ -630,18 +665,22 @@ struct supervisor::state {
                     continue;
                 }
                 const bool was_stopping = sh.phase == shard_phase::stopping;
+                if (m.state) checkpoints[shard] = m.state;  // a handed-back state outlives its target
                 sh.owner.clear();
                 sh.phase = shard_phase::unowned;
                 end_migration(m.id, "migration_failed",
                               was_stopping ? "source died before handing back the state"
                                            : fmt::format("{} died: {}", s.id, reason),
-                              true);
-                log({.event = "shard_orphaned", .slave = s.id, .shard = shard, .epoch = sh.epoch, .state_lost = true});
+                              !checkpoints[shard]);
+                log({.event = "shard_orphaned", .slave = s.id, .shard = shard, .epoch = sh.epoch,
+                     .state_lost = !checkpoints[shard]});
                 continue;
             }
             sh.owner.clear();
             sh.phase = shard_phase::unowned;
-            log({.event = "shard_orphaned", .slave = s.id, .shard = shard, .epoch = sh.epoch, .state_lost = true});
+            // With a checkpoint the shard resumes from it; without, it starts over.
+            log({.event = "shard_orphaned", .slave = s.id, .shard = shard, .epoch = sh.epoch,
+                 .state_lost = !checkpoints[shard]});
         }
 
         // Migrations stopping on another slave but bound for this one go back to their source.
@@ -741,8 +780,10 @@ struct supervisor::state {
 
     // --- hello ---------------------------------------------------------------------------------
 
-    void reconcile_reported_shards(slave_rec& s, const std::vector<shard_epoch>& reported) {
+    void reconcile_reported_shards(slave_rec& s, const std::vector<shard_epoch>& reported,
+                                   const std::vector<shard_epoch>& kept) {
         std::set<std::uint32_t> seen;
+        for (const shard_epoch& k : kept) seen.insert(k.shard);  // stopped, state kept: see below
         for (const shard_epoch& r : reported) {
             if (r.shard >= shards.size() || !seen.insert(r.shard).second) {
                 log({.event = "shard_report_ignored", .slave = s.id, .shard = r.shard, .epoch = r.epoch,
@@ -795,16 +836,50 @@ struct supervisor::state {
                 continue;
             }
             const bool was_stopping = sh.phase == shard_phase::stopping;
+            if (mig != migrations.end() && mig->second.state) checkpoints[shard] = mig->second.state;
             sh.owner.clear();
             sh.phase = shard_phase::unowned;
             if (mig != migrations.end()) {
                 end_migration(mig->first, "migration_failed",
                               was_stopping ? "the old slave lost the shard before handing back its state"
                                            : "the slave lost the shard",
-                              true);
+                              !checkpoints[shard]);
             }
-            log({.event = "shard_orphaned", .slave = s.id, .shard = shard, .epoch = sh.epoch, .state_lost = true,
-                 .reason = "not reported in the slave's hello"});
+            log({.event = "shard_orphaned", .slave = s.id, .shard = shard, .epoch = sh.epoch,
+                 .state_lost = !checkpoints[shard], .reason = "not reported in the slave's hello"});
+        }
+    }
+
+    // States a slave stopped and still keeps (it handed them back, or could not): take them up.
+    void reconcile_stopped_shards(slave_rec& s, const std::vector<shard_epoch>& kept) {
+        for (const shard_epoch& k : kept) {
+            if (k.shard >= shards.size()) continue;
+            shard_rec& sh = shards[k.shard];
+            if (sh.owner == s.id && sh.phase == shard_phase::stopping && sh.epoch == k.epoch && sh.migration) {
+                // Our stop's answer was lost with the old connection: ask again.
+                send(s, protocol::stop_shard{.shard = k.shard, .epoch = k.epoch, .migration_id = sh.migration});
+                continue;
+            }
+            if (sh.epoch > k.epoch && (!sh.owner.empty() || sh.migration != 0)) {
+                // It runs (or is being resumed) elsewhere under a newer epoch: the copy is not needed.
+                if (s.minor >= 1) send(s, protocol::handoff_complete{.shard = k.shard, .epoch = k.epoch});
+                continue;
+            }
+            if (sh.phase != shard_phase::unowned || sh.migration != 0) continue;
+            // Nobody runs it (a master that crashed mid-move, or one just restarted): collect the
+            // state from the slave that kept it, then resume it on the shard's home slot.
+            sh.epoch = std::max(sh.epoch, k.epoch);
+            if (sh.epoch != k.epoch) continue;
+            const std::uint64_t id = next_id++;
+            migrations[id] = migration_rec{.id = id, .shard = k.shard, .from = s.id, .started = now,
+                                           .phase_started = now, .pair = no_pair, .recovery = true,
+                                           .from_epoch = k.epoch};
+            sh.owner = s.id;
+            sh.phase = shard_phase::stopping;
+            sh.migration = id;
+            sh.since = now;
+            send(s, protocol::stop_shard{.shard = k.shard, .epoch = k.epoch, .migration_id = id});
+            log({.event = "shard_state_collecting", .slave = s.id, .shard = k.shard, .epoch = k.epoch, .migration = id});
         }
     }
 
@@ -920,6 +995,7 @@ void supervisor::on_slave_connected(connection_id connection, const slave_hello_
                .slot = r->slot, .pid = hello.pid, .count = hello.shards.size()});
     }
     if (hello.pid > 0) r->pid = hello.pid;
+    r->minor = hello.version_minor;
     r->connection = connection;
     r->last_seen = now;
     r->next_heartbeat = now + s.ms(s.config.heartbeat_interval);
@@ -927,7 +1003,8 @@ void supervisor::on_slave_connected(connection_id connection, const slave_hello_
     s.log({.event = "slave_connected", .slave = r->id, .generation = r->generation, .slot = r->slot, .pid = r->pid,
            .count = hello.shards.size()});
 
-    s.reconcile_reported_shards(*r, hello.shards);
+    s.reconcile_reported_shards(*r, hello.shards, hello.stopped);
+    s.reconcile_stopped_shards(*r, hello.stopped);
     switch (r->phase) {
         case slave_phase::spawning:
             s.activate(*r, !hello.shards.empty(), hello.soft_started);
@@ -1039,6 +1116,20 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
     sh.owner.clear();
     s.log({.event = "shard_stopped", .slave = r->id, .shard = shard, .epoch = epoch, .migration = migration,
            .duration_ms = ms_between(m.phase_started, now), .state_bytes = m.state->size()});
+    if (m.recovery && m.to.empty()) {
+        // A collected state: it goes to the shard's home slot, or waits there as a checkpoint.
+        slave_rec* home = s.config.slave_count ? s.find(s.slots[s.home_slot(shard)].active) : nullptr;
+        if (home && home->usable() && home->minor >= 1) {
+            m.to = home->id;
+            s.resume_on(m, *home);
+        } else {
+            s.checkpoints[shard] = m.state;
+            sh.phase = shard_phase::unowned;
+            s.end_migration(migration, "migration_failed", "no slave to resume the collected state on yet", false);
+            s.grant_orphans();
+        }
+        return;
+    }
     slave_rec* target = m.back_to_source ? nullptr : s.find(m.to);
     if (target && target->usable()) {
         s.resume_on(m, *target);
@@ -1078,6 +1169,30 @@ void supervisor::on_shutdown_complete(connection_id connection, mono_time now) {
     if (!r) return;
     r->last_seen = now;
     s.log({.event = "shutdown_acknowledged", .slave = r->id});
+}
+
+void supervisor::seed_epochs(const std::vector<std::uint64_t>& epochs) {
+    auto& s = *s_;
+    for (std::size_t i = 0; i < epochs.size() && i < s.shards.size(); ++i) {
+        s.shards[i].epoch = std::max(s.shards[i].epoch, epochs[i]);
+    }
+}
+
+void supervisor::on_checkpoint(connection_id connection, std::uint32_t shard, std::uint64_t epoch, shared_bytes state,
+                               mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    slave_rec* r = s.by_conn(connection);
+    if (!r || !state) return;
+    r->last_seen = now;
+    // Only the current holder's state, under the current epoch, of a shard at rest is worth keeping.
+    if (shard < s.shards.size() && s.shards[shard].owner == r->id && s.shards[shard].epoch == epoch &&
+        s.shards[shard].phase == shard_phase::running) {
+        s.checkpoints[shard] = std::move(state);
+        ++s.checkpoints_taken;
+    } else {
+        ++s.checkpoints_refused;
+    }
 }
 
 void supervisor::on_heartbeat(connection_id connection, mono_time now) {
@@ -1273,6 +1388,7 @@ supervisor_status supervisor::status(mono_time now) const {
         st.shards.push_back({.shard = i, .owner = sh.owner, .epoch = sh.epoch, .phase = name(sh.phase)});
         if (!sh.owner.empty()) ++counts[sh.owner];
         if (sh.phase == shard_phase::running) ++st.shards_running;
+        if (s.checkpoints[i]) ++st.shards_checkpointed;
     }
     for (const auto& [id, r] : s.slaves) {
         st.slaves.push_back({.id = id, .slot = r.slot, .generation = r.generation, .pid = r.pid, .phase = name(r.phase),

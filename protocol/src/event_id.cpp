@@ -23,6 +23,8 @@ std::string_view to_string(event_id id) noexcept {
         case event_id::shutdown_complete: return "shutdown_complete";
         case event_id::heartbeat: return "heartbeat";
         case event_id::error: return "error";
+        case event_id::checkpoint: return "checkpoint";
+        case event_id::handoff_complete: return "handoff_complete";
     }
     return "unknown";
 }

@@ -11,8 +11,10 @@ result<void> encode_with_state(Closing closing, bytes_view state, std::vector<st
     chunk_size = std::max<std::size_t>(chunk_size, 1);
     const std::size_t start = out.size();
     std::size_t offset = 0;
+    std::uint64_t migration = 0;  // checkpoints have none: their chunks use 0
+    if constexpr (requires { closing.migration_id; }) migration = closing.migration_id;
     while (state.size() - offset > chunk_size) {
-        const state_chunk chunk{.migration_id = closing.migration_id,
+        const state_chunk chunk{.migration_id = migration,
                                 .shard = closing.shard,
                                 .epoch = closing.epoch,
                                 .offset = offset,
@@ -34,6 +36,7 @@ result<void> encode_with_state(Closing closing, bytes_view state, std::vector<st
 
 template result<void> encode_with_state<resume>(resume, bytes_view, std::vector<std::byte>&, std::size_t);
 template result<void> encode_with_state<shard_stopped>(shard_stopped, bytes_view, std::vector<std::byte>&, std::size_t);
+template result<void> encode_with_state<checkpoint>(checkpoint, bytes_view, std::vector<std::byte>&, std::size_t);
 
 result<void> state_assembler::add(const state_chunk& chunk) {
     auto key = std::make_tuple(chunk.migration_id, chunk.shard);

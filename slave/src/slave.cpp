@@ -304,6 +304,12 @@ void slave::stop() {
     });
 }
 
+void slave::checkpoint(std::uint32_t shard, std::vector<std::byte> state) {
+    asio::post(impl_->strand, [self = impl_, shard, state = std::move(state)] {
+        if (self->core.checkpoint(shard, state)) self->flush();
+    });
+}
+
 std::vector<protocol::shard_epoch> slave::shards() const {
     std::lock_guard lock(impl_->snapshot_mutex);
     return impl_->snapshot;

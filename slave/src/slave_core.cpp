@@ -44,6 +44,25 @@ std::vector<p::shard_epoch> slave_core::shards() const {
     return held;
 }
 
+std::vector<p::shard_epoch> slave_core::retained() const {
+    std::vector<p::shard_epoch> kept;
+    for (const auto& [shard, r] : retained_) kept.push_back({shard, r.epoch});
+    return kept;
+}
+
+bool slave_core::checkpoint(std::uint32_t shard, std::span<const std::byte> state) {
+    const auto it = shards_.find(shard);
+    if (link_ != link_state::ready || it == shards_.end() || it->second.phase != shard_phase::running) return false;
+    if (state.size() > config_.max_state_size) {
+        log("warn", fmt::format("checkpoint of shard {} not sent: {} bytes, the limit is {}", shard, state.size(),
+                                config_.max_state_size));
+        return false;
+    }
+    return p::encode_with_state(p::checkpoint{.shard = shard, .epoch = it->second.epoch}, p::bytes_view(state), out_,
+                                config_.state_chunk_size)
+        .has_value();
+}
+
 // --- connection ------------------------------------------------------------------------------
 
 void slave_core::on_connected() {
@@ -120,6 +139,8 @@ void slave_core::on_frame(const p::frame_view& frame) {
                     log("info", fmt::format("shutdown requested: {}", msg.reason));
                     request(op_kind::shutdown);
                 }
+            } else if constexpr (std::is_same_v<T, p::handoff_complete>) {
+                if (auto r = retained_.find(msg.shard); r != retained_.end() && r->second.epoch == msg.epoch) retained_.erase(r);
             } else if constexpr (std::is_same_v<T, p::heartbeat> || std::is_same_v<T, p::shard_migration_start>) {
                 // Liveness only; the migration notice needs no answer.
             } else if constexpr (std::is_same_v<T, p::error_message>) {
@@ -143,6 +164,7 @@ void slave_core::handle(const p::auth_challenge& m) {
     }
     master_nonce_.assign(m.nonce.begin(), m.nonce.end());
     const std::vector<p::shard_epoch> held = shards();
+    const std::vector<p::shard_epoch> kept = retained();
     send(p::slave_hello{.version_major = p::current_version.major,
                         .version_minor = p::current_version.minor,
                         .slave_id = config_.slave_id,
@@ -150,7 +172,8 @@ void slave_core::handle(const p::auth_challenge& m) {
                         .generation = config_.generation,
                         .nonce = p::bytes_view(slave_nonce_),
                         .shards = held,
-                        .soft_started = soft_started_});
+                        .soft_started = soft_started_,
+                        .stopped = kept});
     const p::proof mac = p::slave_proof(config_.secret, m.nonce, p::bytes_view(slave_nonce_), config_.slave_id);
     send(p::auth_proof{.mac = p::bytes_view(mac)});
     link_ = link_state::awaiting_welcome;
@@ -188,11 +211,19 @@ void slave_core::handle(const p::start_shard& m) {
         send_error("busy", fmt::format("shard {} is being started, resumed or stopped", m.shard), m.shard, m.epoch);
         return;
     }
+    std::erase_if(retained_, [&](const auto& kv) { return kv.first == m.shard && kv.second.epoch < m.epoch; });
     shards_[m.shard] = shard_entry{.epoch = m.epoch, .phase = shard_phase::starting};
     request(op_kind::start_shard, m.shard, m.epoch, m.shard_count);
 }
 
 void slave_core::handle(const p::stop_shard& m) {
+    if (auto kept = retained_.find(m.shard); kept != retained_.end() && kept->second.epoch == m.epoch &&
+                                               shards_.find(m.shard) == shards_.end()) {
+        // Already stopped: the master asks again (it lost the first answer, or restarted).
+        kept->second.migration = m.migration_id;
+        send_stopped(m.shard, kept->second);
+        return;
+    }
     auto it = shards_.find(m.shard);
     if (it == shards_.end() || it->second.epoch != m.epoch) {
         send_error("stale_epoch",
@@ -209,11 +240,6 @@ void slave_core::handle(const p::stop_shard& m) {
             return;
         case shard_phase::stopping:
             return;  // already on its way (a repeated stop after a reconnect)
-        case shard_phase::stopped_unsent:
-            e.migration = m.migration_id;
-            send_stopped(m.shard, e);
-            shards_.erase(it);
-            return;
         case shard_phase::running:
             e.phase = shard_phase::stopping;
             e.migration = m.migration_id;
@@ -233,16 +259,17 @@ void slave_core::handle(const p::resume& m, p::bytes_view whole_state) {
         send_error("busy", fmt::format("shard {} is being started, resumed or stopped", m.shard), m.shard, m.epoch);
         return;
     }
+    std::erase_if(retained_, [&](const auto& kv) { return kv.first == m.shard && kv.second.epoch < m.epoch; });
     shards_[m.shard] = shard_entry{.epoch = m.epoch, .phase = shard_phase::resuming, .migration = m.migration_id};
     request(op_kind::resume_shard, m.shard, m.epoch, 0, whole_state, m.migration_id);
 }
 
-void slave_core::send_stopped(std::uint32_t shard, shard_entry& e) {
-    if (!p::encode_with_state(p::shard_stopped{.shard = shard, .epoch = e.epoch, .migration_id = e.migration},
-                              p::bytes_view(e.unsent_state), out_, config_.state_chunk_size)) {
-        log("error", fmt::format("could not encode the state of shard {} ({} bytes)", shard, e.unsent_state.size()));
+void slave_core::send_stopped(std::uint32_t shard, const retained_state& r) {
+    if (link_ == link_state::disconnected) return;  // the next hello lists it under `stopped`
+    if (!p::encode_with_state(p::shard_stopped{.shard = shard, .epoch = r.epoch, .migration_id = r.migration},
+                              p::bytes_view(r.state), out_, config_.state_chunk_size)) {
+        log("error", fmt::format("could not encode the state of shard {} ({} bytes)", shard, r.state.size()));
     }
-    e.unsent_state.clear();
 }
 
 // --- callbacks ----------------------------------------------------------------------------------
@@ -311,13 +338,12 @@ void slave_core::complete(std::uint64_t op, outcome result) {
                            pending.shard, pending.epoch);
                 return;
             }
-            e.unsent_state = std::move(result.state);
-            if (link_ == link_state::ready) {
-                send_stopped(pending.shard, e);
-                shards_.erase(shard);
-            } else {
-                e.phase = shard_phase::stopped_unsent;  // handed back once the master is reachable
-            }
+            // Kept until the master confirms the handoff; sent now if the master is there, and
+            // listed in the next hello if it is not.
+            retained_state& kept = retained_[pending.shard] = {.epoch = e.epoch, .migration = e.migration,
+                                                               .state = std::move(result.state)};
+            shards_.erase(shard);
+            if (link_ == link_state::ready) send_stopped(pending.shard, kept);
             return;
         }
     }

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <span>
 #include <optional>
 #include <string>
 #include <vector>
@@ -64,6 +65,10 @@ public:
     // --- worker callbacks ---
     void complete(std::uint64_t op, outcome result);
 
+    /// The worker's current state of a shard it runs, for the master to keep in case this process
+    /// dies. False (and nothing sent) when not connected or the shard is not running here.
+    bool checkpoint(std::uint32_t shard, std::span<const std::byte> state);
+
     /// Called every heartbeat interval: sends a heartbeat when authenticated.
     void tick(std::uint64_t progress);
 
@@ -77,18 +82,27 @@ public:
     [[nodiscard]] bool finished() const noexcept { return finished_; }
     [[nodiscard]] bool authenticated() const noexcept { return link_ == link_state::ready; }
     [[nodiscard]] std::chrono::milliseconds heartbeat_interval() const noexcept { return heartbeat_interval_; }
-    /// Shards this process holds (running, starting, stopping or with a state still to hand back).
+    /// Shards this process holds (running, starting, resuming or stopping).
     [[nodiscard]] std::vector<protocol::shard_epoch> shards() const;
+    /// Shards it stopped whose handed-back state it keeps until the master confirms the handoff.
+    [[nodiscard]] std::vector<protocol::shard_epoch> retained() const;
 
 private:
     enum class link_state { disconnected, awaiting_challenge, awaiting_welcome, ready };
-    enum class shard_phase { starting, resuming, running, stopping, stopped_unsent };
+    enum class shard_phase { starting, resuming, running, stopping };
     struct shard_entry {
         std::uint64_t epoch = 0;
         shard_phase phase = shard_phase::starting;
-        std::uint64_t migration = 0;         // of the stop in progress or unsent
+        std::uint64_t migration = 0;         // of the stop in progress
         std::optional<protocol::stop_shard> deferred_stop;  // arrived while starting/resuming
-        std::vector<std::byte> unsent_state;  // stopped while the master was unreachable
+    };
+    // A stopped shard's state, kept after it was handed back (or while the master is away) until
+    // the master confirms with handoff_complete that it runs elsewhere: a master that crashed
+    // mid-handoff finds it in the next hello and asks for it again.
+    struct retained_state {
+        std::uint64_t epoch = 0;
+        std::uint64_t migration = 0;
+        std::vector<std::byte> state;
     };
     struct pending_op {
         op_kind kind;
@@ -111,7 +125,7 @@ private:
     void handle(const protocol::start_shard& m);
     void handle(const protocol::stop_shard& m);
     void handle(const protocol::resume& m, protocol::bytes_view whole_state);
-    void send_stopped(std::uint32_t shard, shard_entry& e);
+    void send_stopped(std::uint32_t shard, const retained_state& r);
 
     core_config config_;
     link_state link_ = link_state::disconnected;
@@ -121,6 +135,7 @@ private:
     std::vector<callback_request> requests_;
     std::optional<std::string> close_reason_;
     std::map<std::uint32_t, shard_entry> shards_;
+    std::map<std::uint32_t, retained_state> retained_;
     std::map<std::uint64_t, pending_op> ops_;
     std::uint64_t next_op_ = 1;
     std::uint64_t heartbeat_seq_ = 0;

@@ -11,7 +11,8 @@ import msgpack
 EVENTS = {"soft_start": 1, "full_start": 2, "shard_migration_start": 3, "stop_shard": 4, "resume": 5,
           "shutdown": 6, "state_chunk": 7, "slave_hello": 8, "soft_start_complete": 9, "shard_stopped": 10,
           "auth_challenge": 11, "auth_proof": 12, "welcome": 13, "start_shard": 14, "shard_started": 15,
-          "resumed": 16, "shutdown_complete": 17, "heartbeat": 18, "error": 19}
+          "resumed": 16, "shutdown_complete": 17, "heartbeat": 18, "error": 19, "checkpoint": 20,
+          "handoff_complete": 21}
 NAMES = {v: k for k, v in EVENTS.items()}
 
 

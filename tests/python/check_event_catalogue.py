@@ -15,6 +15,9 @@ for path in glob.glob(os.path.join(root, "master", "src", "*.cpp")):
         code.update(re.findall(r'"([a-z_]+)"', expr))
     for call in re.findall(r"end_migration\(([^;]*)\)", text):
         code.update(re.findall(r'"(migration_[a-z_]+)"', call))
+    # Outcomes renamed on the way (a recovery's terminal records).
+    code.update(re.findall(r'outcome = [^;]*?std::string_view\("([a-z_]+)"\)', text))
+    code.update(re.findall(r': std::string_view\("([a-z_]+)"\)', text))
 doc_text = open(os.path.join(root, "docs", "events.md"), encoding="utf-8").read()
 documented = set()
 for heading in re.findall(r"^### (.+)$", doc_text, re.M):

@@ -136,8 +136,9 @@ void sim_world::connect(process& proc) {
     proc.link = l.id;
     auto& stored = links_[l.id] = std::move(l);
     slave_hello_info hello{.id = proc.id, .pid = proc.pid, .generation = proc.generation,
-                           .soft_started = proc.soft_started};
+                           .soft_started = proc.soft_started, .version_minor = 1};
     for (const auto& [shard, epoch] : proc.held) hello.shards.push_back({shard, epoch});
+    for (const auto& [shard, k] : proc.kept) hello.stopped.push_back({shard, k.first});
     core_->on_slave_connected(stored.id, hello, now_);
     apply(core_->take_actions());
 }
@@ -171,22 +172,31 @@ void sim_world::slave_receives(process& proc, link& l, const p::message& m) {
             reply(l, [this, c] { core_->on_slave_error(c, "stale_epoch", "start_shard", now_); });
             return;
         }
+        if (auto k = proc.kept.find(start->shard); k != proc.kept.end() && k->second.first < start->epoch) proc.kept.erase(k);
         hold(proc, start->shard, start->epoch);
         reply(l, [this, c, s = start->shard, e = start->epoch] { core_->on_shard_started(c, s, e, now_); });
     } else if (const auto* stop = std::get_if<p::stop_shard>(&m)) {
         auto it = proc.held.find(stop->shard);
-        if (it == proc.held.end() || it->second != stop->epoch) {
+        std::string text;
+        if (it != proc.held.end() && it->second == stop->epoch) {
+            proc.held.erase(it);
+            text = state_for(stop->shard, stop->epoch, ++state_serial_);
+            produced_[stop->shard].insert(text);
+            if (stop->migration_id != 0) proc.kept[stop->shard] = {stop->epoch, text};
+        } else if (auto k = proc.kept.find(stop->shard); k != proc.kept.end() && k->second.first == stop->epoch) {
+            text = k->second.second;  // asked again for a state already handed back
+        } else {
             reply(l, [this, c] { core_->on_slave_error(c, "stale_epoch", "stop_shard", now_); });
             return;
         }
-        proc.held.erase(it);
-        const std::string text = state_for(stop->shard, stop->epoch, ++state_serial_);
-        if (stop->migration_id != 0) last_state_[stop->shard] = text;
+        if (stop->migration_id != 0) handed_[stop->migration_id] = text;
         auto state = std::make_shared<std::vector<std::byte>>();
         for (char ch : text) state->push_back(static_cast<std::byte>(ch));
         reply(l, [this, c, s = stop->shard, e = stop->epoch, mig = stop->migration_id, state] {
             core_->on_shard_stopped(c, s, e, mig, state, now_);
         });
+    } else if (const auto* done = std::get_if<p::handoff_complete>(&m)) {
+        if (auto k = proc.kept.find(done->shard); k != proc.kept.end() && k->second.first == done->epoch) proc.kept.erase(k);
     } else if (const auto* res = std::get_if<p::resume>(&m)) {
         auto it = proc.held.find(res->shard);
         if (it != proc.held.end() && it->second >= res->epoch) {
@@ -194,10 +204,15 @@ void sim_world::slave_receives(process& proc, link& l, const p::message& m) {
             return;
         }
         const std::string got(reinterpret_cast<const char*>(res->state.data()), res->state.size());
-        if (got != last_state_[res->shard]) {
-            fail(fmt::format("shard {} resumed with state '{}', but '{}' was handed back", res->shard, got,
-                             last_state_[res->shard]));
+        if (auto h = handed_.find(res->migration_id); h != handed_.end()) {
+            if (got != h->second) {
+                fail(fmt::format("shard {} resumed with state '{}', but '{}' was handed back for migration {}",
+                                 res->shard, got, h->second, res->migration_id));
+            }
+        } else if (!produced_[res->shard].contains(got)) {
+            fail(fmt::format("shard {} recovered from state '{}', which no holder ever produced", res->shard, got));
         }
+        if (auto k = proc.kept.find(res->shard); k != proc.kept.end() && k->second.first < res->epoch) proc.kept.erase(k);
         hold(proc, res->shard, res->epoch);
         reply(l, [this, c, s = res->shard, e = res->epoch, mig = res->migration_id] { core_->on_resumed(c, s, e, mig, now_); });
     } else if (std::holds_alternative<p::shutdown>(m)) {
@@ -245,6 +260,7 @@ void sim_world::deliver_to_slave(link& l) {
 void sim_world::die(process& proc) {
     proc.alive = false;
     proc.held.clear();
+    proc.kept.clear();
     if (proc.link) {
         auto it = links_.find(*proc.link);
         if (it != links_.end()) {
@@ -440,11 +456,34 @@ void sim_world::random_step() {
         auto e = std::move(os_events_[i]);
         os_events_.erase(os_events_.begin() + static_cast<std::ptrdiff_t>(i));
         e();
+    } else if (choice < 80) {
+        send_checkpoint();
     } else if (choice < 94) {
         advance(std::chrono::milliseconds(std::uniform_int_distribution<int>(1, 100)(rng_)));
     } else if (options_.faults) {
         fault_step();
     }
+}
+
+// A live slave hands the master a copy of one of its shards' state, as the worker would from time to
+// time. The master keeps it only if it is the current holder under the current epoch.
+void sim_world::send_checkpoint() {
+    std::vector<std::pair<process*, std::uint32_t>> candidates;
+    for (auto& [id, proc] : processes_) {
+        if (!proc.alive || proc.hung || !proc.link) continue;
+        for (const auto& [shard, epoch] : proc.held) candidates.emplace_back(&proc, shard);
+    }
+    if (candidates.empty()) return;
+    auto [proc, shard] = candidates[rng_() % candidates.size()];
+    auto lit = links_.find(*proc->link);
+    if (lit == links_.end() || !lit->second.open) return;
+    const std::uint64_t epoch = proc->held.at(shard);
+    const std::string text = state_for(shard, epoch, ++state_serial_);
+    produced_[shard].insert(text);
+    auto state = std::make_shared<std::vector<std::byte>>();
+    for (char ch : text) state->push_back(static_cast<std::byte>(ch));
+    ++checkpoints_sent_;
+    reply(lit->second, [this, c = lit->first, shard, epoch, state] { core_->on_checkpoint(c, shard, epoch, state, now_); });
 }
 
 void sim_world::fault_step() {

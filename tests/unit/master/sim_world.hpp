@@ -90,6 +90,8 @@ private:
         bool external = false;
         std::optional<std::uint64_t> link;
         std::map<std::uint32_t, std::uint64_t> held;  // shard → epoch
+        // Stopped shards whose handed-back state it keeps until handoff_complete: shard → (epoch, state)
+        std::map<std::uint32_t, std::pair<std::uint64_t, std::string>> kept;
         bool soft_started = false;
         std::uint32_t reconnects = 0;
     };
@@ -106,6 +108,7 @@ private:
     void fail(std::string what);
     void random_step();
     void fault_step();
+    void send_checkpoint();
     std::string state_for(std::uint32_t shard, std::uint64_t epoch, std::uint64_t serial);
 
     std::mt19937_64 rng_;
@@ -120,7 +123,9 @@ private:
     std::uint64_t state_serial_ = 0;
     std::vector<event_record> records_;
     std::map<std::uint32_t, std::uint64_t> max_epoch_held_;
-    std::map<std::uint32_t, std::string> last_state_;  // last state handed back, per shard
+    std::map<std::uint64_t, std::string> handed_;           // state handed back, per migration id
+    std::map<std::uint32_t, std::set<std::string>> produced_;  // every state a holder produced, per shard
+    std::uint64_t checkpoints_sent_ = 0;
     std::map<std::uint64_t, int> migration_terminals_;  // started migrations → terminal records seen
     std::optional<std::string> violation_;
     bool exited_ = false;

@@ -256,14 +256,15 @@ TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, de
     }
     CHECK(failures == 0);
     MESSAGE(fmt::format("{} runs: {} restarts completed, {} failed; migrations {} completed, {} rolled back, {} failed; "
-                        "{} slaves killed, {} lost, {} shards fenced, {} orphaned",
+                        "{} slaves killed, {} lost, {} shards fenced, {} orphaned, {} recovered from a checkpoint",
                         runs, seen["restart_completed"], seen["restart_failed"], seen["migration_completed"],
                         seen["migration_rolled_back"], seen["migration_failed"], seen["slave_killed"], seen["slave_lost"],
-                        seen["shard_fenced"], seen["shard_orphaned"]));
+                        seen["shard_fenced"], seen["shard_orphaned"], seen["shard_recovered"]));
     if (!only && runs >= 100) {
         // The schedules must actually reach the paths under test, or passing means nothing.
         for (const char* event : {"restart_completed", "restart_failed", "migration_completed", "migration_rolled_back",
-                                  "migration_failed", "slave_killed", "shard_orphaned", "restart_queued"}) {
+                                  "migration_failed", "slave_killed", "shard_orphaned", "restart_queued",
+                                  "shard_recovered", "recovery_failed"}) {
             CHECK_MESSAGE(seen[event] > 0, "no simulated run reached " << event);
         }
     }

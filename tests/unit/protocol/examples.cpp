@@ -50,7 +50,8 @@ const std::vector<std::pair<std::string_view, message>>& examples() {
                                     .generation = 2,
                                     .nonce = bytes_view(slave_nonce),
                                     .shards = {{0, 3}, {1, 3}, {2, 300}},
-                                    .soft_started = false}},
+                                    .soft_started = false,
+                                    .stopped = {{7, 12}}}},
         {"soft_start_complete", soft_start_complete{.restart_id = 7}},
         {"shard_stopped", shard_stopped{.shard = 12,
                                         .epoch = 41,
@@ -73,6 +74,8 @@ const std::vector<std::pair<std::string_view, message>>& examples() {
                                 .shard = 12,
                                 .epoch = 41,
                                 .fatal = false}},
+        {"checkpoint", checkpoint{.shard = 12, .epoch = 42, .state = bytes_view::of("seq=1300")}},
+        {"handoff_complete", handoff_complete{.shard = 12, .epoch = 41, .migration_id = 9001}},
         {"application", application_frame{.event = 0x8000'0001u, .body = bytes_view::of("hi")}},
     };
     return all;

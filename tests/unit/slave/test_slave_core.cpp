@@ -224,15 +224,64 @@ TEST_CASE("shards keep running without the master and are reported with their ep
     CHECK(m.core.take_output().empty());
 
     const auto hello = m.connect();
-    CHECK(hello.shards == std::vector<p::shard_epoch>{{4, 7}, {5, 7}});
+    CHECK(hello.shards == std::vector<p::shard_epoch>{{4, 7}});
+    CHECK(hello.stopped == std::vector<p::shard_epoch>{{5, 7}});
     (void)m.written();
-    // The master asks again for the stopped shard: the waiting state goes out.
+    // The master asks again for the stopped shard: the kept state goes out.
     m.deliver(p::stop_shard{.shard = 5, .epoch = 7, .migration_id = 12});
     auto out = m.written();
     REQUIRE(out.size() == 1);
     const auto stopped = std::get<p::shard_stopped>(out[0]);
     CHECK(stopped.state == p::bytes_view::of("kept"));
     CHECK(m.core.shards() == std::vector<p::shard_epoch>{{4, 7}});
+}
+
+TEST_CASE("a handed-back state is kept until the master confirms the handoff") {
+    master_side m;
+    m.connect();
+    m.deliver(p::start_shard{.shard = 9, .epoch = 3});
+    m.core.complete(m.core.take_requests()[0].op, {});
+    m.deliver(p::stop_shard{.shard = 9, .epoch = 3, .migration_id = 70});
+    m.core.complete(m.core.take_requests()[0].op, {.state = bytes_of("nine")});
+    auto out = m.written();
+    REQUIRE(out.size() == 2);  // shard_started, then shard_stopped
+    CHECK(std::get<p::shard_stopped>(out[1]).state == p::bytes_view::of("nine"));
+    CHECK(m.core.retained() == std::vector<p::shard_epoch>{{9, 3}});
+
+    // A master that restarted before the move finished sees it in the hello and asks again.
+    m.core.on_disconnected();
+    CHECK(m.connect().stopped == std::vector<p::shard_epoch>{{9, 3}});
+    (void)m.written();
+    m.deliver(p::stop_shard{.shard = 9, .epoch = 3, .migration_id = 71});
+    out = m.written();
+    REQUIRE(out.size() == 1);
+    CHECK(std::get<p::shard_stopped>(out[0]) ==
+          p::shard_stopped{.shard = 9, .epoch = 3, .migration_id = 71, .state = p::bytes_view::of("nine")});
+
+    m.deliver(p::handoff_complete{.shard = 9, .epoch = 3, .migration_id = 71});
+    CHECK(m.core.retained().empty());
+}
+
+TEST_CASE("checkpoints go out for running shards only, chunked like any state") {
+    master_side m;
+    CHECK_FALSE(m.core.checkpoint(1, bytes_of("x")));  // not connected
+    m.connect();
+    CHECK_FALSE(m.core.checkpoint(1, bytes_of("x")));  // not held
+    m.deliver(p::start_shard{.shard = 1, .epoch = 2});
+    const auto start = m.core.take_requests().at(0);
+    CHECK_FALSE(m.core.checkpoint(1, bytes_of("x")));  // still starting
+    m.core.complete(start.op, {});
+    (void)m.written();
+    const std::string state(100, 'c');
+    CHECK(m.core.checkpoint(1, bytes_of(state)));
+    auto out = m.written();
+    REQUIRE(out.size() == 2);  // one 64-byte chunk, then the checkpoint with the rest
+    const auto chunk = std::get<p::state_chunk>(out[0]);
+    CHECK(chunk.migration_id == 0);
+    const auto cp = std::get<p::checkpoint>(out[1]);
+    CHECK(cp.shard == 1);
+    CHECK(cp.epoch == 2);
+    CHECK(cp.state_size == 100u);
 }
 
 TEST_CASE("shutdown: the worker's callback, then the acknowledgement, then finished") {

@@ -48,6 +48,7 @@ struct supervisor_status {
     std::vector<slave_status> slaves;
     std::vector<shard_status> shards;
     std::uint32_t shards_running = 0;
+    std::uint32_t shards_checkpointed = 0;  ///< shards with a state to resume from if their holder dies
 };
 
 }  // namespace meshmaster::master

@@ -41,6 +41,9 @@ struct slave_hello_info {
     std::uint64_t generation = 0;
     std::vector<protocol::shard_epoch> shards;  ///< what it runs now (after a master restart)
     bool soft_started = false;
+    /// Shards it stopped whose handed-back state it still keeps (protocol 1.1).
+    std::vector<protocol::shard_epoch> stopped;
+    std::uint32_t version_minor = 0;  ///< 1.1 slaves get checkpoints and handoff_complete
 };
 
 /// The id the master gives the slave it spawns for `slot` in `generation`: "s<slot>-g<generation>".
@@ -56,6 +59,10 @@ public:
     ~supervisor();
     supervisor(const supervisor&) = delete;
     supervisor& operator=(const supervisor&) = delete;
+
+    /// Epochs to continue from (per shard, e.g. the highest in the event log of a previous master),
+    /// so that grants never reuse an epoch a slave may still hold. Call before start().
+    void seed_epochs(const std::vector<std::uint64_t>& epochs);
 
     /// Begins supervision. With a non-zero `adopt_window`, the master first waits that long for
     /// slaves still running from a previous master to reconnect and report their shards, and only
@@ -81,6 +88,10 @@ public:
     void on_resumed(connection_id connection, std::uint32_t shard, std::uint64_t epoch,
                     std::uint64_t migration, mono_time now);
     void on_shutdown_complete(connection_id connection, mono_time now);
+    /// A holder's copy of a running shard's state (the driver reassembles chunks first): kept to
+    /// resume the shard elsewhere should the holder die.
+    void on_checkpoint(connection_id connection, std::uint32_t shard, std::uint64_t epoch, shared_bytes state,
+                       mono_time now);
     void on_heartbeat(connection_id connection, mono_time now);
     /// An error frame from the slave (it refused something); logged.
     void on_slave_error(connection_id connection, std::string code, std::string message, mono_time now);

@@ -32,12 +32,14 @@ enum class event_id : std::uint32_t {
     shutdown_complete = 17,     ///< slave → master: acknowledgement of shutdown, exit follows
     heartbeat = 18,             ///< either way: liveness and event-loop progress
     error = 19,                 ///< either way: a refused frame or a fatal condition
+    checkpoint = 20,            ///< slave → master: a shard's state, for recovery if the slave dies (1.1)
+    handoff_complete = 21,      ///< master → slave: the state you handed back is taken up (1.1)
 };
 
 /// The first id that belongs to applications; frames at or above it are forwarded undecoded.
 inline constexpr std::uint32_t application_event_first = 0x8000'0000u;
 /// The highest control event id this build knows.
-inline constexpr std::uint32_t last_known_event = static_cast<std::uint32_t>(event_id::error);
+inline constexpr std::uint32_t last_known_event = static_cast<std::uint32_t>(event_id::handoff_complete);
 
 [[nodiscard]] constexpr bool is_application_event(std::uint32_t id) noexcept {
     return id >= application_event_first;

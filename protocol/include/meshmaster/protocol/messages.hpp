@@ -151,6 +151,9 @@ struct slave_hello {
     bytes_view nonce;                 ///< the slave's challenge to the master (mutual auth)
     std::vector<shard_epoch> shards;  ///< shards the slave runs now, with their epochs
     bool soft_started = false;        ///< the slave completed a soft start and awaits shards
+    /// Shards the slave stopped and whose state it still holds, with the epochs it held them
+    /// under: handed back to a master that may not have taken them up (1.1).
+    std::vector<shard_epoch> stopped;
     static constexpr auto fields() {
         using m = slave_hello;
         return std::tuple{required_field("version_major", &m::version_major),
@@ -158,7 +161,7 @@ struct slave_hello {
                           required_field("slave_id", &m::slave_id), optional_field("pid", &m::pid),
                           optional_field("generation", &m::generation),
                           required_field("nonce", &m::nonce), optional_field("shards", &m::shards),
-                          optional_field("soft_started", &m::soft_started)};
+                          optional_field("soft_started", &m::soft_started), optional_field("stopped", &m::stopped)};
     }
     friend bool operator==(const slave_hello&, const slave_hello&) = default;
 };
@@ -308,6 +311,38 @@ struct error_message {
     friend bool operator==(const error_message&, const error_message&) = default;
 };
 
+/// 20 · slave → master (1.1). The shard's current state, sent from time to time by its holder, so a
+/// replacement can resume from it if the holder dies. Large states travel as state_chunk frames
+/// first, with migration_id 0.
+struct checkpoint {
+    static constexpr event_id id = event_id::checkpoint;
+    std::uint32_t shard = 0;
+    std::uint64_t epoch = 0;  ///< the epoch the sender holds the shard under
+    bytes_view state;
+    std::optional<std::uint64_t> state_size;
+    static constexpr auto fields() {
+        using m = checkpoint;
+        return std::tuple{required_field("shard", &m::shard), required_field("epoch", &m::epoch),
+                          required_field("state", &m::state), optional_field("state_size", &m::state_size)};
+    }
+    friend bool operator==(const checkpoint&, const checkpoint&) = default;
+};
+
+/// 21 · master → slave (1.1). The state this slave handed back for (shard, epoch, migration) now runs
+/// elsewhere: the slave may forget the copy it kept in case the master lost it.
+struct handoff_complete {
+    static constexpr event_id id = event_id::handoff_complete;
+    std::uint32_t shard = 0;
+    std::uint64_t epoch = 0;
+    std::uint64_t migration_id = 0;
+    static constexpr auto fields() {
+        using m = handoff_complete;
+        return std::tuple{required_field("shard", &m::shard), required_field("epoch", &m::epoch),
+                          optional_field("migration_id", &m::migration_id)};
+    }
+    friend bool operator==(const handoff_complete&, const handoff_complete&) = default;
+};
+
 /// A frame in the application range: forwarded as is, body not decoded.
 struct application_frame {
     std::uint32_t event = application_event_first;
@@ -319,7 +354,8 @@ struct application_frame {
 using message = std::variant<soft_start, full_start, shard_migration_start, stop_shard, resume,
                              shutdown, state_chunk, slave_hello, soft_start_complete, shard_stopped,
                              auth_challenge, auth_proof, welcome, start_shard, shard_started,
-                             resumed, shutdown_complete, heartbeat, error_message, application_frame>;
+                             resumed, shutdown_complete, heartbeat, error_message, checkpoint, handoff_complete,
+                             application_frame>;
 
 /// The event id a message travels under.
 [[nodiscard]] std::uint32_t event_of(const message& m) noexcept;

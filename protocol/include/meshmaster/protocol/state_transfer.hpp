@@ -27,7 +27,7 @@ namespace meshmaster::protocol {
 /// frames (heartbeats, other shards' moves) interleave with a large transfer.
 inline constexpr std::size_t default_state_chunk_size = std::size_t{1} << 20;
 
-/// Appends `closing` (a resume or shard_stopped; its `state` and `state_size` are set here) carrying
+/// Appends `closing` (a resume, shard_stopped or checkpoint; its `state` and `state_size` are set here) carrying
 /// `state`, preceded by state_chunk frames when `state` exceeds `chunk_size`.
 template <class Closing>
 result<void> encode_with_state(Closing closing, bytes_view state, std::vector<std::byte>& out,

@@ -84,6 +84,11 @@ public:
     void start();
     /// Stops talking to the master. The worker's shards are not touched.
     void stop();
+    /// Hands the master a copy of a running shard's current state. If this process dies, the shard
+    /// resumes elsewhere from its latest checkpoint (or from a state handed back since) instead of
+    /// starting over. Call it from time to time for each shard, from any thread; it is dropped when
+    /// the master is unreachable or the shard is not running here.
+    void checkpoint(std::uint32_t shard, std::vector<std::byte> state);
     /// The shards this process holds, with their epochs.
     [[nodiscard]] std::vector<protocol::shard_epoch> shards() const;
     /// The master asked for a shutdown and the worker completed it.
