@@ -122,12 +122,14 @@ class Master:
         self.process = None
         self.seen_pids = set()
 
-    def start(self):
+    def start(self, env=None):
+        """Starts the daemon; `env` adds environment variables (e.g. MESHMASTER_FAILPOINTS)."""
         if self.log:
             self.log.close()
         self.log = open(self.log_path, "a")
+        environment = dict(os.environ, **(env or {}))
         self.process = subprocess.Popen([self.binary, "run", "-c", self.config], stdout=self.log, stderr=self.log,
-                                        preexec_fn=_die_with_parent)
+                                        preexec_fn=_die_with_parent, env=environment)
         deadline = time.monotonic() + 10
         while not self._answers():
             if self.process.poll() is not None:

@@ -1,6 +1,7 @@
 #include "cli.hpp"
 
 #include "daemon_config.hpp"
+#include "event_replay.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -192,6 +193,41 @@ int simple(const std::string& path, const std::string& command) {
     auto reply = c.next();
     if (!reply) return 69;
     fmt::print("{}\n", json::serialize(*reply));
+    return 0;
+}
+
+int replay(const std::string& path, std::uint32_t shards, bool as_json) {
+    if (::access(path.c_str(), R_OK) != 0) {
+        fmt::print(stderr, "cannot read the event log {}\n", path);
+        return 1;
+    }
+    const event_replay r = replay_event_log(path, shards);
+    if (as_json) {
+        json::object o;
+        o["records"] = r.records;
+        o["unreadable"] = r.unreadable;
+        o["clean_stop"] = r.clean_stop;
+        json::array table;
+        for (std::uint32_t i = 0; i < r.shards.size(); ++i) {
+            table.push_back(json::object{{"shard", i}, {"owner", r.shards[i].owner}, {"epoch", r.shards[i].epoch},
+                                         {"max_epoch", r.max_epochs[i]}});
+        }
+        o["shards"] = std::move(table);
+        json::array open;
+        for (const auto& m : r.open) {
+            open.push_back(json::object{{"migration", m.id}, {"shard", m.shard}, {"from", m.from}, {"to", m.to}});
+        }
+        o["open_migrations"] = std::move(open);
+        fmt::print("{}\n", json::serialize(o));
+        return 0;
+    }
+    fmt::print("{} records{}, {}\n", r.records, r.unreadable ? fmt::format(" ({} unreadable)", r.unreadable) : "",
+               r.clean_stop ? "ending with a clean stop" : "ending without a clean stop (a crash, or still running)");
+    for (std::uint32_t i = 0; i < r.shards.size(); ++i) {
+        fmt::print("shard {:>5}  {:<14} epoch {}{}\n", i, r.shards[i].owner.empty() ? "-" : r.shards[i].owner, r.shards[i].epoch,
+                   r.max_epochs[i] != r.shards[i].epoch ? fmt::format(" (highest seen {})", r.max_epochs[i]) : "");
+    }
+    for (const auto& m : r.open) fmt::print("open move {}: shard {} {} -> {}\n", m.id, m.shard, m.from, m.to);
     return 0;
 }
 

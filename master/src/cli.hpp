@@ -25,6 +25,9 @@ struct event_filter {
     std::optional<std::string> since; ///< "5m" (ago), an ISO time, or a sequence number "#812"
 };
 
+/// `meshmaster replay`: the shard table rebuilt from the event log alone. 0, or 1 if unreadable.
+int replay(const std::string& path, std::uint32_t shards, bool as_json);
+
 /// `meshmaster events`: prints matching records (as JSON lines with `as_json`), following the file
 /// as it grows when `follow` is set (also across a rotation). 0, or 1 when the log cannot be read.
 int events(const std::string& path, const event_filter& filter, bool as_json, bool follow);

@@ -1,11 +1,13 @@
 #include "daemon.hpp"
 
 #include "event_log.hpp"
+#include "event_replay.hpp"
 #include "spawner.hpp"
 
 #include <meshmaster/master/supervisor.hpp>
 #include <meshmaster/protocol/auth.hpp>
 #include <meshmaster/protocol/codec.hpp>
+#include <meshmaster/protocol/failpoint.hpp>
 #include <meshmaster/protocol/frame_decoder.hpp>
 #include <meshmaster/protocol/state_transfer.hpp>
 #include <meshmaster/protocol/version.hpp>
@@ -103,15 +105,19 @@ public:
         // A previous master that crashed may have left slaves running: give them a moment to come
         // back and report their shards before spawning anything. After a clean stop (or on a fresh
         // event log) there is nobody to wait for.
-        milliseconds adopt{0};
-        if (auto last = event_log::last_record(cfg_.event_log)) {
-            const auto* name = last->if_contains("event");
-            if (!name || !name->is_string() || name->as_string() != "master_stopped") adopt = cfg_.adopt_window;
-        }
+        // The event log tells what a previous master left: the epochs to continue above, and
+        // whether it stopped cleanly or crashed (maybe mid-move).
+        const event_replay history = replay_event_log(cfg_.event_log, cfg_.supervisor.shard_count);
+        const milliseconds adopt = history.clean_stop ? milliseconds(0) : cfg_.adopt_window;
+        core_.seed_epochs(history.max_epochs);
+        std::vector<supervisor::abandoned_migration> open;
+        for (const auto& m : history.open) open.push_back({m.id, m.shard, m.from, m.to});
+        core_.adopt_open_migrations(std::move(open));
         log_line("info", "meshmaster started",
                  {{"listen", slave_address_}, {"control_socket", cfg_.control_socket}, {"event_log", cfg_.event_log},
                   {"shards", cfg_.supervisor.shard_count}, {"slaves", cfg_.supervisor.slave_count},
-                  {"adopt_window_ms", adopt.count()}});
+                  {"adopt_window_ms", adopt.count()}, {"replayed_records", history.records},
+                  {"open_migrations", history.open.size()}});
         drive([&] { core_.start(now(), adopt); });
 
         asio::co_spawn(io_, accept_slaves(), asio::detached);
@@ -177,6 +183,17 @@ private:
         if (a.record.event == "restart_completed" || a.record.event == "restart_failed") {
             restart_outcomes_.push_back(a.record);
         }
+    }
+    void perform(actions::hit_failpoint& a) {
+        if (!p::failpoints_armed()) return;
+        // "After X was sent" must mean sent: write out what is queued before the failpoint fires.
+        for (auto& [id, c] : connections_) {
+            if (c->out.empty() || !c->socket.is_open() || c->write_in_progress) continue;
+            boost::system::error_code ignored;
+            asio::write(c->socket, asio::buffer(c->out), ignored);
+            c->out.clear();
+        }
+        p::failpoint(a.name);
     }
     void perform(actions::exit_daemon& a) {
         exit_code_ = a.code;
@@ -483,8 +500,15 @@ private:
                     reload("SIGHUP");
                     break;
                 case SIGUSR1:
-                    if (auto problem = log_.reopen()) log_line("error", *problem);
-                    else log_event({.event = "event_log_reopened"});
+                    if (auto problem = log_.reopen()) {
+                        log_line("error", *problem);
+                    } else {
+                        log_event({.event = "event_log_reopened"});
+                        // A rotated-away log takes the epoch history with it: restate it here.
+                        event_record snapshot{.event = "epochs_snapshot"};
+                        for (const auto& sh : core_.status(now()).shards) snapshot.epochs.push_back(sh.epoch);
+                        log_event(std::move(snapshot));
+                    }
                     break;
                 case SIGTERM:
                 case SIGINT:

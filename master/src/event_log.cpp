@@ -2,6 +2,7 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/value_from.hpp>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -61,6 +62,7 @@ json::object event_log::to_json(const event_record& r) {
     if (r.state_bytes) o["state_bytes"] = *r.state_bytes;
     if (r.state_lost) o["state_lost"] = *r.state_lost;
     if (!r.reason.empty()) o["reason"] = r.reason;
+    if (!r.epochs.empty()) o["epochs"] = json::value_from(r.epochs);
     return o;
 }
 

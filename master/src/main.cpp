@@ -106,6 +106,13 @@ int main(int argc, char** argv) {
     events->add_option("--shard", shard);
     events->add_flag("--json", as_json, "print the JSON lines");
 
+    std::uint32_t replay_shards = 0;
+    auto* replay = app.add_subcommand("replay", "the shard table rebuilt from the event log alone");
+    replay->add_option("--log", event_log_path, "the event log file");
+    replay->add_option("-c,--config", control_config, "read the event log path and shard count from this configuration");
+    replay->add_option("--shards", replay_shards, "shard count (default: the configuration's)");
+    replay->add_flag("--json", as_json, "machine-readable");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::Success& e) {
@@ -156,6 +163,12 @@ int main(int argc, char** argv) {
         if (*status) return cli::status(control_socket, as_json);
         if (*restart) return cli::restart(control_socket, wait);
         return cli::simple(control_socket, *reload ? "reload" : "stop");
+    }
+    if (*replay) {
+        auto c = paths_from(control_config);
+        if (!c) return 78;
+        if (event_log_path.empty()) event_log_path = c->event_log;
+        return cli::replay(event_log_path, replay_shards ? replay_shards : c->supervisor.shard_count, as_json);
     }
     if (*events) {
         if (event_log_path.empty()) {

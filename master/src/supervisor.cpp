@@ -171,6 +171,7 @@ struct supervisor::state {
     bool stopping = false;
     bool exited = false;
     std::optional<mono_time> adopting_until;
+    std::vector<supervisor::abandoned_migration> abandoned;
     mono_time now{};
 
     state(supervisor_config c, std::uint64_t first_id) : config(c), next_id(first_id == 0 ? 1 : first_id) {
@@ -182,6 +183,7 @@ struct supervisor::state {
     // --- small helpers ------------------------------------------------------------------------
 
     void log(event_record r) { out.emplace_back(actions::log_event{std::move(r)}); }
+    void failpoint(std::string_view name) { out.emplace_back(actions::hit_failpoint{name}); }
 
     // Frames are encoded here, at once: an action then owns its bytes, and nothing in it can
     // outlive the records a message's views point into.
@@ -272,8 +274,8 @@ struct supervisor::state {
         sh.migration = 0;
         sh.since = now;
         if (s.phase == slave_phase::ready) s.phase = slave_phase::running;
+        log({.event = "shard_granted", .slave = s.id, .shard = shard, .epoch = sh.epoch});  // before it leaves
         send(s, protocol::start_shard{.shard = shard, .epoch = sh.epoch, .shard_count = config.shard_count});
-        log({.event = "shard_granted", .slave = s.id, .shard = shard, .epoch = sh.epoch});
     }
 
     void resume_on(migration_rec& m, slave_rec& target) {
@@ -287,13 +289,8 @@ struct supervisor::state {
         if (target.phase == slave_phase::ready) target.phase = slave_phase::running;
         const std::size_t size = m.state ? m.state->size() : 0;
         const protocol::bytes_view view = m.state ? protocol::bytes_view(*m.state) : protocol::bytes_view{};
-        if (target.connection) {
-            actions::send_frame a{*target.connection, {}};
-            if (protocol::encode_with_state(protocol::resume{.shard = m.shard, .epoch = sh.epoch, .migration_id = m.id},
-                                            view, a.frames, config.state_chunk_size)) {
-                out.emplace_back(std::move(a));
-            }
-        }
+        // Logged before it is sent: a master that dies right after sending still leaves the new
+        // epoch in its log, and its successor never grants that epoch again.
         log({.event = m.recovery ? "shard_recovering" : m.back_to_source ? "shard_resuming_on_source" : "shard_resuming",
              .slave = target.id,
              .peer = m.back_to_source ? std::string() : m.from,
@@ -301,6 +298,14 @@ struct supervisor::state {
              .epoch = sh.epoch,
              .migration = m.id,
              .state_bytes = size});
+        if (target.connection) {
+            actions::send_frame a{*target.connection, {}};
+            if (protocol::encode_with_state(protocol::resume{.shard = m.shard, .epoch = sh.epoch, .migration_id = m.id},
+                                            view, a.frames, config.state_chunk_size)) {
+                out.emplace_back(std::move(a));
+            }
+        }
+        failpoint(m.recovery ? "master.recovery.after_resume_sent" : "master.migrate.after_resume_sent");
     }
 
     // An acknowledgement about a grant that is not current: it changes nothing; log it and tell
@@ -389,9 +394,11 @@ struct supervisor::state {
         sh.since = now;
         ++in_flight;
         migrations.emplace(id, std::move(m));
-        send(*src, protocol::stop_shard{.shard = shard, .epoch = sh.epoch, .migration_id = id});
         log({.event = "migration_started", .slave = p.from, .peer = p.to, .shard = shard, .epoch = sh.epoch,
              .migration = id, .restart = restart->id});
+        failpoint("master.migrate.before_stop");
+        send(*src, protocol::stop_shard{.shard = shard, .epoch = sh.epoch, .migration_id = id});
+        failpoint("master.migrate.after_stop_sent");
     }
 
     // --- restarts ------------------------------------------------------------------------------
@@ -577,6 +584,7 @@ struct supervisor::state {
     }
 
     void retire(slave_rec& s, std::string reason) {
+        failpoint("master.retire.before_shutdown");
         s.phase = slave_phase::retiring;
         s.deadline = now + ms(config.shutdown_timeout);
         send(s, protocol::shutdown{.reason = reason, .deadline_ms = static_cast<std::uint32_t>(config.shutdown_timeout.count())});
@@ -911,6 +919,14 @@ struct supervisor::state {
     void end_adoption() {
         adopting_until.reset();
         log({.event = "adoption_finished"});
+        // The previous master's unfinished moves end here, with where each shard is now.
+        for (const auto& m : std::exchange(abandoned, {})) {
+            const shard_rec& sh = m.shard < shards.size() ? shards[m.shard] : shard_rec{};
+            log({.event = "migration_abandoned", .slave = sh.owner, .peer = m.from, .shard = m.shard, .epoch = sh.epoch,
+                 .migration = m.id,
+                 .reason = fmt::format("the master restarted mid-move ({} → {}); the shard is {}", m.from, m.to,
+                                       sh.owner.empty() ? std::string("being recovered") : "with " + sh.owner)});
+        }
         for (std::uint32_t i = 0; i < slots.size(); ++i) {
             if (slots[i].active.empty() && config.spawn_slaves) respawn(i);
         }
@@ -1113,6 +1129,7 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
     shard_rec& sh = s.shards[shard];
     migration_rec& m = s.migrations.at(migration);
     m.state = state ? std::move(state) : std::make_shared<const std::vector<std::byte>>();
+    s.failpoint("master.migrate.after_state_received");
     sh.owner.clear();
     s.log({.event = "shard_stopped", .slave = r->id, .shard = shard, .epoch = epoch, .migration = migration,
            .duration_ms = ms_between(m.phase_started, now), .state_bytes = m.state->size()});
@@ -1158,6 +1175,7 @@ void supervisor::on_resumed(connection_id connection, std::uint32_t shard, std::
     const bool rollback = s.migrations.at(migration).back_to_source;
     s.end_migration(migration, rollback ? "migration_rolled_back" : "migration_completed",
                     rollback ? "the new slave failed" : "", false);
+    s.failpoint("master.migrate.after_resumed");
     s.pump_restart();
     s.advance_stop();
 }
@@ -1169,6 +1187,10 @@ void supervisor::on_shutdown_complete(connection_id connection, mono_time now) {
     if (!r) return;
     r->last_seen = now;
     s.log({.event = "shutdown_acknowledged", .slave = r->id});
+}
+
+void supervisor::adopt_open_migrations(std::vector<abandoned_migration> open) {
+    s_->abandoned = std::move(open);
 }
 
 void supervisor::seed_epochs(const std::vector<std::uint64_t>& epochs) {

@@ -3,6 +3,7 @@
 
 #include "slave_core.hpp"
 
+#include <meshmaster/protocol/failpoint.hpp>
 #include <meshmaster/protocol/frame_decoder.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -131,6 +132,7 @@ struct slave::impl : std::enable_shared_from_this<impl> {
 
     static awaitable<void> write_all(std::shared_ptr<impl> self) {
         while (self->core.has_output() && self->socket.is_open()) {
+            const auto failpoints = self->core.take_after_write();
             self->write_buffer = self->core.take_output();
             auto [ec, n] = co_await asio::async_write(self->socket, asio::buffer(self->write_buffer),
                                                       asio::as_tuple(use_awaitable));
@@ -140,6 +142,7 @@ struct slave::impl : std::enable_shared_from_this<impl> {
                 self->socket.close(ignored);
                 break;
             }
+            for (const auto name : failpoints) p::failpoint(name);
         }
         self->writing = false;
         if (self->core.finished() && !self->core.has_output()) {

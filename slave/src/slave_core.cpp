@@ -1,6 +1,7 @@
 #include "slave_core.hpp"
 
 #include <meshmaster/protocol/codec.hpp>
+#include <meshmaster/protocol/failpoint.hpp>
 #include <meshmaster/protocol/version.hpp>
 
 #include <fmt/format.h>
@@ -241,6 +242,7 @@ void slave_core::handle(const p::stop_shard& m) {
         case shard_phase::stopping:
             return;  // already on its way (a repeated stop after a reconnect)
         case shard_phase::running:
+            p::failpoint("slave.stop.before_callback");
             e.phase = shard_phase::stopping;
             e.migration = m.migration_id;
             request(op_kind::stop_shard, m.shard, m.epoch, 0, {}, m.migration_id);
@@ -260,6 +262,7 @@ void slave_core::handle(const p::resume& m, p::bytes_view whole_state) {
         return;
     }
     std::erase_if(retained_, [&](const auto& kv) { return kv.first == m.shard && kv.second.epoch < m.epoch; });
+    p::failpoint("slave.resume.before_callback");
     shards_[m.shard] = shard_entry{.epoch = m.epoch, .phase = shard_phase::resuming, .migration = m.migration_id};
     request(op_kind::resume_shard, m.shard, m.epoch, 0, whole_state, m.migration_id);
 }
@@ -287,6 +290,7 @@ void slave_core::complete(std::uint64_t op, outcome result) {
                 return;
             }
             soft_started_ = true;
+            p::failpoint("slave.soft_start.before_ack");
             send(p::soft_start_complete{});
             return;
         case op_kind::full_start:
@@ -294,6 +298,7 @@ void slave_core::complete(std::uint64_t op, outcome result) {
             return;
         case op_kind::shutdown:
             if (!result.ok) log("warn", fmt::format("the shutdown callback failed: {}", result.error));
+            p::failpoint("slave.shutdown.before_ack");
             send(p::shutdown_complete{});
             finished_ = true;
             return;
@@ -309,8 +314,11 @@ void slave_core::complete(std::uint64_t op, outcome result) {
             }
             e.phase = shard_phase::running;
             if (resuming) {
+                p::failpoint("slave.resume.after_callback");
                 send(p::resumed{.shard = pending.shard, .epoch = pending.epoch, .migration_id = pending.migration});
+                after_write_.push_back("slave.resume.after_send");
             } else {
+                p::failpoint("slave.start.after_callback");
                 send(p::shard_started{.shard = pending.shard, .epoch = pending.epoch});
             }
             if (e.deferred_stop) {
@@ -338,12 +346,16 @@ void slave_core::complete(std::uint64_t op, outcome result) {
                            pending.shard, pending.epoch);
                 return;
             }
+            p::failpoint("slave.stop.after_callback");
             // Kept until the master confirms the handoff; sent now if the master is there, and
             // listed in the next hello if it is not.
             retained_state& kept = retained_[pending.shard] = {.epoch = e.epoch, .migration = e.migration,
                                                                .state = std::move(result.state)};
             shards_.erase(shard);
-            if (link_ == link_state::ready) send_stopped(pending.shard, kept);
+            if (link_ == link_state::ready) {
+                send_stopped(pending.shard, kept);
+                after_write_.push_back("slave.stop.after_send");
+            }
             return;
         }
     }

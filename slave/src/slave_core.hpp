@@ -76,6 +76,8 @@ public:
     [[nodiscard]] std::vector<std::byte> take_output() { return std::exchange(out_, {}); }
     [[nodiscard]] bool has_output() const noexcept { return !out_.empty(); }
     [[nodiscard]] std::vector<callback_request> take_requests() { return std::exchange(requests_, {}); }
+    /// Failpoints to trigger once what is queued now has been written (see protocol/failpoint.hpp).
+    [[nodiscard]] std::vector<std::string_view> take_after_write() { return std::exchange(after_write_, {}); }
     /// Set when the connection must be closed (bad master, protocol error); cleared by on_connected.
     [[nodiscard]] const std::optional<std::string>& close_reason() const noexcept { return close_reason_; }
     /// The master asked for shutdown and the worker completed it: stop and do not reconnect.
@@ -133,6 +135,7 @@ private:
     std::vector<std::byte> master_nonce_;
     std::vector<std::byte> out_;
     std::vector<callback_request> requests_;
+    std::vector<std::string_view> after_write_;
     std::optional<std::string> close_reason_;
     std::map<std::uint32_t, shard_entry> shards_;
     std::map<std::uint32_t, retained_state> retained_;

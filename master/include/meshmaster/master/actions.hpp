@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -60,6 +61,12 @@ struct log_event {
     event_record record;
 };
 
+/// A named step of the protocol was reached (see protocol/failpoint.hpp): the daemon writes out
+/// what is queued and triggers the failpoint, if a test armed it. Otherwise nothing happens.
+struct hit_failpoint {
+    std::string_view name;  ///< a string literal
+};
+
 /// Everything is shut down: the daemon may exit with `code`.
 struct exit_daemon {
     int code = 0;
@@ -69,6 +76,6 @@ struct exit_daemon {
 
 using action = std::variant<actions::send_frame, actions::spawn_slave, actions::watch_process,
                             actions::kill_slave, actions::close_connection, actions::log_event,
-                            actions::exit_daemon>;
+                            actions::hit_failpoint, actions::exit_daemon>;
 
 }  // namespace meshmaster::master

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace meshmaster::master {
 
@@ -29,6 +30,7 @@ struct event_record {
     std::optional<std::uint64_t> state_bytes;
     std::optional<bool> state_lost;         ///< a shard restarted from scratch: its state is gone
     std::string reason;
+    std::vector<std::uint64_t> epochs;  ///< epochs_snapshot only: every shard's epoch, in order
 };
 
 }  // namespace meshmaster::master

@@ -64,6 +64,16 @@ public:
     /// so that grants never reuse an epoch a slave may still hold. Call before start().
     void seed_epochs(const std::vector<std::uint64_t>& epochs);
 
+    /// Moves a previous master started and never ended (its event log says so). Once adoption is
+    /// over, each gets its terminal record, migration_abandoned, naming where the shard ended up.
+    struct abandoned_migration {
+        std::uint64_t id = 0;
+        std::uint32_t shard = 0;
+        std::string from;
+        std::string to;
+    };
+    void adopt_open_migrations(std::vector<abandoned_migration> open);
+
     /// Begins supervision. With a non-zero `adopt_window`, the master first waits that long for
     /// slaves still running from a previous master to reconnect and report their shards, and only
     /// then spawns what is missing and grants unowned shards.
