@@ -56,7 +56,11 @@ class Failpoints(unittest.TestCase):
                     self.assertEqual(role, "master", "the master died although the failpoint was a slave's")
                     master.start()  # again, without the failpoint
                     restarted_master = True
-                status = master.status()
+                try:
+                    status = master.status()
+                except RuntimeError:  # the master died between the poll and the question
+                    time.sleep(0.02)
+                    continue
                 if (status["restart"] is None and status["shards_running"] == 8 and not status["restart_queued"]
                         and all(s["phase"] in ("running", "ready") for s in status["slaves"])
                         and (restarted_master or status["restarts_completed"] + status["restarts_failed"] >= 1)):
