@@ -98,20 +98,14 @@ class Master:
             f.write(secret + "\n")
         os.chmod(secret_file, 0o600)
         command = [bot, "--gateway", gateway_address, "--state-padding", str(state_padding), *bot_args]
-        lines = [
-            f'listen = "{listen or "127.0.0.1:0"}"',
-            f"shards = {shards}",
-            f'control_socket = "{self.socket}"',
-            f'event_log = "{self.event_log}"',
-            f'secret_file = "{secret_file}"',
-            "[slaves]",
-            f"count = {slaves}",
-            "command = [" + ", ".join(json.dumps(c) for c in command) + "]",
-            "[restart]",
-            f"concurrency = {concurrency}",
-            f"surge = {surge}",
-        ]
+        top = {"listen": listen or "127.0.0.1:0", "shards": shards, "control_socket": self.socket,
+               "event_log": self.event_log, "secret_file": secret_file}
+        sections = {"slaves": {"count": slaves, "command": command},
+                    "restart": {"concurrency": concurrency, "surge": surge}}
         for section, values in (settings or {}).items():
+            sections.setdefault(section, {}).update(values)
+        lines = [f"{k} = {json.dumps(v)}" for k, v in top.items()]
+        for section, values in sections.items():
             lines.append(f"[{section}]")
             lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
         self.config = os.path.join(workdir, "meshmaster.toml")

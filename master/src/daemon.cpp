@@ -169,7 +169,7 @@ private:
         env.push_back("MESHMASTER_ADDR=" + slave_address_);
         env.push_back("MESHMASTER_SLAVE_ID=" + a.slave);
         env.push_back(fmt::format("MESHMASTER_GENERATION={}", a.generation));
-        env.push_back(fmt::format("MESHMASTER_SLOT={}", a.slot));
+        if (a.slot) env.push_back(fmt::format("MESHMASTER_SLOT={}", *a.slot));
         spawner_.spawn({.slave = a.slave, .argv = cfg_.slave_command, .environment = std::move(env), .secret = secret_});
     }
     void perform(actions::watch_process& a) { spawner_.watch(a.slave, a.pid); }
@@ -227,10 +227,16 @@ private:
 
     void send_bytes(const std::shared_ptr<connection>& c, std::span<const std::byte> bytes) {
         if (c->closing) return;
-        // A slave that stops reading must not make the master's memory grow without bound.
-        if (c->out.size() + bytes.size() > cfg_.max_state_size + cfg_.max_frame_size * 4) {
-            log_event({.event = "connection_dropped", .slave = c->slave, .reason = "the slave stopped reading: output queue full"});
+        // A slave that stops reading must not make the master's memory grow without bound: past
+        // limits.max_output of unread bytes it is dropped, and the core fences and replaces it. (A
+        // single message larger than the limit still goes out when nothing else is queued.)
+        const std::size_t queued = c->out.size() + c->writing.size();
+        if (queued != 0 && queued + bytes.size() > cfg_.max_output) {
+            log_event({.event = "connection_dropped", .slave = c->slave,
+                       .reason = fmt::format("the slave stopped reading: {} bytes queued", queued)});
             c->closing = true;
+            c->out.clear();
+            c->out.shrink_to_fit();
             boost::system::error_code ignored;
             c->socket.close(ignored);
             return;
@@ -268,9 +274,9 @@ private:
 
     awaitable<void> write_loop(std::shared_ptr<connection> c) {
         while (!c->out.empty() && c->socket.is_open()) {
-            c->writing.clear();
             std::swap(c->writing, c->out);
             auto [ec, n] = co_await asio::async_write(c->socket, asio::buffer(c->writing), tuple_awaitable);
+            c->writing.clear();  // written: no longer counts against the slave's queue
             if (ec) {
                 boost::system::error_code ignored;
                 c->socket.close(ignored);
@@ -464,7 +470,7 @@ private:
                     } else if constexpr (std::is_same_v<T, p::shutdown_complete>) {
                         drive([&] { core_.on_shutdown_complete(id, now()); });
                     } else if constexpr (std::is_same_v<T, p::heartbeat>) {
-                        core_.on_heartbeat(id, now());
+                        core_.on_heartbeat(id, msg.progress, now());
                     } else if constexpr (std::is_same_v<T, p::error_message>) {
                         drive([&] { core_.on_slave_error(id, std::string(msg.code), std::string(msg.message), now()); });
                     } else if constexpr (std::is_same_v<T, p::application_frame>) {

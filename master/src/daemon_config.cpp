@@ -59,6 +59,7 @@ const std::vector<setting>& settings() {
         {"external_grace", "external-grace", "how long an external slave may be away", [](c& d) -> setting_target { return &d.supervisor.external_grace; }},
         {"slaves.command", "", "", [](c& d) -> setting_target { return &d.slave_command; }},
         {"slaves.count", "slaves", "how many slaves run shards", [](c& d) -> setting_target { return &d.supervisor.slave_count; }, 1, 4096},
+        {"slaves.spares", "spares", "idle slaves kept ready to take over a dead slave's shards at once", [](c& d) -> setting_target { return &d.supervisor.spares; }, 0, 1024},
         {"slaves.spawn", "spawn", "spawn the slaves (false: they are launched elsewhere)", [](c& d) -> setting_target { return &d.supervisor.spawn_slaves; }},
         {"slaves.env", "", "", [](c& d) -> setting_target { return &d.slave_env; }},
         {"restart.concurrency", "concurrency", "shard moves in flight during a rolling restart", [](c& d) -> setting_target { return &d.supervisor.migration_concurrency; }, 1, 1u << 16},
@@ -78,6 +79,7 @@ const std::vector<setting>& settings() {
         {"limits.max_frame", "max-frame", "largest frame body accepted, e.g. 16MiB", [](c& d) -> setting_target { return &d.max_frame_size; }},
         {"limits.max_state", "max-state", "largest shard state, e.g. 256MiB", [](c& d) -> setting_target { return &d.max_state_size; }},
         {"limits.state_chunk", "state-chunk", "states above this travel in chunks, e.g. 1MiB", [](c& d) -> setting_target { return &d.supervisor.state_chunk_size; }},
+        {"limits.max_output", "max-output", "bytes queued for a slave that stopped reading before it is dropped", [](c& d) -> setting_target { return &d.max_output; }},
         {"limits.max_connections", "max-connections", "connections served at once", [](c& d) -> setting_target { return &d.max_connections; }, 1, 1u << 20},
     };
     return all;

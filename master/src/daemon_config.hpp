@@ -14,6 +14,7 @@
 //   [heartbeat] interval = "250ms"  misses = 8
 //   [respawn]  backoff_min = "100ms"  backoff_max = "30s"  stable_after = "10s"
 //   [limits]   max_frame = "16MiB"  max_state = "256MiB"  state_chunk = "1MiB"  max_connections = 1024
+//              max_output = "16MiB"
 //
 // Durations are "250ms", "5s", "2m" or a bare number of milliseconds; sizes "16MiB", "512KiB" or
 // bytes. Unknown keys are errors (a typo must not silently fall back to a default).
@@ -42,6 +43,9 @@ struct daemon_config {
     std::uint64_t max_frame_size = std::uint64_t{16} << 20;
     std::uint64_t max_state_size = std::uint64_t{256} << 20;
     std::uint32_t max_connections = 1024;
+    /// Bytes queued for one slave that has not read them yet: past this the slave is declared
+    /// stalled (dropped, fenced and replaced) instead of growing the master's memory.
+    std::uint64_t max_output = std::uint64_t{16} << 20;
     std::chrono::milliseconds handshake_timeout{5'000};
     std::chrono::milliseconds adopt_window{2'000};
     supervisor_config supervisor{.shard_count = 256, .slave_count = 4};

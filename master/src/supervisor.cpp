@@ -64,6 +64,9 @@ struct slave_rec {
     mono_time spawned_at{};
     mono_time last_seen{};
     mono_time next_heartbeat{};
+    std::uint64_t progress = 0;  // the slave's event-loop counter, from its heartbeats
+    mono_time progress_at{};     // when it last moved
+    bool spare = false;          // an idle slave kept ready to take over a slot
     std::uint64_t heartbeat_seq = 0;
     bool restart_target = false;
 
@@ -137,8 +140,10 @@ std::string spawned_slave_id(std::uint32_t slot, std::uint64_t generation) {
     return fmt::format("s{}-g{}", slot, generation);
 }
 
-std::optional<std::uint32_t> slot_of_spawned_id(std::string_view id) {
-    if (id.size() < 4 || id[0] != 's') return std::nullopt;
+namespace {
+// "<kind><number>-g<generation>...": the number, if `id` has that shape.
+std::optional<std::uint32_t> number_of_spawned_id(std::string_view id, char kind) {
+    if (id.size() < 4 || id[0] != kind) return std::nullopt;
     std::uint32_t slot = 0;
     const auto [end, ec] = std::from_chars(id.data() + 1, id.data() + id.size(), slot);
     if (ec != std::errc{} || end == id.data() + 1 || end == id.data() + id.size() || *end != '-' ||
@@ -147,6 +152,13 @@ std::optional<std::uint32_t> slot_of_spawned_id(std::string_view id) {
     }
     return slot;
 }
+}  // namespace
+
+std::optional<std::uint32_t> slot_of_spawned_id(std::string_view id) { return number_of_spawned_id(id, 's'); }
+
+std::string spare_slave_id(std::uint32_t n, std::uint64_t generation) { return fmt::format("p{}-g{}", n, generation); }
+
+bool is_spare_id(std::string_view id) { return number_of_spawned_id(id, 'p').has_value(); }
 
 struct supervisor::state {
     supervisor_config config;
@@ -162,6 +174,7 @@ struct supervisor::state {
     std::string queued_reason;
     std::uint64_t next_id;
     std::uint64_t generation = 1;
+    std::uint32_t spare_serial = 0;
     std::uint64_t restarts_completed = 0;
     std::uint64_t restarts_failed = 0;
     std::uint32_t in_flight = 0;
@@ -451,14 +464,47 @@ struct supervisor::state {
         return fmt::format("{}.{}", spawned_slave_id(slot_index, generation), ++slot.spawn_serial);
     }
 
-    slave_rec& spawn(std::uint32_t slot, std::string id) {
+    slave_rec& spawn(std::optional<std::uint32_t> slot, std::string id) {
         slave_rec& s = slaves[id];
         s = slave_rec{.id = id, .slot = slot, .generation = generation, .ours = true, .phase = slave_phase::spawning,
-                      .deadline = now + ms(config.spawn_timeout), .spawned_at = now, .last_seen = now};
+                      .deadline = now + ms(config.spawn_timeout), .spawned_at = now, .last_seen = now,
+                      .spare = !slot.has_value()};
         out.emplace_back(actions::spawn_slave{.slave = id, .slot = slot, .generation = generation});
-        log({.event = "slave_spawned", .slave = id, .restart = restart ? std::optional(restart->id) : std::nullopt,
-             .generation = generation, .slot = slot});
+        log({.event = s.spare ? "spare_spawned" : "slave_spawned", .slave = id,
+             .restart = restart ? std::optional(restart->id) : std::nullopt, .generation = generation, .slot = slot});
         return s;
+    }
+
+    // Keeps config.spares idle slaves of the current generation ready.
+    void ensure_spares() {
+        if (stopping || adopting() || !config.spawn_slaves) return;
+        std::uint32_t have = 0;
+        for (auto& [id, r] : slaves) {
+            if (!r.spare || !r.alive || r.phase == slave_phase::lost || r.phase == slave_phase::retiring) continue;
+            if (r.generation < generation && !restart) {
+                retire(r, "spare of an older generation");
+                continue;
+            }
+            ++have;
+        }
+        while (have++ < config.spares) spawn(std::nullopt, spare_slave_id(spare_serial++, generation));
+    }
+
+    // A slot lost its slave: a ready spare takes it over at once, and its shards resume there. With
+    // external slaves, an idle one without a slot serves as the spare.
+    bool promote_spare(std::uint32_t slot_index) {
+        for (auto& [id, r] : slaves) {
+            const bool idle_external = !config.spawn_slaves && !r.ours && !r.watched && !r.slot &&
+                                       r.phase == slave_phase::running && shards_of(r.id).empty();
+            const bool ready_spare = r.spare && r.phase == slave_phase::ready;
+            if (!(ready_spare || idle_external) || !r.alive || !r.connection) continue;
+            r.spare = false;
+            r.slot = slot_index;
+            slots[slot_index].active = r.id;
+            log({.event = "spare_promoted", .slave = r.id, .slot = slot_index});
+            return true;
+        }
+        return false;
     }
 
     // Pairs using the surge: a retiring one has handed all its shards over, so the next pair may
@@ -509,6 +555,7 @@ struct supervisor::state {
             for (const pair_rec& p : r.pairs) moved += p.moved;
             log({.event = "restart_completed", .restart = r.id, .generation = generation,
                  .duration_ms = ms_between(r.started, now), .count = moved});
+            ensure_spares();  // spares of the new generation replace the old ones
         }
         if (restart_queued && !stopping) {
             restart_queued = false;
@@ -631,7 +678,12 @@ struct supervisor::state {
             // Spawned but no pid yet (spawn still in progress): the exit will follow the spawn.
             s.deadline.reset();
         } else {
-            s.deadline = now + ms(config.external_grace);
+            // An external slave cannot be killed. One that went silent or stuck is fenced now: its
+            // epochs are superseded by the next grants, it refuses stale ones itself, and an
+            // upstream that checks epochs refuses its work. One that merely disconnected gets
+            // external_grace to come back first.
+            const bool unresponsive = reason.find("timeout") != std::string::npos || reason == "progress_stalled";
+            s.deadline = now + (unresponsive ? mono_time{0} : ms(config.external_grace));
         }
     }
 
@@ -697,10 +749,11 @@ struct supervisor::state {
         }
 
         const bool retired = s.phase == slave_phase::retiring;
+        const bool was_spare = s.spare;
         if (s.slot && slots[*s.slot].active == s.id) {
             slot_rec& slot = slots[*s.slot];
             slot.active.clear();
-            if (!retired) schedule_respawn(*s.slot, s);
+            if (!retired && !stopping && !promote_spare(*s.slot)) schedule_respawn(*s.slot, s);
         }
         if (pair) {
             // A retiring source is done however it went (it may have been killed at its deadline).
@@ -716,6 +769,7 @@ struct supervisor::state {
         slaves.erase(id);
         if (pair) check_pair(pair_index);
         grant_orphans();
+        if (was_spare || !retired) ensure_spares();
         pump_restart();
         advance_stop();
     }
@@ -905,10 +959,18 @@ struct supervisor::state {
                 return;
             }
         }
+        if (s.spare && shards_of(s.id).empty()) {
+            // Warm it up (connect upstream, fill caches) so it can take shards the moment it must.
+            s.phase = slave_phase::soft_starting;
+            s.deadline = now + ms(config.soft_start_timeout);
+            send(s, protocol::soft_start{});
+            return;
+        }
         s.phase = slave_phase::running;
         s.deadline.reset();
         if (!s.slot) {
-            // A spare. One we (or a previous master) spawned is surplus: shut it down.
+            // Neither a slot holder nor a spare we want: one we (or a previous master) spawned is
+            // surplus, shut it down.
             if ((s.ours || s.watched) && shards_of(s.id).empty()) retire(s, "surplus slave");
             return;
         }
@@ -928,9 +990,10 @@ struct supervisor::state {
                                        sh.owner.empty() ? std::string("being recovered") : "with " + sh.owner)});
         }
         for (std::uint32_t i = 0; i < slots.size(); ++i) {
-            if (slots[i].active.empty() && config.spawn_slaves) respawn(i);
+            if (slots[i].active.empty() && config.spawn_slaves && !promote_spare(i)) respawn(i);
         }
         grant_orphans();
+        ensure_spares();
     }
 };
 
@@ -993,7 +1056,8 @@ void supervisor::on_slave_connected(connection_id connection, const slave_hello_
     } else {
         slave_rec fresh{.id = hello.id, .generation = hello.generation, .pid = hello.pid, .spawned_at = now};
         const auto slot = slot_of_spawned_id(hello.id);
-        fresh.watched = slot.has_value() && hello.pid > 0;  // spawned by a previous master
+        fresh.spare = is_spare_id(hello.id);
+        fresh.watched = (slot.has_value() || fresh.spare) && hello.pid > 0;  // spawned by a previous master
         if (slot && *slot < s.slots.size() && s.slots[*slot].active.empty()) {
             fresh.slot = slot;
         } else if (!slot && !s.config.spawn_slaves) {
@@ -1084,6 +1148,7 @@ void supervisor::on_soft_start_complete(connection_id connection, mono_time now)
     }
     r->phase = slave_phase::ready;
     r->deadline.reset();
+    if (r->spare) s.log({.event = "spare_ready", .slave = r->id});
     std::size_t index = 0;
     pair_rec* p = s.pair_of(r->id, &index);
     if (p && p->to == r->id && !p->target_failed) s.on_target_ready(index);
@@ -1217,10 +1282,16 @@ void supervisor::on_checkpoint(connection_id connection, std::uint32_t shard, st
     }
 }
 
-void supervisor::on_heartbeat(connection_id connection, mono_time now) {
+void supervisor::on_heartbeat(connection_id connection, std::uint64_t progress, mono_time now) {
     auto& s = *s_;
     s.now = now;
-    if (slave_rec* r = s.by_conn(connection)) r->last_seen = now;
+    slave_rec* r = s.by_conn(connection);
+    if (!r) return;
+    r->last_seen = now;
+    if (progress != r->progress) {
+        r->progress = progress;
+        r->progress_at = now;
+    }
 }
 
 void supervisor::on_slave_error(connection_id connection, std::string code, std::string message, mono_time now) {
@@ -1261,6 +1332,11 @@ void supervisor::on_tick(mono_time now) {
         if (r.connection && r.phase != slave_phase::lost) {
             if (now - r.last_seen > silence) {
                 to_fail.emplace_back(id, "heartbeat_timeout");
+                continue;
+            }
+            // Heartbeats that keep coming while the event loop stands still: stuck, not idle.
+            if (r.progress != 0 && now - r.progress_at > silence) {
+                to_fail.emplace_back(id, "progress_stalled");
                 continue;
             }
             if (now >= r.next_heartbeat) {
@@ -1322,6 +1398,7 @@ std::optional<mono_time> supervisor::next_deadline() const {
         if (r.connection && r.phase != slave_phase::lost) {
             consider(r.last_seen + silence);
             consider(r.next_heartbeat);
+            if (r.progress != 0) consider(r.progress_at + silence);
         }
     }
     for (const auto& [id, m] : s.migrations) {

@@ -215,7 +215,7 @@ struct slave::impl : std::enable_shared_from_this<impl> {
                 continue;
             }
             ++progress;
-            core.tick(progress);
+            core.tick(opts.progress ? opts.progress() : progress);
             flush();
         }
     }

@@ -20,6 +20,7 @@ sim_world::sim_world(std::uint64_t seed, sim_options options) : rng_(seed), opti
     c.spawn_slaves = options.spawn;
     c.migration_concurrency = options.concurrency;
     c.restart_surge = options.surge;
+    c.spares = options.spares;
     c.state_chunk_size = 16;  // states here are ~35 bytes: every resume arrives in chunks
     c.spawn_timeout = 3s;
     c.soft_start_timeout = 3s;
@@ -349,7 +350,7 @@ void sim_world::advance(std::chrono::milliseconds dt) {
         if (!proc.alive || proc.hung || !proc.link) continue;
         auto it = links_.find(*proc.link);
         if (it != links_.end() && it->second.open) {
-            core_->on_heartbeat(it->first, now_);
+            core_->on_heartbeat(it->first, ++proc.progress, now_);
         }
     }
     if (auto next = core_->next_deadline(); next && *next <= now_) core_->on_tick(now_);

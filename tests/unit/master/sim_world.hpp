@@ -33,6 +33,7 @@ struct sim_options {
     std::uint32_t steps = 600;
     std::uint32_t concurrency = 3;
     std::uint32_t surge = 1;
+    std::uint32_t spares = 0;
     bool faults = true;
 };
 
@@ -94,6 +95,7 @@ private:
         std::map<std::uint32_t, std::pair<std::uint64_t, std::string>> kept;
         bool soft_started = false;
         std::uint32_t reconnects = 0;
+        std::uint64_t progress = 0;  // its event loop's turns, sent with heartbeats
     };
 
     void apply(std::vector<action> actions);

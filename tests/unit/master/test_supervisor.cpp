@@ -238,7 +238,7 @@ TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, de
     const std::vector<sim_options> shapes{
         {.shards = 12, .slaves = 3, .concurrency = 3, .surge = 1},
         {.shards = 16, .slaves = 4, .concurrency = 1, .surge = 2},
-        {.shards = 7, .slaves = 3, .concurrency = 5, .surge = 3},
+        {.shards = 7, .slaves = 3, .concurrency = 5, .surge = 3, .spares = 2},
         {.shards = 9, .slaves = 3, .spawn = false, .concurrency = 2},
     };
     for (std::uint64_t run = 0; run < runs; ++run) {
@@ -264,7 +264,7 @@ TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, de
         // The schedules must actually reach the paths under test, or passing means nothing.
         for (const char* event : {"restart_completed", "restart_failed", "migration_completed", "migration_rolled_back",
                                   "migration_failed", "slave_killed", "shard_orphaned", "restart_queued",
-                                  "shard_recovered", "recovery_failed"}) {
+                                  "shard_recovered", "recovery_failed", "spare_promoted"}) {
             CHECK_MESSAGE(seen[event] > 0, "no simulated run reached " << event);
         }
     }

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -32,7 +33,7 @@ struct send_frame {
 /// Start a slave process for `slot` with this id (fork/exec; the id and secret go in its environment).
 struct spawn_slave {
     std::string slave;
-    std::uint32_t slot = 0;
+    std::optional<std::uint32_t> slot;  ///< empty for a spare
     std::uint64_t generation = 0;
 };
 

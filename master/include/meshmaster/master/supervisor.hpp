@@ -50,6 +50,10 @@ struct slave_hello_info {
 std::string spawned_slave_id(std::uint32_t slot, std::uint64_t generation);
 /// The slot encoded in a spawned slave's id, if it is one.
 std::optional<std::uint32_t> slot_of_spawned_id(std::string_view id);
+/// The id the master gives its n-th spare of `generation`: "p<n>-g<generation>".
+std::string spare_slave_id(std::uint32_t n, std::uint64_t generation);
+/// Whether `id` names a spare spawned by a master.
+bool is_spare_id(std::string_view id);
 
 class supervisor {
 public:
@@ -102,7 +106,8 @@ public:
     /// resume the shard elsewhere should the holder die.
     void on_checkpoint(connection_id connection, std::uint32_t shard, std::uint64_t epoch, shared_bytes state,
                        mono_time now);
-    void on_heartbeat(connection_id connection, mono_time now);
+    /// `progress`: the slave's event-loop counter (0 from slaves that do not report one).
+    void on_heartbeat(connection_id connection, std::uint64_t progress, mono_time now);
     /// An error frame from the slave (it refused something); logged.
     void on_slave_error(connection_id connection, std::string code, std::string message, mono_time now);
 

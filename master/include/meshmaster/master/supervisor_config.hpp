@@ -15,6 +15,9 @@ struct supervisor_config {
     std::uint32_t shard_count = 0;
     /// Slots: how many slaves run shards. Each slot owns an even, contiguous share of the shards.
     std::uint32_t slave_count = 0;
+    /// Idle slaves kept ready (spawned and soft-started, no shards): one takes over a slot the moment
+    /// its slave dies, so recovery does not wait for a process to start.
+    std::uint32_t spares = 0;
     /// Whether the master spawns the slaves of its slots. When false, slots are filled by slaves
     /// launched elsewhere (systemd, containers, other hosts) as they connect.
     bool spawn_slaves = true;
@@ -34,7 +37,8 @@ struct supervisor_config {
     milliseconds shutdown_timeout{5'000};     ///< shutdown → process exit; then SIGKILL
 
     milliseconds heartbeat_interval{250};
-    /// A slave silent for heartbeat_interval × heartbeat_misses is declared lost.
+    /// A slave silent for heartbeat_interval × heartbeat_misses is declared lost; so is one whose
+    /// heartbeats keep coming but whose event-loop progress counter stands still that long.
     std::uint32_t heartbeat_misses = 8;
 
     milliseconds respawn_backoff_min{100};
@@ -42,9 +46,11 @@ struct supervisor_config {
     /// A slave that lived this long before dying resets its slot's crash-loop backoff.
     milliseconds stable_after{10'000};
 
-    /// How long an external slave (one the master cannot signal) may be disconnected before its
-    /// shards are granted elsewhere. If it comes back later, its epochs are stale and it is fenced.
-    milliseconds external_grace{10'000};
+    /// How long an external slave (one the master cannot signal) that disconnected may take to come
+    /// back before its shards are granted elsewhere. One that went silent or stuck (heartbeat or
+    /// progress timeout) is fenced at once instead. If it comes back later, its epochs are stale
+    /// and it is told to stop those shards.
+    milliseconds external_grace{2'000};
 };
 
 }  // namespace meshmaster::master

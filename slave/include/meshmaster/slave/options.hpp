@@ -28,6 +28,13 @@ struct options {
     /// Largest shard state accepted from the master or handed back to it.
     std::uint64_t max_state_size = std::uint64_t{256} << 20;
 
+    /// The worker's own progress counter (e.g. events processed), sent with every heartbeat: the
+    /// master declares a slave stuck when heartbeats keep coming but this stands still. Default: the
+    /// library counts its own heartbeat timer, which is right when it shares the worker's
+    /// io_context. Set it when the library runs on its own thread. Called on the library's
+    /// thread: make it thread-safe (an atomic counter).
+    std::function<std::uint64_t()> progress;
+
     /// Receives the library's log lines (level "info", "warn" or "error"). Default: JSON lines on
     /// stderr. Called on the library's executor.
     std::function<void(std::string_view level, std::string_view text)> log;
