@@ -60,5 +60,33 @@ class MasterRestart(unittest.TestCase):
             self.assertEqual(fleet.master.events("adoption_started"), [])
 
 
+
+class Replay(unittest.TestCase):
+    def test_the_event_log_replays_to_the_live_table(self):
+        import json
+        import os
+        import signal
+        import subprocess
+        with Fleet(shards=16, slaves=2, rate=200, settings={"slaves": {"spares": 1}}) as fleet:
+            master = fleet.master
+            master.wait_for(lambda s: s["shards_running"] == 16 and s["shards_checkpointed"] == 16)
+            for _ in range(2):
+                self.assertEqual(master.cli("restart", "--wait").returncode, 0)
+            status = master.wait_for(lambda s: s["shards_checkpointed"] == 16 and s["shards_running"] == 16
+                                     and s["restart"] is None)
+            victim = next(s for s in status["slaves"] if s["slot"] == 1)
+            os.kill(victim["pid"], signal.SIGKILL)  # recovery onto the spare
+            live = master.wait_for(lambda s: s["shards_running"] == 16 and all(
+                sh["owner"] != victim["id"] for sh in s["shards"]))
+            out = subprocess.run([master.binary, "replay", "--log", master.event_log, "--shards", "16", "--json"],
+                                 capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            replayed = json.loads(out.stdout)
+        self.assertEqual([(s["owner"], s["epoch"]) for s in replayed["shards"]],
+                         [(s["owner"], s["epoch"]) for s in live["shards"]])
+        self.assertEqual(replayed["open_migrations"], [])
+        self.assertFalse(replayed["clean_stop"])  # still running when it was read
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
