@@ -31,6 +31,8 @@
 #include <fmt/format.h>
 
 #include <csignal>
+#include <map>
+#include <sys/resource.h>
 #include <deque>
 #include <fstream>
 #include <sstream>
@@ -124,6 +126,7 @@ public:
         asio::co_spawn(io_, accept_control(), asio::detached);
         asio::co_spawn(io_, timer_loop(), asio::detached);
         asio::co_spawn(io_, signal_loop(), asio::detached);
+        asio::co_spawn(io_, limited_flush_loop(), asio::detached);
         io_.run();
         ::unlink(cfg_.control_socket.c_str());
         return exit_code_;
@@ -218,6 +221,40 @@ private:
         log_.write(r, std::chrono::system_clock::now(), std::chrono::duration<double, std::milli>(now()).count());
     }
 
+    struct limited_record {
+        std::chrono::steady_clock::time_point last;
+        std::uint64_t pending = 0;
+        event_record sample;
+    };
+
+    // Records a flood could produce (refused connections, handshake timeouts): at most one a second
+    // of each kind, its `count` saying how many happened since the previous record of that kind.
+    void log_limited(event_record r) {
+        limited_record& l = limited_[std::string(r.event)];
+        ++l.pending;
+        l.sample = std::move(r);
+        const auto t = std::chrono::steady_clock::now();
+        if (l.last.time_since_epoch().count() != 0 && t - l.last < std::chrono::seconds(1)) return;
+        flush_limited(l, t);
+    }
+    void flush_limited(limited_record& l, std::chrono::steady_clock::time_point t) {
+        l.last = t;
+        l.sample.count = l.pending;
+        l.pending = 0;
+        log_event(l.sample);
+    }
+    // The tail of a flood is logged too, a second later.
+    awaitable<void> limited_flush_loop() {
+        asio::steady_timer t(io_);
+        while (true) {
+            t.expires_after(std::chrono::seconds(1));
+            co_await t.async_wait(use_awaitable);
+            for (auto& [kind, l] : limited_) {
+                if (l.pending != 0) flush_limited(l, std::chrono::steady_clock::now());
+            }
+        }
+    }
+
     // --- slave connections ----------------------------------------------------------------------
 
     std::shared_ptr<connection> find(connection_id id) {
@@ -300,7 +337,7 @@ private:
             const auto remote = socket.remote_endpoint(ignored);
             const std::string peer = fmt::format("{}:{}", remote.address().to_string(), remote.port());
             if (connections_.size() >= cfg_.max_connections) {
-                log_event({.event = "connection_refused", .reason = fmt::format("{}: connection limit ({}) reached", peer, cfg_.max_connections)});
+                log_limited({.event = "connection_refused", .reason = fmt::format("{}: connection limit ({}) reached", peer, cfg_.max_connections)});
                 socket.close(ignored);
                 continue;
             }
@@ -322,9 +359,10 @@ private:
         }
     }
 
-    // Reads what is available into the decoder; false when the connection ended.
+    // Reads what is available into the decoder; false when the connection ended. Unauthenticated
+    // peers get small reads: a flood of them must not cost the master much memory.
     awaitable<bool> read_some(const std::shared_ptr<connection>& c) {
-        auto space = c->decoder.prepare(64 * 1024);
+        auto space = c->decoder.prepare(c->registered ? 64 * 1024 : 512);
         auto [ec, n] = co_await c->socket.async_read_some(asio::buffer(space.data(), space.size()), tuple_awaitable);
         if (ec) co_return false;
         c->decoder.commit(n);
@@ -354,7 +392,7 @@ private:
         asio::steady_timer t(io_);
         t.expires_after(cfg_.handshake_timeout);
         co_await t.async_wait(use_awaitable);
-        log_event({.event = "handshake_timeout", .slave = c->slave.empty() ? c->peer : c->slave,
+        log_limited({.event = "handshake_timeout", .slave = c->slave.empty() ? c->peer : c->slave,
                    .reason = fmt::format("no authenticated hello within {} ms", cfg_.handshake_timeout.count())});
         close_with_error(c, "handshake_timeout", "authenticate within the handshake timeout");
     }
@@ -790,12 +828,18 @@ private:
     std::string secret_;
     std::string slave_address_;
     std::deque<event_record> restart_outcomes_;
+    std::map<std::string, limited_record> limited_;
     bool stop_requested_ = false;
     int exit_code_ = 1;
 };
 
 int run_daemon(daemon_config config, config_loader reload) {
     std::signal(SIGPIPE, SIG_IGN);  // a closed pipe or socket is an error code, not a death
+    // Connections, pipes and pidfds are descriptors: allow as many as the system lets us.
+    if (rlimit limit{}; ::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &limit);
+    }
     try {
         daemon_runtime runtime(std::move(config), std::move(reload));
         return runtime.run();

@@ -6,8 +6,9 @@
 namespace meshmaster::protocol {
 
 namespace {
-// The first buffer is sized for typical control frames and a socket read's worth of bytes.
-constexpr std::size_t initial_capacity = 16 * 1024;
+// The first buffer is sized for typical control frames; it grows with the largest frame seen. Small,
+// so a thousand idle connections cost little.
+constexpr std::size_t initial_capacity = 4 * 1024;
 }  // namespace
 
 frame_decoder::frame_decoder(std::size_t max_body_size) : max_body_size_(max_body_size) {}
