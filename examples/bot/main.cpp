@@ -120,14 +120,11 @@ private:
             timer.expires_after(std::chrono::milliseconds(settings_.checkpoint_ms));
             co_await timer.async_wait(tuple_awaitable);
             for (auto& [id, s] : shards_) {
-                if (!s.running || s.state.seq == s.checkpointed_seq) continue;
-                s.checkpointed_seq = s.state.seq;
-                shard_state copy = s.state;
-                copy.padding = settings_.state_padding;
-                slave_.checkpoint(id, copy.encode());
+                if (s.running && s.state.seq != s.checkpointed_seq) checkpoint_now(id, s);
             }
         }
     }
+
 
     struct shard {
         std::uint64_t checkpointed_seq = UINT64_MAX;  // the position of the last checkpoint sent
@@ -145,6 +142,14 @@ private:
 
     void log(std::string_view level, const std::string& text) {
         fmt::print(stderr, R"({{"level":"{}","component":"bot","slave":"{}","msg":"{}"}})" "\n", level, name_, text);
+    }
+
+    void checkpoint_now(std::uint32_t id, shard& s) {
+        if (settings_.checkpoint_ms <= 0) return;
+        s.checkpointed_seq = s.state.seq;
+        shard_state copy = s.state;
+        copy.padding = settings_.state_padding;
+        slave_.checkpoint(id, copy.encode());
     }
 
     void soft_start(ms::completion<> done) {
@@ -260,6 +265,7 @@ private:
                 s.commit_after = r.b;
                 s.running = true;
                 if (s.waiting) std::exchange(s.waiting, std::nullopt).value()();
+                checkpoint_now(r.shard, s);  // a new session: recoverable from its first moment
                 return;
             case gw::gateway_op::resumed:
                 // r.c: what the gateway has committed. State ahead of it (applied by the previous
@@ -271,6 +277,7 @@ private:
                 s.commit_after = std::max(r.c, s.state.seq);
                 s.running = true;
                 if (s.waiting) std::exchange(s.waiting, std::nullopt).value()();
+                checkpoint_now(r.shard, s);
                 return;
             case gw::gateway_op::fenced:
                 // A newer holder owns the shard: nothing more of it is ours to process.

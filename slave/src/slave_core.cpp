@@ -59,6 +59,7 @@ bool slave_core::checkpoint(std::uint32_t shard, std::span<const std::byte> stat
                                 config_.max_state_size));
         return false;
     }
+    last_checkpoint_[shard] = {it->second.epoch, std::vector<std::byte>(state.begin(), state.end())};
     return p::encode_with_state(p::checkpoint{.shard = shard, .epoch = it->second.epoch}, p::bytes_view(state), out_,
                                 config_.state_chunk_size)
         .has_value();
@@ -191,6 +192,16 @@ void slave_core::handle(const p::welcome& m) {
     link_ = link_state::ready;
     if (m.heartbeat_interval_ms > 0) heartbeat_interval_ = std::chrono::milliseconds(m.heartbeat_interval_ms);
     log("info", fmt::format("authenticated; running {} shards", shards_.size()));
+    // A restarted master knows no checkpoint: hand it the last ones at once.
+    std::erase_if(last_checkpoint_, [&](const auto& kv) {
+        const auto it = shards_.find(kv.first);
+        return it == shards_.end() || it->second.epoch != kv.second.first;
+    });
+    for (const auto& [shard, cp] : last_checkpoint_) {
+        if (shards_.at(shard).phase != shard_phase::running) continue;
+        (void)p::encode_with_state(p::checkpoint{.shard = shard, .epoch = cp.first}, p::bytes_view(cp.second), out_,
+                                   config_.state_chunk_size);
+    }
     // A shard stopped while the master was away is still reported in the hello; the master asks
     // for it again with stop_shard, and the state goes out then (see handle(stop_shard)).
 }

@@ -139,6 +139,9 @@ private:
     std::optional<std::string> close_reason_;
     std::map<std::uint32_t, shard_entry> shards_;
     std::map<std::uint32_t, retained_state> retained_;
+    // The last checkpoint sent per running shard: sent again right after authenticating to a
+    // (possibly restarted) master, which would otherwise have none until the worker's next one.
+    std::map<std::uint32_t, std::pair<std::uint64_t, std::vector<std::byte>>> last_checkpoint_;
     std::map<std::uint64_t, pending_op> ops_;
     std::uint64_t next_op_ = 1;
     std::uint64_t heartbeat_seq_ = 0;

@@ -327,3 +327,17 @@ TEST_CASE("a completion dropped without being called is reported, not lost") {
     CHECK_FALSE(delivered.ok);
     CHECK(delivered.error.find("dropped") != std::string::npos);
 }
+
+TEST_CASE("a (restarted) master gets the last checkpoints again right after the handshake") {
+    master_side m;
+    m.connect();
+    m.deliver(p::start_shard{.shard = 3, .epoch = 4});
+    m.core.complete(m.core.take_requests()[0].op, {});
+    CHECK(m.core.checkpoint(3, bytes_of("cp")));
+    (void)m.written();
+    m.core.on_disconnected();
+    m.connect();  // reads the hello and the proof
+    auto out = m.written();
+    REQUIRE(out.size() == 1);
+    CHECK(std::get<p::checkpoint>(out[0]) == p::checkpoint{.shard = 3, .epoch = 4, .state = p::bytes_view::of("cp")});
+}
