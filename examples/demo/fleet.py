@@ -37,9 +37,9 @@ def build_dir():
 
 
 class Gateway:
-    def __init__(self, shards=256, rate=100, resume_window_ms=30000, record=None, extra=()):
+    def __init__(self, shards=256, rate=100, resume_window_ms=30000, record=None, extra=(), host="127.0.0.1"):
         binary = os.path.join(build_dir(), "examples", "gateway", "gateway")
-        args = [binary, "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--shards", str(shards),
+        args = [binary, "--listen", f"{host}:0", "--control", "127.0.0.1:0", "--shards", str(shards),
                 "--rate", str(rate), "--resume-window-ms", str(resume_window_ms), *extra]
         if record:
             args += ["--record", record]
@@ -87,8 +87,10 @@ class Master:
     """meshmaster run -c <workdir>/meshmaster.toml, spawning bots against `gateway`."""
 
     def __init__(self, workdir, gateway_address, shards=256, slaves=4, concurrency=16, surge=1,
-                 state_padding=256, settings=None, bot_args=(), secret="demo-secret-0123456789", listen=None):
+                 state_padding=256, settings=None, bot_args=(), secret="demo-secret-0123456789", listen=None,
+                 wrapper=()):
         self.workdir = workdir
+        self.gateway_address = gateway_address
         self.socket = os.path.join(workdir, "meshmaster.sock")
         self.event_log = os.path.join(workdir, "events.jsonl")
         self.binary = os.path.join(build_dir(), "master", "meshmaster")
@@ -97,7 +99,7 @@ class Master:
         with open(secret_file, "w") as f:
             f.write(secret + "\n")
         os.chmod(secret_file, 0o600)
-        command = [bot, "--gateway", gateway_address, "--state-padding", str(state_padding), *bot_args]
+        command = [*wrapper, bot, "--gateway", gateway_address, "--state-padding", str(state_padding), *bot_args]
         top = {"listen": listen or "127.0.0.1:0", "shards": shards, "control_socket": self.socket,
                "event_log": self.event_log, "secret_file": secret_file}
         sections = {"slaves": {"count": slaves, "command": command},
@@ -204,9 +206,22 @@ class Master:
         self.process.kill()
         self.process.wait()
 
+    def _is_our_slave(self, pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                arguments = f.read().split(b"\0")
+        except OSError:
+            return False
+        return self.gateway_address.encode() in arguments  # unique to this fleet: a free port
+
     def kill_leftovers(self):
-        """Kills, by PID, any slave this master reported that is still alive."""
-        for pid in self.seen_pids:
+        """Kills, by PID, any slave this master started or reported that is still alive."""
+        pids = set(self.seen_pids)
+        if os.path.exists(self.event_log):
+            pids.update(r["pid"] for r in self.events("slave_process_started", "slave_adopted") if r.get("pid"))
+        for pid in pids:
+            if not self._is_our_slave(pid):
+                continue  # exited, and the PID may belong to someone else by now
             for target in (-pid, pid):
                 try:
                     os.kill(target, signal.SIGKILL)
@@ -218,13 +233,13 @@ class Fleet:
     """A gateway plus a master with its bots, in a temporary directory; a context manager."""
 
     def __init__(self, shards=256, slaves=4, rate=100, concurrency=16, surge=1, state_padding=256,
-                 settings=None, bot_args=(), resume_window_ms=30000, listen=None):
+                 settings=None, bot_args=(), resume_window_ms=30000, listen=None, wrapper=(), gateway_host="127.0.0.1"):
         self.dir = tempfile.TemporaryDirectory(prefix="meshmaster-")
         self.gateway = Gateway(shards=shards, rate=rate, resume_window_ms=resume_window_ms,
-                               record=os.path.join(self.dir.name, "processed.jsonl"))
+                               record=os.path.join(self.dir.name, "processed.jsonl"), host=gateway_host)
         self.master = Master(self.dir.name, self.gateway.address, shards=shards, slaves=slaves,
                              concurrency=concurrency, surge=surge, state_padding=state_padding,
-                             settings=settings, bot_args=bot_args, listen=listen)
+                             settings=settings, bot_args=bot_args, listen=listen, wrapper=wrapper)
 
     def __enter__(self):
         self.master.start()

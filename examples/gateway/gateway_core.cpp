@@ -523,4 +523,28 @@ report gateway_core::make_report() const {
     return r;
 }
 
+std::string gateway_core::lagging(std::size_t limit) const {
+    json_line all;
+    std::size_t listed = 0;
+    for (std::uint32_t i = 0; i < shards_.size() && listed < limit; ++i) {
+        const shard_state& s = shards_[i];
+        const std::uint64_t emitted_here = last_emitted(s);
+        const std::uint64_t processed_here = audit_.distinct_processed(i);
+        if (!s.started || processed_here >= emitted_here) continue;
+        ++listed;
+        std::string attached;
+        if (s.attached && s.attached->slave != no_slave) attached = audit_.slave_name(s.attached->slave);
+        all.object(std::to_string(i), json_line{}
+                                          .field("emitted", emitted_here)
+                                          .field("processed", processed_here)
+                                          .field("committed", audit_.committed(i))
+                                          .field("last_sent", s.last_sent)
+                                          .field("epoch", s.epoch)
+                                          .field("session_start", s.session_start)
+                                          .field("attached", attached)
+                                          .field("connection", s.attached ? s.attached->id : 0));
+    }
+    return all.str();
+}
+
 }  // namespace meshmaster::gateway

@@ -104,6 +104,10 @@ public:
     [[nodiscard]] std::uint64_t unprocessed() const noexcept { return emitted() - audit_.distinct_processed(); }
     [[nodiscard]] std::uint64_t emitted() const noexcept;
     [[nodiscard]] report make_report() const;
+    /// The shards with emitted events nobody processed yet, and why they might be stuck: one JSON
+    /// object keyed by shard, {"3":{"emitted":..,"processed":..,"committed":..,"epoch":..,
+    /// "attached":"bot name"|"",...},...}, at most `limit` of them.
+    [[nodiscard]] std::string lagging(std::size_t limit) const;
 
 private:
     struct connection;

@@ -261,6 +261,7 @@ asio::awaitable<std::string> gateway_server::run_command(std::string_view line, 
         space == std::string_view::npos ? std::string_view{} : trim(line.substr(space + 1));
 
     if ((command == "stats" || command == "report") && argument.empty()) co_return to_json(core_.make_report());
+    if (command == "lagging" && argument.empty()) co_return core_.lagging(64);
     if (command == "pause" && argument.empty()) {
         core_.set_paused(true);
         co_return "ok";
@@ -288,7 +289,7 @@ asio::awaitable<std::string> gateway_server::run_command(std::string_view line, 
         const std::uint64_t left = core_.unprocessed();
         co_return left == 0 ? std::string{"drained"} : fmt::format("timeout {}", left);
     }
-    co_return fmt::format("error unknown command '{}' (try stats, report, pause, unpause, drain MS, quit)",
+    co_return fmt::format("error unknown command '{}' (try stats, report, lagging, pause, unpause, drain MS, quit)",
                           line.substr(0, 64));
 }
 

@@ -14,6 +14,7 @@
 // so scripts learn the ports it picked for port 0. Logs go to stderr as JSON lines, for notable
 // happenings only. The control port takes text lines, one reply line each:
 //   stats | report   the report, one JSON line (see report.hpp)
+//   lagging          the shards with unprocessed events and their state, one JSON line
 //   pause | unpause  stop / resume emitting (ticks go on; paused time earns no events) -> ok
 //   drain MS         wait until every emitted event was processed -> drained | timeout UNPROCESSED
 //   quit             -> ok, then exit 0
