@@ -11,9 +11,10 @@ if(MESHMASTER_UNIT_TESTS AND NOT MESHMASTER_FUZZ)
   find_package(doctest REQUIRED CONFIG)
 endif()
 
+set(THREADS_PREFER_PTHREAD_FLAG ON)
+find_package(Threads REQUIRED)  # the checkpoint store's writer, Asio
+
 if(MESHMASTER_PROGRAMS AND NOT MESHMASTER_FUZZ)
-  set(THREADS_PREFER_PTHREAD_FLAG ON)
-  find_package(Threads REQUIRED)
   find_package(CLI11 REQUIRED CONFIG)  # command lines
   # The daemon's TOML config file. CLI11 2.1 can read TOML too, but maps [sections] only onto
   # subcommands; toml++ reads the sectioned file and reports errors with line and column.

@@ -1,9 +1,11 @@
 #include "daemon.hpp"
 
+#include "checkpoint_store.hpp"
 #include "event_log.hpp"
 #include "event_replay.hpp"
 #include "spawner.hpp"
 
+#include <meshmaster/master/slave_session.hpp>
 #include <meshmaster/master/supervisor.hpp>
 #include <meshmaster/protocol/auth.hpp>
 #include <meshmaster/protocol/codec.hpp>
@@ -32,6 +34,7 @@
 
 #include <csignal>
 #include <map>
+#include <optional>
 #include <sys/resource.h>
 #include <deque>
 #include <fstream>
@@ -71,24 +74,19 @@ std::string hex(const p::nonce& bytes) {
 }
 
 struct connection {
-    connection(connection_id i, tcp::socket s, std::uint64_t max_frame, std::uint64_t max_state)
-        : id(i), socket(std::move(s)), decoder(max_frame), assembler(max_state) {}
-    connection_id id;
+    connection(connection_id i, tcp::socket s, std::string peer, const session_settings& settings, session_host& host)
+        : socket(std::move(s)), session(i, std::move(peer), settings, host) {}
     tcp::socket socket;
-    std::string peer;
-    p::frame_decoder decoder;
-    p::state_assembler assembler;
+    slave_session session;  // the protocol: handshake, frames, states (sans-I/O)
     std::vector<std::byte> out;
     std::vector<std::byte> writing;
     bool write_in_progress = false;
-    bool closing = false;
-    bool registered = false;  // known to the core (authenticated)
-    std::string slave;
+    bool closing = false;  // close once `out` has left
 };
 
 }  // namespace
 
-class daemon_runtime {
+class daemon_runtime final : public session_host {
 public:
     daemon_runtime(daemon_config config, config_loader reload)
         : cfg_(std::move(config)), reload_(std::move(reload)), core_(cfg_.supervisor, first_id()),
@@ -112,6 +110,25 @@ public:
         const event_replay history = replay_event_log(cfg_.event_log, cfg_.supervisor.shard_count);
         const milliseconds adopt = history.clean_stop ? milliseconds(0) : cfg_.adopt_window;
         core_.seed_epochs(history.max_epochs);
+        core_.seed_ids(history.generation, history.spawned_ids);
+        std::vector<supervisor::previous_slave> running;
+        for (const auto& [id, pid] : history.running_slaves) running.push_back({id, pid});
+        core_.expect_slaves(std::move(running));
+        // The states to resume shards from that the previous master kept.
+        const std::string checkpoint_dir = cfg_.checkpoint_dir.empty() ? cfg_.event_log + ".checkpoints" : cfg_.checkpoint_dir;
+        try {
+            checkpoints_.emplace(checkpoint_dir, [](const std::string& problem) {
+                log_line("error", "checkpoint store: " + problem);
+            });
+        } catch (const std::exception& e) {
+            log_line("error", e.what());
+            return 73;  // EX_CANTCREAT
+        }
+        auto stored = checkpoints_->load(cfg_.supervisor.shard_count);
+        if (stored.unreadable) {
+            log_line("warn", fmt::format("{} stored checkpoints in {} are damaged and were skipped", stored.unreadable, checkpoint_dir));
+        }
+        core_.seed_checkpoints(std::move(stored.states));
         std::vector<supervisor::abandoned_migration> open;
         for (const auto& m : history.open) open.push_back({m.id, m.shard, m.from, m.to});
         core_.adopt_open_migrations(std::move(open));
@@ -119,7 +136,7 @@ public:
                  {{"listen", slave_address_}, {"control_socket", cfg_.control_socket}, {"event_log", cfg_.event_log},
                   {"shards", cfg_.supervisor.shard_count}, {"slaves", cfg_.supervisor.slave_count},
                   {"adopt_window_ms", adopt.count()}, {"replayed_records", history.records},
-                  {"open_migrations", history.open.size()}});
+                  {"open_migrations", history.open.size()}, {"stored_checkpoints", stored.found}});
         drive([&] { core_.start(now(), adopt); });
 
         asio::co_spawn(io_, accept_slaves(), asio::detached);
@@ -176,9 +193,12 @@ private:
         spawner_.spawn({.slave = a.slave, .argv = cfg_.slave_command, .environment = std::move(env), .secret = secret_});
     }
     void perform(actions::watch_process& a) { spawner_.watch(a.slave, a.pid); }
+    void perform(actions::store_checkpoint& a) {
+        if (checkpoints_) checkpoints_->put(a.shard, a.epoch, std::move(a.state));
+    }
     void perform(actions::kill_slave& a) { spawner_.kill(a.slave, a.pid); }
     void perform(actions::close_connection& a) {
-        if (auto c = find(a.connection)) close_with_error(c, a.code, a.message);
+        if (auto c = find(a.connection)) c->session.close(a.code, a.message);
     }
     void perform(actions::log_event& a) {
         log_.write(a.record, std::chrono::system_clock::now(),
@@ -269,7 +289,7 @@ private:
         // single message larger than the limit still goes out when nothing else is queued.)
         const std::size_t queued = c->out.size() + c->writing.size();
         if (queued != 0 && queued + bytes.size() > cfg_.max_output) {
-            log_event({.event = "connection_dropped", .slave = c->slave,
+            log_event({.event = "connection_dropped", .slave = c->session.name(),
                        .reason = fmt::format("the slave stopped reading: {} bytes queued", queued)});
             c->closing = true;
             c->out.clear();
@@ -282,21 +302,24 @@ private:
         flush(c);
     }
 
-    template <class Message>
-    void send(const std::shared_ptr<connection>& c, const Message& m) {
-        std::vector<std::byte> bytes;
-        if (p::encode(m, bytes)) send_bytes(c, bytes);
+    // --- session_host: what the sessions ask for ---------------------------------------------
+
+    void to_core(connection_id, const std::function<void(supervisor&, mono_time)>& input) override {
+        drive([&] { input(core_, now()); });
+    }
+    const supervisor_config& core_config() const override { return core_.config(); }
+    void log(event_record record) override { log_event(std::move(record)); }
+    void write(connection_id id, std::span<const std::byte> bytes) override {
+        if (auto c = find(id)) send_bytes(c, bytes);
+    }
+    void close_after_write(connection_id id) override {
+        if (auto c = find(id); c && !c->closing) {
+            c->closing = true;
+            flush(c);
+        }
     }
 
-    void close_with_error(const std::shared_ptr<connection>& c, const std::string& code, const std::string& message) {
-        if (c->closing) return;
-        send(c, p::error_message{.code = code, .message = message, .fatal = true});
-        c->closing = true;
-        flush(c);
-    }
-
-    void flush(const std::shared_ptr<connection>& c) {
-        if (c->write_in_progress) return;
+    void flush(const std::shared_ptr<connection>& c) {        if (c->write_in_progress) return;
         if (c->out.empty()) {
             if (c->closing) {
                 boost::system::error_code ignored;
@@ -342,39 +365,30 @@ private:
                 continue;
             }
             socket.set_option(tcp::no_delay(true), ignored);
-            auto c = std::make_shared<connection>(next_connection_++, std::move(socket), cfg_.max_frame_size, cfg_.max_state_size);
-            c->peer = peer;
-            connections_[c->id] = c;
+            auto c = std::make_shared<connection>(next_connection_++, std::move(socket), peer, session_settings_, *this);
+            connections_[c->session.id()] = c;
             asio::co_spawn(io_, session(c), asio::detached);
         }
     }
 
-    void refuse(const std::shared_ptr<connection>& c, const std::string& code, const std::string& why, bool fatal) {
-        log_event({.event = "frame_refused", .slave = c->slave.empty() ? c->peer : c->slave,
-                   .reason = fmt::format("{}: {}", code, why)});
-        if (fatal) {
-            close_with_error(c, code, why);
-        } else {
-            send(c, p::error_message{.code = code, .message = why});
-        }
-    }
-
-    // Reads what is available into the decoder; false when the connection ended. Unauthenticated
-    // peers get small reads: a flood of them must not cost the master much memory.
+    // Reads what is available and hands it to the session; false when the connection ended.
+    // Unauthenticated peers get small reads: a flood of them must not cost the master much memory.
     awaitable<bool> read_some(const std::shared_ptr<connection>& c) {
-        auto space = c->decoder.prepare(c->registered ? 64 * 1024 : 512);
+        auto space = c->session.read_buffer();
         auto [ec, n] = co_await c->socket.async_read_some(asio::buffer(space.data(), space.size()), tuple_awaitable);
         if (ec) co_return false;
-        c->decoder.commit(n);
+        c->session.received(n);
         co_return true;
     }
 
+    bool reading(const std::shared_ptr<connection>& c) const { return !c->closing && !c->session.closing(); }
+
     awaitable<void> session(std::shared_ptr<connection> c) {
+        c->session.start();
         co_await (handshake(c) || handshake_deadline(c));
-        if (c->registered) {
-            while (!c->closing && co_await read_some(c)) {
-                if (!dispatch_frames(c)) break;
-            }
+        while (c->session.authenticated() && reading(c)) {
+            const bool more = co_await read_some(c);
+            if (!more) break;
         }
         // A refusal flushes its error frame before the socket closes; do not cut it short.
         for (int i = 0; i < 100 && c->write_in_progress; ++i) {
@@ -384,142 +398,25 @@ private:
         }
         boost::system::error_code ignored;
         c->socket.close(ignored);
-        connections_.erase(c->id);
-        if (c->registered) drive([&] { core_.on_disconnected(c->id, now()); });
+        connections_.erase(c->session.id());
+        c->session.closed();
+    }
+
+    // (g++ 12 miscompiles some co_await inside conditions: each gets a statement of its own.)
+    awaitable<void> handshake(std::shared_ptr<connection> c) {
+        while (reading(c) && !c->session.authenticated()) {
+            const bool more = co_await read_some(c);
+            if (!more) co_return;
+        }
     }
 
     awaitable<void> handshake_deadline(std::shared_ptr<connection> c) {
         asio::steady_timer t(io_);
         t.expires_after(cfg_.handshake_timeout);
         co_await t.async_wait(use_awaitable);
-        log_limited({.event = "handshake_timeout", .slave = c->slave.empty() ? c->peer : c->slave,
-                   .reason = fmt::format("no authenticated hello within {} ms", cfg_.handshake_timeout.count())});
-        close_with_error(c, "handshake_timeout", "authenticate within the handshake timeout");
-    }
-
-    // Challenge, hello, proof, welcome. Returns once registered with the core, or refused.
-    awaitable<void> handshake(std::shared_ptr<connection> c) {
-        const p::nonce master_nonce = p::random_nonce();
-        send(c, p::auth_challenge{.version_major = p::current_version.major,
-                                  .version_minor = p::current_version.minor,
-                                  .master_id = cfg_.master_id,
-                                  .nonce = p::bytes_view(master_nonce)});
-        std::optional<slave_hello_info> hello;
-        std::vector<std::byte> slave_nonce;
-        while (!c->closing && co_await read_some(c)) {
-            while (true) {
-                auto next = c->decoder.next();
-                if (!next) {
-                    refuse(c, next.error().to_string(), "broken frame stream during the handshake", true);
-                    co_return;
-                }
-                if (!*next) break;
-                auto m = p::decode(**next);
-                if (!m) {
-                    refuse(c, m.error().to_string(), "during the handshake", true);
-                    co_return;
-                }
-                if (!hello) {
-                    auto* h = std::get_if<p::slave_hello>(&*m);
-                    if (!h) {
-                        refuse(c, "not_authenticated", fmt::format("event {} before slave_hello", (*next)->event), true);
-                        co_return;
-                    }
-                    c->slave = std::string(h->slave_id);
-                    if (auto ok = p::check_compatible({h->version_major, h->version_minor}); !ok) {
-                        refuse(c, ok.error().to_string(),
-                               fmt::format("the slave speaks protocol {}.{}, this master {}.{}", h->version_major,
-                                           h->version_minor, p::current_version.major, p::current_version.minor),
-                               true);
-                        co_return;
-                    }
-                    hello = slave_hello_info{.id = std::string(h->slave_id), .pid = h->pid, .generation = h->generation,
-                                             .shards = h->shards, .soft_started = h->soft_started,
-                                             .stopped = h->stopped, .version_minor = h->version_minor};
-                    slave_nonce.assign(h->nonce.begin(), h->nonce.end());
-                    continue;
-                }
-                auto* proof = std::get_if<p::auth_proof>(&*m);
-                if (!proof) {
-                    refuse(c, "not_authenticated", fmt::format("event {} before auth_proof", (*next)->event), true);
-                    co_return;
-                }
-                const p::proof expected = p::slave_proof(secret_, p::bytes_view(master_nonce), p::bytes_view(slave_nonce), hello->id);
-                if (slave_nonce.size() != p::nonce_size || !p::proofs_equal(expected, proof->mac)) {
-                    log_event({.event = "auth_failed", .slave = hello->id, .reason = fmt::format("wrong proof from {}", c->peer)});
-                    close_with_error(c, "auth_failed", "authentication failed");
-                    co_return;
-                }
-                const p::proof mine = p::master_proof(secret_, p::bytes_view(master_nonce), p::bytes_view(slave_nonce), hello->id);
-                send(c, p::welcome{.mac = p::bytes_view(mine),
-                                   .heartbeat_interval_ms = static_cast<std::uint32_t>(core_.config().heartbeat_interval.count())});
-                c->registered = true;
-                drive([&] { core_.on_slave_connected(c->id, *hello, now()); });
-                // Frames that came along with the proof are handled by the main loop.
-                dispatch_frames(c);
-                co_return;
-            }
-        }
-    }
-
-    // Hands every whole frame to the core. False when the stream is broken.
-    bool dispatch_frames(const std::shared_ptr<connection>& c) {
-        while (!c->closing) {
-            auto next = c->decoder.next();
-            if (!next) {
-                refuse(c, next.error().to_string(), "broken frame stream", true);
-                return false;
-            }
-            if (!*next) return true;
-            const std::uint32_t event = (*next)->event;
-            auto m = p::decode(**next);
-            if (!m) {
-                refuse(c, m.error().to_string(), fmt::format("event {}", event), false);
-                continue;
-            }
-            const connection_id id = c->id;
-            std::visit(
-                [&](auto& msg) {
-                    using T = std::decay_t<decltype(msg)>;
-                    if constexpr (std::is_same_v<T, p::soft_start_complete>) {
-                        drive([&] { core_.on_soft_start_complete(id, now()); });
-                    } else if constexpr (std::is_same_v<T, p::shard_started>) {
-                        drive([&] { core_.on_shard_started(id, msg.shard, msg.epoch, now()); });
-                    } else if constexpr (std::is_same_v<T, p::state_chunk>) {
-                        if (auto r = c->assembler.add(msg); !r) refuse(c, r.error().to_string(), "state_chunk", false);
-                    } else if constexpr (std::is_same_v<T, p::shard_stopped>) {
-                        auto whole = c->assembler.finish(msg.migration_id, msg.shard, msg.state, msg.state_size);
-                        if (!whole) {
-                            refuse(c, whole.error().to_string(), "shard_stopped state", false);
-                            return;
-                        }
-                        auto state = std::make_shared<const std::vector<std::byte>>(std::move(*whole));
-                        drive([&] { core_.on_shard_stopped(id, msg.shard, msg.epoch, msg.migration_id, state, now()); });
-                    } else if constexpr (std::is_same_v<T, p::checkpoint>) {
-                        auto whole = c->assembler.finish(0, msg.shard, msg.state, msg.state_size);
-                        if (!whole) {
-                            refuse(c, whole.error().to_string(), "checkpoint state", false);
-                            return;
-                        }
-                        auto state = std::make_shared<const std::vector<std::byte>>(std::move(*whole));
-                        core_.on_checkpoint(id, msg.shard, msg.epoch, state, now());
-                    } else if constexpr (std::is_same_v<T, p::resumed>) {
-                        drive([&] { core_.on_resumed(id, msg.shard, msg.epoch, msg.migration_id, now()); });
-                    } else if constexpr (std::is_same_v<T, p::shutdown_complete>) {
-                        drive([&] { core_.on_shutdown_complete(id, now()); });
-                    } else if constexpr (std::is_same_v<T, p::heartbeat>) {
-                        core_.on_heartbeat(id, msg.progress, now());
-                    } else if constexpr (std::is_same_v<T, p::error_message>) {
-                        drive([&] { core_.on_slave_error(id, std::string(msg.code), std::string(msg.message), now()); });
-                    } else if constexpr (std::is_same_v<T, p::application_frame>) {
-                        refuse(c, "unsupported", fmt::format("application event {} has no route yet", msg.event), false);
-                    } else {
-                        refuse(c, "unexpected_event", fmt::format("{} is not sent by slaves", p::to_string(T::id)), false);
-                    }
-                },
-                *m);
-        }
-        return false;
+        log_limited({.event = "handshake_timeout", .slave = c->session.name(),
+                     .reason = fmt::format("no authenticated hello within {} ms", cfg_.handshake_timeout.count())});
+        c->session.close("handshake_timeout", "authenticate within the handshake timeout");
     }
 
     // --- time, signals ----------------------------------------------------------------------------
@@ -789,6 +686,8 @@ private:
             log_line("error", "the secret is shorter than 16 bytes");
             return 78;
         }
+        session_settings_ = {.master_id = cfg_.master_id, .secret = secret_, .max_frame_size = cfg_.max_frame_size,
+                             .max_state_size = cfg_.max_state_size};
         return 0;
     }
 
@@ -826,6 +725,8 @@ private:
     std::unordered_map<connection_id, std::shared_ptr<connection>> connections_;
     connection_id next_connection_ = 1;
     std::string secret_;
+    session_settings session_settings_;
+    std::optional<checkpoint_store> checkpoints_;
     std::string slave_address_;
     std::deque<event_record> restart_outcomes_;
     std::map<std::string, limited_record> limited_;

@@ -53,6 +53,7 @@ const std::vector<setting>& settings() {
         {"shards", "shards", "total shard count", [](c& d) -> setting_target { return &d.supervisor.shard_count; }, 1, 1u << 20},
         {"control_socket", "control-socket", "path of the control socket the CLI uses", [](c& d) -> setting_target { return &d.control_socket; }},
         {"event_log", "event-log", "path of the JSON-lines event log", [](c& d) -> setting_target { return &d.event_log; }},
+        {"checkpoint_dir", "checkpoint-dir", "where shard states are kept across master restarts (default: <event_log>.checkpoints)", [](c& d) -> setting_target { return &d.checkpoint_dir; }},
         {"secret_file", "secret-file", "file holding the shared secret (else $MESHMASTER_SECRET)", [](c& d) -> setting_target { return &d.secret_file; }},
         {"master_id", "master-id", "this master's name in logs", [](c& d) -> setting_target { return &d.master_id; }},
         {"adopt_window", "adopt-window", "after a crash, how long to wait for running slaves", [](c& d) -> setting_target { return &d.adopt_window; }},
@@ -230,6 +231,7 @@ std::vector<std::string> validate(const daemon_config& c) {
 std::optional<std::string> restart_only_change(const daemon_config& a, const daemon_config& b) {
     if (a.listen != b.listen) return "listen";
     if (a.control_socket != b.control_socket) return "control_socket";
+    if (a.checkpoint_dir != b.checkpoint_dir) return "checkpoint_dir";
     if (a.supervisor.shard_count != b.supervisor.shard_count) return "shards";
     if (a.supervisor.slave_count != b.supervisor.slave_count) return "slaves.count";
     if (a.supervisor.spawn_slaves != b.supervisor.spawn_slaves) return "slaves.spawn";

@@ -36,6 +36,9 @@ struct daemon_config {
     std::string listen = "127.0.0.1:7400";
     std::string control_socket = "meshmaster.sock";
     std::string event_log = "meshmaster-events.jsonl";
+    /// Where the states to resume shards from are kept across master restarts ("": beside the
+    /// event log, <event_log>.checkpoints).
+    std::string checkpoint_dir;
     std::string secret_file;
     std::string master_id;
     std::vector<std::string> slave_command;

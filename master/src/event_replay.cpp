@@ -1,80 +1,108 @@
 #include "event_replay.hpp"
 
+#include <meshmaster/master/supervisor.hpp>
+
 #include <boost/json/parse.hpp>
 
 #include <algorithm>
 #include <fstream>
-#include <map>
+#include <optional>
 
 namespace meshmaster::master {
 
 namespace json = boost::json;
 
-event_replay replay_event_log(const std::string& path, std::uint32_t shard_count) {
-    event_replay r;
-    r.shards.resize(shard_count);
-    r.max_epochs.resize(shard_count);
-    std::ifstream in(path);
-    if (!in) return r;
-    std::map<std::uint64_t, open_migration> open;
-    std::string line;
-    std::string last_event;
-    while (std::getline(in, line)) {
-        boost::system::error_code ec;
-        json::value v = json::parse(line, ec);
-        if (ec || !v.is_object()) {
-            ++r.unreadable;
-            continue;
-        }
-        const json::object& o = v.as_object();
-        ++r.records;
-        auto text = [&](const char* key) -> std::string {
-            const auto* f = o.if_contains(key);
-            return f && f->is_string() ? std::string(f->as_string()) : std::string();
-        };
-        auto number = [&](const char* key) -> std::optional<std::uint64_t> {
-            const auto* f = o.if_contains(key);
-            if (!f || !f->is_number()) return std::nullopt;
-            boost::system::error_code nec;
-            const auto n = f->to_number<std::uint64_t>(nec);
-            return nec ? std::nullopt : std::optional(n);
-        };
-        const std::string event = text("event");
-        last_event = event;
-        if (event == "epochs_snapshot") {
-            if (const auto* list = o.if_contains("epochs"); list && list->is_array()) {
-                const auto& a = list->as_array();
-                for (std::size_t i = 0; i < a.size() && i < shard_count; ++i) {
-                    boost::system::error_code nec;
-                    r.max_epochs[i] = std::max(r.max_epochs[i], a[i].to_number<std::uint64_t>(nec));
-                }
-            }
-            continue;
-        }
-        const auto shard = number("shard");
-        const auto epoch = number("epoch");
-        if (shard && *shard < shard_count && epoch) r.max_epochs[*shard] = std::max(r.max_epochs[*shard], *epoch);
-        const auto migration = number("migration");
-        if (event == "migration_started" && migration && shard) {
-            open[*migration] = {*migration, static_cast<std::uint32_t>(*shard), text("slave"), text("peer")};
-        } else if (migration && (event == "migration_completed" || event == "migration_rolled_back" ||
-                                 event == "migration_failed" || event == "migration_abandoned")) {
-            open.erase(*migration);
-        }
-        if (!shard || *shard >= shard_count) continue;
-        replayed_shard& s = r.shards[*shard];
-        // The records that change who holds a shard, and the epoch they hold it under.
-        if (event == "shard_started" || event == "shard_adopted" || event == "migration_completed" ||
-            event == "migration_rolled_back" || event == "shard_recovered") {
-            s.owner = text("slave");
-            if (epoch) s.epoch = *epoch;
-        } else if (event == "shard_orphaned" || (event == "shard_stopped" && s.owner == text("slave"))) {
-            s.owner.clear();
-        }
+event_replayer::event_replayer(std::uint32_t shard_count) {
+    r_.shards.resize(shard_count);
+    r_.max_epochs.resize(shard_count);
+}
+
+void event_replayer::add_line(std::string_view line) {
+    boost::system::error_code ec;
+    json::value v = json::parse(line, ec);
+    if (ec || !v.is_object()) {
+        ++r_.unreadable;
+        return;
     }
-    for (auto& [id, m] : open) r.open.push_back(m);
-    r.clean_stop = r.records == 0 || last_event == "master_stopped";
+    add(v.as_object());
+}
+
+void event_replayer::add(const json::object& o) {
+    const auto shard_count = static_cast<std::uint32_t>(r_.shards.size());
+    ++r_.records;
+    auto text = [&](const char* key) -> std::string {
+        const auto* f = o.if_contains(key);
+        return f && f->is_string() ? std::string(f->as_string()) : std::string();
+    };
+    auto number = [&](const char* key) -> std::optional<std::uint64_t> {
+        const auto* f = o.if_contains(key);
+        if (!f || !f->is_number()) return std::nullopt;
+        boost::system::error_code nec;
+        const auto n = f->to_number<std::uint64_t>(nec);
+        return nec ? std::nullopt : std::optional(n);
+    };
+    const std::string event = text("event");
+    last_event_ = event;
+    // Generations the masters chose themselves (a slave's hello may carry anything).
+    if (event == "master_started" || event == "restart_started" || event == "slave_spawned" || event == "spare_spawned") {
+        if (const auto generation = number("generation")) r_.generation = std::max(r_.generation, *generation);
+    }
+    if (event == "slave_spawned" || event == "spare_spawned") r_.spawned_ids.insert(text("slave"));
+    if (event == "slave_process_started" || event == "slave_adopted" || event == "slave_connected") {
+        const std::string slave = text("slave");
+        const auto pid = number("pid");
+        if (pid && *pid > 0 && (slot_of_spawned_id(slave) || is_spare_id(slave))) {
+            r_.running_slaves[slave] = static_cast<std::int64_t>(*pid);
+        }
+    } else if (event == "slave_exited") {
+        r_.running_slaves.erase(text("slave"));
+    }
+    if (event == "epochs_snapshot") {
+        if (const auto* list = o.if_contains("epochs"); list && list->is_array()) {
+            const auto& a = list->as_array();
+            for (std::size_t i = 0; i < a.size() && i < shard_count; ++i) {
+                boost::system::error_code nec;
+                const auto e = a[i].to_number<std::uint64_t>(nec);
+                if (!nec) r_.max_epochs[i] = std::max(r_.max_epochs[i], e);
+            }
+        }
+        return;
+    }
+    const auto shard = number("shard");
+    const auto epoch = number("epoch");
+    if (shard && *shard < shard_count && epoch) r_.max_epochs[*shard] = std::max(r_.max_epochs[*shard], *epoch);
+    const auto migration = number("migration");
+    if (event == "migration_started" && migration && shard) {
+        open_[*migration] = {*migration, static_cast<std::uint32_t>(*shard), text("slave"), text("peer")};
+    } else if (migration && (event == "migration_completed" || event == "migration_rolled_back" ||
+                             event == "migration_failed" || event == "migration_abandoned")) {
+        open_.erase(*migration);
+    }
+    if (!shard || *shard >= shard_count) return;
+    replayed_shard& s = r_.shards[*shard];
+    // The records that change who holds a shard, and the epoch they hold it under.
+    if (event == "shard_started" || event == "shard_adopted" || event == "migration_completed" ||
+        event == "migration_rolled_back" || event == "shard_recovered") {
+        s.owner = text("slave");
+        if (epoch) s.epoch = *epoch;
+    } else if (event == "shard_orphaned" || (event == "shard_stopped" && s.owner == text("slave"))) {
+        s.owner.clear();
+    }
+}
+
+event_replay event_replayer::result() const {
+    event_replay r = r_;
+    for (const auto& [id, m] : open_) r.open.push_back(m);
+    r.clean_stop = r.records == 0 || last_event_ == "master_stopped";
     return r;
+}
+
+event_replay replay_event_log(const std::string& path, std::uint32_t shard_count) {
+    event_replayer replayer(shard_count);
+    std::ifstream in(path);
+    std::string line;
+    while (in && std::getline(in, line)) replayer.add_line(line);
+    return replayer.result();
 }
 
 }  // namespace meshmaster::master

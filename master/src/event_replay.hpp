@@ -4,15 +4,24 @@
 // The replay follows the ownership records — shard_started, shard_adopted, migration_completed,
 // migration_rolled_back, shard_recovered, shard_orphaned — and migration_started with its terminal
 // records. It yields the table as the log says it was, the highest epoch each shard reached (a new
-// master continues above it, so no epoch is ever granted twice), the moves a crash left open, and
-// whether the log ends with a clean stop.
+// master continues above it, so no epoch is ever granted twice), the moves a crash left open, the
+// generation and slave ids already used (a new master never spawns an id a previous one gave out:
+// that slave may still be running), the spawned slaves not known to have exited (a new master
+// kills those that do not come back) and whether the log ends with a clean stop.
 //
-// Thread safety: plain functions and values.
+// `event_replayer` is sans-I/O (records in, picture out), so the simulation replays the very
+// records the core produced; `replay_event_log` feeds it a file.
+//
+// Thread safety: plain values; one replayer per thread.
 #pragma once
 
+#include <boost/json/object.hpp>
+
 #include <cstdint>
-#include <optional>
+#include <map>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace meshmaster::master {
@@ -33,9 +42,30 @@ struct event_replay {
     std::vector<replayed_shard> shards;      ///< the table, per shard
     std::vector<std::uint64_t> max_epochs;   ///< the highest epoch seen, per shard
     std::vector<open_migration> open;        ///< started, never ended
+    std::uint64_t generation = 0;            ///< the highest slave generation seen
+    std::set<std::string> spawned_ids;       ///< every slave id a master spawned
+    /// Slaves a master spawned (or adopted) whose exit the log does not show: id → pid.
+    std::map<std::string, std::int64_t> running_slaves;
     bool clean_stop = true;                  ///< empty log, or it ends with master_stopped
     std::uint64_t records = 0;
     std::uint64_t unreadable = 0;            ///< lines that were not JSON records (a torn write)
+};
+
+class event_replayer {
+public:
+    explicit event_replayer(std::uint32_t shard_count);
+
+    /// One record, as the event log holds it.
+    void add(const boost::json::object& record);
+    /// One line of the log; a line that is not a JSON object counts as unreadable.
+    void add_line(std::string_view line);
+    /// The picture after every record so far.
+    [[nodiscard]] event_replay result() const;
+
+private:
+    event_replay r_;
+    std::map<std::uint64_t, open_migration> open_;
+    std::string last_event_;
 };
 
 /// Replays the log at `path` for `shard_count` shards. A missing file is an empty log.

@@ -28,6 +28,26 @@ namespace {
 
 int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
+// Whether `pid` still runs the slave `slave`: a slave started by a master carries its id in its
+// environment. A pid from an old event log may belong to someone else by now. An environment we
+// may not read gives no answer either way: the pid is trusted then.
+bool runs_slave(pid_t pid, const std::string& slave) {
+    const int fd = ::open(fmt::format("/proc/{}/environ", pid).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno != ENOENT;
+    std::string environment;
+    char chunk[4096];
+    ssize_t n;
+    while (environment.size() < (1u << 20) && (n = ::read(fd, chunk, sizeof chunk)) > 0) environment.append(chunk, static_cast<std::size_t>(n));
+    ::close(fd);
+    const std::string wanted = "MESHMASTER_SLAVE_ID=" + slave;
+    for (std::size_t at = 0; at < environment.size();) {
+        const std::size_t end = std::min(environment.find('\0', at), environment.size());
+        if (std::string_view(environment).substr(at, end - at) == wanted) return true;
+        at = end + 1;
+    }
+    return false;
+}
+
 std::string describe(const siginfo_t& info) {
     if (info.si_code == CLD_EXITED) return fmt::format("exited with code {}", info.si_status);
     const char* name = sigabbrev_np(info.si_status);
@@ -81,7 +101,12 @@ struct spawner::impl {
     };
 
     void watch_exit(const std::string& slave, pid_t pid, bool child) {
-        const int fd = pidfd_open(pid);
+        int fd = pidfd_open(pid);
+        if (fd >= 0 && !child && !runs_slave(pid, slave)) {
+            ::close(fd);
+            fd = -1;
+            errno = ESRCH;  // that slave is gone; its pid was reused
+        }
         if (fd < 0) {
             // The process is already gone (ESRCH), or pidfds are unavailable: report what we know.
             const int error = errno;
@@ -206,9 +231,11 @@ void spawner::watch(const std::string& slave, std::int64_t pid) {
     impl_->watch_exit(slave, static_cast<pid_t>(pid), false);
 }
 
-void spawner::kill(const std::string& slave, std::int64_t pid) {
+void spawner::kill(const std::string& slave, std::int64_t) {
+    // Only a process we started or watch (whose identity was checked): never a bare pid.
     auto it = impl_->processes.find(slave);
-    const pid_t target = it != impl_->processes.end() ? it->second.pid : static_cast<pid_t>(pid);
+    if (it == impl_->processes.end()) return;
+    const pid_t target = it->second.pid;
     if (target <= 0) return;
     // The slave leads its own group: this reaches whatever it started too.
     ::kill(-target, SIGKILL);

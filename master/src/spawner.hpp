@@ -5,7 +5,9 @@
 // secret in a pipe inherited as fd 3 (never in argv or the environment), and no other descriptor
 // of the master. Exits are noticed through a pidfd the moment they happen, and every child is
 // reaped: no zombies. A process the master did not start (a slave adopted after a master restart)
-// can be watched and killed the same way, only without an exit status.
+// can be watched and killed the same way, only without an exit status, and only once its
+// environment shows it still is that slave (MESHMASTER_SLAVE_ID): a pid from an old event log
+// may have been reused. kill() reaches only processes started or watched, never a bare pid.
 //
 // Thread safety: none; use from the io_context's thread. Callbacks run on that thread, never from
 // inside spawn(), watch() or kill().
@@ -43,7 +45,8 @@ public:
 
     void spawn(request r);
     void watch(const std::string& slave, std::int64_t pid);
-    /// SIGKILL to the slave's process group (and the process itself, should it have left it).
+    /// SIGKILL to the slave's process group (and the process itself, should it have left it), if
+    /// it is one this spawner started or watches.
     void kill(const std::string& slave, std::int64_t pid);
     /// SIGKILL to every process started or watched, at once (the second SIGTERM).
     void kill_all();

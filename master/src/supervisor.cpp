@@ -175,6 +175,12 @@ struct supervisor::state {
     std::uint64_t next_id;
     std::uint64_t generation = 1;
     std::uint32_t spare_serial = 0;
+    std::set<std::string> used_ids;  // by a previous master (seed_ids)
+    // Slaves a previous master left running (expect_slaves) that have not said hello yet, and
+    // those killed for not coming back, whose exit must be seen before any shard is granted.
+    std::map<std::string, std::int64_t> expected;
+    bool expecting = false;
+    std::map<std::string, mono_time> awaiting_exit;
     std::uint64_t restarts_completed = 0;
     std::uint64_t restarts_failed = 0;
     std::uint32_t in_flight = 0;
@@ -196,6 +202,13 @@ struct supervisor::state {
     // --- small helpers ------------------------------------------------------------------------
 
     void log(event_record r) { out.emplace_back(actions::log_event{std::move(r)}); }
+    // The state to resume `shard` from, kept here and (through the driver) where a restarted
+    // master finds it.
+    void set_checkpoint(std::uint32_t shard, shared_bytes state) {
+        if (checkpoints[shard] == state) return;
+        checkpoints[shard] = state;
+        out.emplace_back(actions::store_checkpoint{shard, shards[shard].epoch, std::move(state)});
+    }
     void failpoint(std::string_view name) { out.emplace_back(actions::hit_failpoint{name}); }
 
     // Frames are encoded here, at once: an action then owns its bytes, and nothing in it can
@@ -279,7 +292,7 @@ struct supervisor::state {
             resume_on(m, s);
             return;
         }
-        checkpoints[shard].reset();  // a fresh start makes any older state meaningless
+        set_checkpoint(shard, nullptr);  // a fresh start makes any older state meaningless
         shard_rec& sh = shards[shard];
         ++sh.epoch;
         sh.owner = s.id;
@@ -343,7 +356,9 @@ struct supervisor::state {
 
     // Grants every shard nobody holds to the slave of its home slot, if that slave can take it.
     void grant_orphans() {
-        if (adopting() || stopping) return;
+        // While a slave that may still hold shards is being killed, nothing is granted: its exit
+        // makes the grants safe.
+        if (adopting() || stopping || !awaiting_exit.empty()) return;
         for (std::uint32_t s = 0; s < shards.size(); ++s) {
             shard_rec& sh = shards[s];
             if (sh.phase != shard_phase::unowned || sh.migration != 0) continue;
@@ -364,17 +379,20 @@ struct supervisor::state {
         shard_rec& sh = shards[m.shard];
         if (sh.migration == id) sh.migration = 0;
         const bool completed = outcome == "migration_completed" || outcome == "migration_rolled_back";
-        if (completed && m.state) checkpoints[m.shard] = m.state;  // the newest known state
+        if (completed && m.state) set_checkpoint(m.shard, m.state);  // the newest known state
         if (completed && !m.from.empty()) {
             // The old holder kept a copy of what it handed back; it may let go of it now.
             if (slave_rec* old = find(m.from); old && old->connection && old->minor >= 1 && m.from != sh.owner) {
                 send(*old, protocol::handoff_complete{.shard = m.shard, .epoch = m.from_epoch, .migration_id = m.id});
             }
         }
+        // The record names the shard's holder now as `slave`: the target, or the source it went
+        // back to (a recovery whose collected state went back where it came from included).
+        const bool back_to_source = outcome == "migration_rolled_back";
         if (m.recovery) {
             outcome = completed ? std::string_view("shard_recovered") : std::string_view("recovery_failed");
         }
-        const bool forward = outcome == "migration_completed" || outcome == "shard_recovered";
+        const bool forward = outcome == "migration_completed" || (outcome == "shard_recovered" && !back_to_source);
         event_record r{.event = outcome,
                        .slave = forward ? m.to : m.from,
                        .peer = forward ? m.from : m.to,
@@ -454,14 +472,27 @@ struct supervisor::state {
 
     // Ids are never reused, so the event log tells every process apart: "s0-g2" is slot 0's first
     // slave of generation 2, "s0-g2.1" the one after it in the same generation.
+    // Ids a previous master gave out count as used too: their slaves may still be running.
     std::string fresh_id(std::uint32_t slot_index) {
         slot_rec& slot = slots[slot_index];
-        if (slot.spawn_generation != generation) {
-            slot.spawn_generation = generation;
-            slot.spawn_serial = 0;
-            return spawned_slave_id(slot_index, generation);
-        }
-        return fmt::format("{}.{}", spawned_slave_id(slot_index, generation), ++slot.spawn_serial);
+        std::string id;
+        do {
+            if (slot.spawn_generation != generation) {
+                slot.spawn_generation = generation;
+                slot.spawn_serial = 0;
+                id = spawned_slave_id(slot_index, generation);
+            } else {
+                id = fmt::format("{}.{}", spawned_slave_id(slot_index, generation), ++slot.spawn_serial);
+            }
+        } while (used_ids.contains(id));
+        return id;
+    }
+
+    std::string fresh_spare_id() {
+        std::string id;
+        do id = spare_slave_id(spare_serial++, generation);
+        while (used_ids.contains(id));
+        return id;
     }
 
     slave_rec& spawn(std::optional<std::uint32_t> slot, std::string id) {
@@ -487,7 +518,7 @@ struct supervisor::state {
             }
             ++have;
         }
-        while (have++ < config.spares) spawn(std::nullopt, spare_slave_id(spare_serial++, generation));
+        while (have++ < config.spares) spawn(std::nullopt, fresh_spare_id());
     }
 
     // A slot lost its slave: a ready spare takes it over at once, and its shards resume there. With
@@ -725,7 +756,7 @@ struct supervisor::state {
                     continue;
                 }
                 const bool was_stopping = sh.phase == shard_phase::stopping;
-                if (m.state) checkpoints[shard] = m.state;  // a handed-back state outlives its target
+                if (m.state) set_checkpoint(shard, m.state);  // a handed-back state outlives its target
                 sh.owner.clear();
                 sh.phase = shard_phase::unowned;
                 end_migration(m.id, "migration_failed",
@@ -857,7 +888,12 @@ struct supervisor::state {
                 if (r.epoch == sh.epoch) {
                     // It still holds what we think it holds: an acknowledgement may have been lost
                     // with the old connection.
-                    if (sh.phase == shard_phase::starting) sh.phase = shard_phase::running;
+                    if (sh.phase == shard_phase::starting) {
+                        sh.phase = shard_phase::running;
+                        log({.event = "shard_started", .slave = s.id, .shard = r.shard, .epoch = r.epoch,
+                             .duration_ms = ms_between(sh.since, now), .reason = "confirmed by the slave's hello"});
+                        sh.since = now;
+                    }
                     if (sh.phase == shard_phase::resuming && sh.migration) {
                         sh.phase = shard_phase::running;
                         auto m = migrations.find(sh.migration);
@@ -898,7 +934,7 @@ struct supervisor::state {
                 continue;
             }
             const bool was_stopping = sh.phase == shard_phase::stopping;
-            if (mig != migrations.end() && mig->second.state) checkpoints[shard] = mig->second.state;
+            if (mig != migrations.end() && mig->second.state) set_checkpoint(shard, mig->second.state);
             sh.owner.clear();
             sh.phase = shard_phase::unowned;
             if (mig != migrations.end()) {
@@ -981,6 +1017,15 @@ struct supervisor::state {
     void end_adoption() {
         adopting_until.reset();
         log({.event = "adoption_finished"});
+        // A slave of a previous master that did not come back may be frozen or cut off while still
+        // believing it holds shards: kill it (by the pid the log gave) and wait for the exit.
+        for (const auto& [id, pid] : std::exchange(expected, {})) {
+            out.emplace_back(actions::watch_process{id, pid});
+            out.emplace_back(actions::kill_slave{id, pid});
+            log({.event = "slave_killed", .slave = id, .pid = pid,
+                 .reason = "it did not come back after the master restarted and may still hold shards"});
+            awaiting_exit[id] = now + ms(config.stop_timeout);
+        }
         // The previous master's unfinished moves end here, with where each shard is now.
         for (const auto& m : std::exchange(abandoned, {})) {
             const shard_rec& sh = m.shard < shards.size() ? shards[m.shard] : shard_rec{};
@@ -1027,6 +1072,7 @@ void supervisor::on_spawned(const std::string& slave, std::int64_t pid, mono_tim
     slave_rec* r = s.find(slave);
     if (!r) return;
     r->pid = pid;
+    s.log({.event = "slave_process_started", .slave = slave, .pid = pid});
     // Killed while the spawn was in flight (e.g. the master is stopping): finish the job.
     if (r->phase == slave_phase::lost && r->alive) s.out.emplace_back(actions::kill_slave{r->id, pid});
 }
@@ -1041,6 +1087,11 @@ void supervisor::on_spawn_failed(const std::string& slave, std::string reason, m
 void supervisor::on_slave_connected(connection_id connection, const slave_hello_info& hello, mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.awaiting_exit.contains(hello.id)) {
+        s.out.emplace_back(actions::close_connection{connection, "slave_lost", "it came back too late and is being killed"});
+        return;
+    }
+    s.expected.erase(hello.id);
     slave_rec* r = s.find(hello.id);
     if (r && !r->alive) r = nullptr;
     if (r) {
@@ -1107,10 +1158,12 @@ void supervisor::on_slave_connected(connection_id connection, const slave_hello_
             break;
     }
     if (s.adopting()) {
+        // Over as soon as everyone is accounted for: every slot and shard has its slave again, or
+        // every slave the log says was running is back (what nobody reports is nobody's).
         bool complete = true;
         for (const auto& slot : s.slots) complete = complete && !slot.active.empty();
         for (const auto& sh : s.shards) complete = complete && sh.phase != shard_phase::unowned;
-        if (complete) s.end_adoption();
+        if (complete || (s.expecting && s.expected.empty())) s.end_adoption();
     }
     s.pump_restart();
 }
@@ -1132,6 +1185,11 @@ void supervisor::on_disconnected(connection_id connection, mono_time now) {
 void supervisor::on_process_exited(const std::string& slave, std::string status, mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.awaiting_exit.erase(slave) > 0) {
+        s.log({.event = "slave_exited", .slave = slave, .reason = status});
+        s.grant_orphans();
+        return;
+    }
     if (!s.find(slave)) return;
     s.slave_dead(slave, status);
 }
@@ -1205,7 +1263,7 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
             m.to = home->id;
             s.resume_on(m, *home);
         } else {
-            s.checkpoints[shard] = m.state;
+            s.set_checkpoint(shard, m.state);
             sh.phase = shard_phase::unowned;
             s.end_migration(migration, "migration_failed", "no slave to resume the collected state on yet", false);
             s.grant_orphans();
@@ -1258,6 +1316,27 @@ void supervisor::adopt_open_migrations(std::vector<abandoned_migration> open) {
     s_->abandoned = std::move(open);
 }
 
+void supervisor::seed_ids(std::uint64_t generation, std::set<std::string> used_ids) {
+    auto& s = *s_;
+    s.generation = std::max(s.generation, generation);
+    s.used_ids = std::move(used_ids);
+}
+
+void supervisor::seed_checkpoints(std::vector<shared_bytes> states) {
+    auto& s = *s_;
+    for (std::size_t i = 0; i < states.size() && i < s.checkpoints.size(); ++i) {
+        if (states[i]) s.checkpoints[i] = std::move(states[i]);
+    }
+}
+
+void supervisor::expect_slaves(std::vector<previous_slave> slaves) {
+    auto& s = *s_;
+    for (auto& p : slaves) {
+        if (p.pid > 0) s.expected[p.id] = p.pid;
+    }
+    s.expecting = !s.expected.empty();
+}
+
 void supervisor::seed_epochs(const std::vector<std::uint64_t>& epochs) {
     auto& s = *s_;
     for (std::size_t i = 0; i < epochs.size() && i < s.shards.size(); ++i) {
@@ -1275,7 +1354,7 @@ void supervisor::on_checkpoint(connection_id connection, std::uint32_t shard, st
     // Only the current holder's state, under the current epoch, of a shard at rest is worth keeping.
     if (shard < s.shards.size() && s.shards[shard].owner == r->id && s.shards[shard].epoch == epoch &&
         s.shards[shard].phase == shard_phase::running) {
-        s.checkpoints[shard] = std::move(state);
+        s.set_checkpoint(shard, std::move(state));
         ++s.checkpoints_taken;
     } else {
         ++s.checkpoints_refused;
@@ -1307,6 +1386,14 @@ void supervisor::on_tick(mono_time now) {
     auto& s = *s_;
     s.now = now;
     if (s.adopting_until && now >= *s.adopting_until) s.end_adoption();
+    if (std::erase_if(s.awaiting_exit, [&](const auto& entry) {
+            if (now < entry.second) return false;
+            s.log({.event = "slave_exited", .slave = entry.first,
+                   .reason = "no exit seen within stop_timeout after the kill: presumed gone"});
+            return true;
+        }) > 0) {
+        s.grant_orphans();
+    }
 
     for (std::uint32_t i = 0; i < s.slots.size(); ++i) {
         if (s.slots[i].respawn_at && now >= *s.slots[i].respawn_at) s.respawn(i);
@@ -1388,6 +1475,7 @@ std::optional<mono_time> supervisor::next_deadline() const {
     };
     if (s.exited) return std::nullopt;
     if (s.adopting_until) consider(*s.adopting_until);
+    for (const auto& [id, deadline] : s.awaiting_exit) consider(deadline);
     for (const auto& slot : s.slots) {
         if (slot.respawn_at) consider(*slot.respawn_at);
     }

@@ -40,6 +40,13 @@ template result<void> encode_with_state<checkpoint>(checkpoint, bytes_view, std:
 
 result<void> state_assembler::add(const state_chunk& chunk) {
     auto key = std::make_tuple(chunk.migration_id, chunk.shard);
+    auto existing = partial_.find(key);
+    if (existing == partial_.end()) {
+        // A peer must not make us keep an unbounded number of (possibly empty) partial states.
+        if (chunk.offset != 0) return fail(errc::out_of_range, "offset");
+        if (chunk.data.empty()) return {};
+        if (partial_.size() >= max_states_in_flight) return fail(errc::frame_too_large, "states in flight");
+    }
     auto& partial = partial_[key];
     if (chunk.offset != partial.size()) {
         partial_.erase(key);

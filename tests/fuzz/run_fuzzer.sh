@@ -12,7 +12,7 @@ regressions=()
 [[ -d $source_dir/tests/fuzz/regressions/$name ]] && regressions=("$source_dir/tests/fuzz/regressions/$name")
 log=$work/last-run.log
 status=0
-"$fuzzer" -max_total_time="$seconds" -max_len=8192 -timeout=10 -print_final_stats=1 \
+"$fuzzer" -max_total_time="$seconds" -max_len=8192 -timeout=10 -malloc_limit_mb=256 -print_final_stats=1 \
   -artifact_prefix="$work/artifacts/" "$work/corpus" "$work/seeds" "${regressions[@]}" >"$log" 2>&1 || status=$?
 grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb|^Done|ERROR|SUMMARY" "$log" || true
 if ((status != 0)); then

@@ -49,6 +49,28 @@ class MasterRestart(unittest.TestCase):
             report = gateway.report()
         self.assertEqual((report["lost"], report["duplicated"], report["checksum_mismatches"]), (0, 0, 0))
 
+    def test_a_slave_dying_while_the_master_is_down_resumes_from_the_stored_checkpoint(self):
+        # The master keeps each shard's last state on disk: when a slave dies while the master is
+        # down, the restarted master resumes its shards from there instead of starting them over.
+        import signal
+        with Fleet(shards=8, slaves=2, rate=200, listen=f"127.0.0.1:{free_port()}") as fleet:
+            master, gateway = fleet.master, fleet.gateway
+            before = master.wait_for(lambda s: s["shards_running"] == 8 and s["shards_checkpointed"] == 8)
+            time.sleep(0.3)  # let a few more checkpoints be written behind
+            victim = next(s for s in before["slaves"] if s["slot"] == 1)
+            master.crash()
+            os.kill(victim["pid"], signal.SIGKILL)
+            master.start()
+            after = master.wait_for(lambda s: s["shards_running"] == 8 and s["restart"] is None
+                                    and all(sh["owner"] != victim["id"] for sh in s["shards"]), timeout=15)
+            assert_single_owners(self, after)
+            recovered = master.events("shard_recovered")
+            self.assertEqual(len(recovered), 4, "the dead slave's four shards resume from their stored states")
+            self.assertEqual(master.events("shard_granted")[8:], [], "nothing started over after the crash")
+            self.assertEqual(gateway.drain(), "drained")
+            report = gateway.report()
+        self.assertEqual((report["lost"], report["duplicated"], report["checksum_mismatches"]), (0, 0, 0))
+
     def test_after_a_clean_stop_nothing_waits_for_adoption(self):
         with Fleet(shards=4, slaves=1, rate=50) as fleet:
             fleet.master.wait_running()

@@ -7,7 +7,12 @@
 //   - single owner: no shard is held by two live slaves at once;
 //   - epochs only grow: every grant a slave accepts is above every epoch held before;
 //   - nothing lost in a handoff: a resumed shard gets exactly the state last handed back;
-//   - every started migration ends in exactly one terminal record.
+//   - every started migration ends in exactly one terminal record;
+//   - a duplicated frame changes nothing (no table change, nothing but complaints sent);
+//   - at a master crash, the event log replays to the live table, and the next master carries on
+//     from it (epochs above every one granted, no slave id reused);
+//   - with external slaves, a fenced zombie may still believe it holds a shard, but only under a
+//     lower epoch than the live holder's (which an upstream checking epochs refuses).
 // and, once faults stop and everything settles, that every shard is held by exactly one live
 // slave, the one (and the epoch) the master's table names.
 #pragma once
@@ -35,6 +40,14 @@ struct sim_options {
     std::uint32_t surge = 1;
     std::uint32_t spares = 0;
     bool faults = true;
+    /// SIGKILL the master now and then (also halfway through carrying out its actions) and start a
+    /// new one from the event log, as the daemon does; the log must replay to the live table.
+    bool master_restarts = false;
+    /// Deliver some frames twice, both ways: a duplicate must change nothing.
+    bool duplicates = false;
+    /// External slaves with ordinary timeouts: one that hangs is fenced and its shards re-granted
+    /// while it still believes it holds them; woken (SIGCONT), it must be told to stop them.
+    bool fencing = false;
 };
 
 class sim_world {
@@ -71,6 +84,11 @@ public:
     void kill(const std::string& slave);
     void hang(const std::string& slave);
     void drop_connection(const std::string& slave);
+    /// SIGCONT for a hung slave: it reads what piled up and carries on.
+    void wake(const std::string& slave);
+    /// SIGKILL for the master, then a new one from the event log. `carried_out`: how many of the
+    /// old master's pending actions were carried out before it died (all of them by default).
+    void restart_master(std::optional<std::size_t> carried_out = std::nullopt);
     std::vector<std::string> live_slaves() const;
     bool settled();
 
@@ -99,6 +117,13 @@ private:
     };
 
     void apply(std::vector<action> actions);
+    void take_and_apply();
+    void deliver_to_master(link& l);
+    bool can_deliver(const link& l) const;
+    std::function<void()> eof_to_slave(std::uint64_t link_id);
+    void check_replay();
+    void check_grants(const std::string& slave, const std::vector<std::byte>& frames);
+    void trace(std::string_view what) const;
     void apply_one(action& a);
     void connect(process& p);
     void deliver_to_slave(link& l);
@@ -115,7 +140,9 @@ private:
 
     std::mt19937_64 rng_;
     sim_options options_;
+    supervisor_config config_;
     std::unique_ptr<supervisor> core_;
+    std::uint64_t master_lives_ = 1;
     mono_time now_{std::chrono::seconds(1)};
     std::map<std::uint64_t, link> links_;
     std::map<std::string, process> processes_;
@@ -125,12 +152,23 @@ private:
     std::uint64_t state_serial_ = 0;
     std::vector<event_record> records_;
     std::map<std::uint32_t, std::uint64_t> max_epoch_held_;
+    std::map<std::uint32_t, std::pair<std::uint64_t, std::string>> granted_;  // shard → last grant sent
     std::map<std::uint64_t, std::string> handed_;           // state handed back, per migration id
     std::map<std::uint32_t, std::set<std::string>> produced_;  // every state a holder produced, per shard
     std::uint64_t checkpoints_sent_ = 0;
+    std::map<std::uint32_t, shared_bytes> disk_;  // the checkpoint store a restarted master reads
     std::map<std::uint64_t, int> migration_terminals_;  // started migrations → terminal records seen
     std::optional<std::string> violation_;
     bool exited_ = false;
+    bool adopting_ = false;  // a master waits for the slaves of the one before it
+    std::uint64_t duplicates_delivered_ = 0;
+    std::uint64_t master_restarts_ = 0;
+    std::uint64_t wakes_ = 0;
+
+public:
+    std::uint64_t duplicates_delivered() const { return duplicates_delivered_; }
+    std::uint64_t master_restarts() const { return master_restarts_; }
+    std::uint64_t wakes() const { return wakes_; }
 };
 
 }  // namespace meshmaster::master::test

@@ -229,7 +229,8 @@ TEST_CASE("slaves still running from a previous master are adopted with their sh
     CHECK(st.shards_running == 4);
 }
 
-TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, deaths and restarts") {
+TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, deaths, restarts, master crashes, "
+          "duplicated frames and fenced zombies") {
     const char* only = std::getenv("MESHMASTER_SIM_SEED");
     const char* runs_env = std::getenv("MESHMASTER_SIM_RUNS");
     const std::uint64_t runs = runs_env ? std::strtoull(runs_env, nullptr, 10) : 1500;
@@ -240,7 +241,12 @@ TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, de
         {.shards = 16, .slaves = 4, .concurrency = 1, .surge = 2},
         {.shards = 7, .slaves = 3, .concurrency = 5, .surge = 3, .spares = 2},
         {.shards = 9, .slaves = 3, .spawn = false, .concurrency = 2},
+        {.shards = 12, .slaves = 3, .concurrency = 3, .master_restarts = true, .duplicates = true},
+        {.shards = 7, .slaves = 3, .concurrency = 5, .surge = 2, .spares = 2, .master_restarts = true},
+        {.shards = 9, .slaves = 3, .spawn = false, .concurrency = 2, .duplicates = true, .fencing = true},
+        {.shards = 8, .slaves = 4, .spawn = false, .concurrency = 3, .master_restarts = true, .fencing = true},
     };
+    std::uint64_t duplicates = 0, master_restarts = 0, wakes = 0;
     for (std::uint64_t run = 0; run < runs; ++run) {
         const std::uint64_t seed = only ? std::strtoull(only, nullptr, 10) : run + 1;
         const sim_options& shape = shapes[seed % shapes.size()];
@@ -252,20 +258,29 @@ TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, de
             if (failures >= 5) break;
         }
         for (const auto& r : w.records()) ++seen[std::string(r.event)];
+        duplicates += w.duplicates_delivered();
+        master_restarts += w.master_restarts();
+        wakes += w.wakes();
         if (only) break;
     }
     CHECK(failures == 0);
     MESSAGE(fmt::format("{} runs: {} restarts completed, {} failed; migrations {} completed, {} rolled back, {} failed; "
-                        "{} slaves killed, {} lost, {} shards fenced, {} orphaned, {} recovered from a checkpoint",
+                        "{} slaves killed, {} lost, {} shards fenced, {} orphaned, {} recovered from a checkpoint; "
+                        "{} master crashes, {} migrations abandoned by them, {} duplicated frames, {} hung slaves woken",
                         runs, seen["restart_completed"], seen["restart_failed"], seen["migration_completed"],
                         seen["migration_rolled_back"], seen["migration_failed"], seen["slave_killed"], seen["slave_lost"],
-                        seen["shard_fenced"], seen["shard_orphaned"], seen["shard_recovered"]));
+                        seen["shard_fenced"], seen["shard_orphaned"], seen["shard_recovered"], master_restarts,
+                        seen["migration_abandoned"], duplicates, wakes));
     if (!only && runs >= 100) {
         // The schedules must actually reach the paths under test, or passing means nothing.
         for (const char* event : {"restart_completed", "restart_failed", "migration_completed", "migration_rolled_back",
                                   "migration_failed", "slave_killed", "shard_orphaned", "restart_queued",
-                                  "shard_recovered", "recovery_failed", "spare_promoted"}) {
+                                  "shard_recovered", "recovery_failed", "spare_promoted", "migration_abandoned",
+                                  "slave_adopted", "shard_adopted", "fence_acknowledged", "stale_ack_ignored"}) {
             CHECK_MESSAGE(seen[event] > 0, "no simulated run reached " << event);
         }
+        CHECK(master_restarts > 0);
+        CHECK(duplicates > 0);
+        CHECK(wakes > 0);
     }
 }

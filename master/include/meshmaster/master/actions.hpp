@@ -57,6 +57,15 @@ struct close_connection {
     std::string message;
 };
 
+/// The state to resume `shard` from changed: keep it where a master that restarts after a crash
+/// finds it (a null `state`: there is none any more). Only the newest per shard matters, so a
+/// driver may coalesce these and write them behind.
+struct store_checkpoint {
+    std::uint32_t shard = 0;
+    std::uint64_t epoch = 0;  ///< the epoch the shard was at when the state was taken
+    shared_bytes state;
+};
+
 /// Append a record to the event log.
 struct log_event {
     event_record record;
@@ -76,7 +85,7 @@ struct exit_daemon {
 }  // namespace actions
 
 using action = std::variant<actions::send_frame, actions::spawn_slave, actions::watch_process,
-                            actions::kill_slave, actions::close_connection, actions::log_event,
-                            actions::hit_failpoint, actions::exit_daemon>;
+                            actions::kill_slave, actions::close_connection, actions::store_checkpoint,
+                            actions::log_event, actions::hit_failpoint, actions::exit_daemon>;
 
 }  // namespace meshmaster::master

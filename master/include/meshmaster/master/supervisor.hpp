@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -68,6 +69,22 @@ public:
     /// so that grants never reuse an epoch a slave may still hold. Call before start().
     void seed_epochs(const std::vector<std::uint64_t>& epochs);
 
+    /// The generation and the slave ids a previous master used (its event log says so): spawns
+    /// continue in that generation and never reuse an id, whose slave may still be running and
+    /// come back to this master. Call before start().
+    void seed_ids(std::uint64_t generation, std::set<std::string> used_ids);
+    /// States to resume shards from, kept by a previous master (store_checkpoint actions): per
+    /// shard, null where there is none. Call before start().
+    void seed_checkpoints(std::vector<shared_bytes> states);
+    /// Slaves a previous master spawned that its log does not show exiting. Adoption ends as soon as
+    /// all of them are back; one that is not back by then may be frozen or cut off while it
+    /// believes it holds shards, so it is killed by pid and no shard is granted until its exit is
+    /// seen (or stop_timeout passes). Call before start().
+    struct previous_slave {
+        std::string id;
+        std::int64_t pid = 0;
+    };
+    void expect_slaves(std::vector<previous_slave> slaves);
     /// Moves a previous master started and never ended (its event log says so). Once adoption is
     /// over, each gets its terminal record, migration_abandoned, naming where the shard ended up.
     struct abandoned_migration {

@@ -36,11 +36,15 @@ result<void> encode_with_state(Closing closing, bytes_view state, std::vector<st
 /// Collects the pieces of incoming states, per (migration, shard), up to a total size limit.
 class state_assembler {
 public:
+    /// Partial states kept at once (a slave sends one state's chunks after another, so one or two
+    /// in flight is the norm).
+    static constexpr std::size_t max_states_in_flight = 64;
+
     explicit state_assembler(std::uint64_t max_state_size) : max_state_size_(max_state_size) {}
 
     /// Takes one piece. Fails with `out_of_range:offset` when it does not continue its state
-    /// exactly, or `frame_too_large` when the state would grow past the limit (the partial state is
-    /// dropped either way).
+    /// exactly, or `frame_too_large` when the states buffered would grow past the limit or more
+    /// than max_states_in_flight would be pending (the partial state is dropped either way).
     result<void> add(const state_chunk& chunk);
 
     /// The closing frame arrived: returns the whole state (earlier pieces + `last_piece`). Fails
