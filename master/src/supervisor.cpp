@@ -413,20 +413,26 @@ struct supervisor::state {
     }
 
     void start_migration(std::size_t pair_index, std::uint32_t shard) {
-        pair_rec& p = restart->pairs[pair_index];
+        const pair_rec& p = restart->pairs[pair_index];
+        start_move(shard, p.from, p.to, pair_index);
+    }
+
+    // A move of a running shard from one live slave to another (`pair`: the restart pair it
+    // belongs to, or no_pair).
+    void start_move(std::uint32_t shard, const std::string& from, const std::string& to, std::size_t pair_index) {
         shard_rec& sh = shards[shard];
-        slave_rec* src = find(p.from);
-        if (!src || !src->alive || sh.owner != p.from || sh.phase != shard_phase::running) return;
+        slave_rec* src = find(from);
+        if (!src || !src->alive || sh.owner != from || sh.phase != shard_phase::running) return;
         const std::uint64_t id = next_id++;
-        migration_rec m{.id = id, .shard = shard, .from = p.from, .to = p.to, .started = now, .phase_started = now,
+        migration_rec m{.id = id, .shard = shard, .from = from, .to = to, .started = now, .phase_started = now,
                         .pair = pair_index, .from_epoch = sh.epoch};
         sh.phase = shard_phase::stopping;
         sh.migration = id;
         sh.since = now;
         ++in_flight;
         migrations.emplace(id, std::move(m));
-        log({.event = "migration_started", .slave = p.from, .peer = p.to, .shard = shard, .epoch = sh.epoch,
-             .migration = id, .restart = restart->id});
+        log({.event = "migration_started", .slave = from, .peer = to, .shard = shard, .epoch = sh.epoch,
+             .migration = id, .restart = restart ? std::optional(restart->id) : std::nullopt});
         failpoint("master.migrate.before_stop");
         send(*src, protocol::stop_shard{.shard = shard, .epoch = sh.epoch, .migration_id = id});
         failpoint("master.migrate.after_stop_sent");
@@ -555,8 +561,31 @@ struct supervisor::state {
         return n;
     }
 
+    // Slaves a previous master left beside the slot holders (it crashed in the middle of a
+    // restart, say) hand their shards to the shards' home slots, a move at a time within the
+    // concurrency, and then retire: the fleet converges to slaves.count.
+    void drain_surplus() {
+        if (restart || stopping || adopting() || !awaiting_exit.empty()) return;
+        const std::uint32_t concurrency = std::max<std::uint32_t>(1, config.migration_concurrency);
+        for (auto& [id, s] : slaves) {
+            if (s.slot || !(s.ours || s.watched) || !s.usable() || s.restart_target) continue;
+            const auto held = shards_of(id);
+            if (held.empty()) {
+                if (!s.spare) retire(s, "surplus slave");  // an idle spare stays one
+                continue;
+            }
+            for (std::uint32_t shard : held) {
+                if (in_flight >= concurrency) return;
+                if (shards[shard].phase != shard_phase::running || shards[shard].migration) continue;
+                const slave_rec* to = config.slave_count ? find(slots[home_slot(shard)].active) : nullptr;
+                if (!to || !to->usable() || to->id == id) continue;
+                start_move(shard, id, to->id, no_pair);
+            }
+        }
+    }
+
     void pump_restart() {
-        if (!restart) return;
+        if (!restart) return drain_surplus();
         const std::size_t surge = std::max<std::uint32_t>(1, config.restart_surge);
         while (!restart->failing && !stopping && restart->next_pair < restart->pairs.size() && preparing_pairs() < surge) {
             start_pair(restart->next_pair++);
@@ -1109,7 +1138,14 @@ void supervisor::on_slave_connected(connection_id connection, const slave_hello_
         const auto slot = slot_of_spawned_id(hello.id);
         fresh.spare = is_spare_id(hello.id);
         fresh.watched = (slot.has_value() || fresh.spare) && hello.pid > 0;  // spawned by a previous master
-        if (slot && *slot < s.slots.size() && s.slots[*slot].active.empty()) {
+        if (fresh.spare && !hello.shards.empty() && s.config.slave_count) {
+            // A spare the previous master promoted: it runs its shards for their home slot.
+            const std::uint32_t home = s.home_slot(hello.shards.front().shard % s.config.shard_count);
+            if (s.slots[home].active.empty()) {
+                fresh.spare = false;
+                fresh.slot = home;
+            }
+        } else if (slot && *slot < s.slots.size() && s.slots[*slot].active.empty()) {
             fresh.slot = slot;
         } else if (!slot && !s.config.spawn_slaves) {
             for (std::uint32_t i = 0; i < s.slots.size(); ++i) {

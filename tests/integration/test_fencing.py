@@ -47,7 +47,10 @@ class Fencing(unittest.TestCase):
                 sh["owner"] in ("ext-1", "ext-2") for sh in s["shards"]), timeout=10, what="the shards to move away")
             recovered_in = time.time() - stopped_at
             lost = [e for e in master.events("slave_lost") if e["slave"] == "ext-0"]
-            self.assertEqual([e["reason"] for e in lost], ["heartbeat_timeout"])
+            # Silent (no heartbeat) or stuck (heartbeats whose progress stands still): a frozen
+            # process can show either first, depending on where the freeze caught its loop.
+            self.assertEqual(len(lost), 1, lost)
+            self.assertIn(lost[0]["reason"], ("heartbeat_timeout", "progress_stalled"))
             self.assertTrue(master.events("spare_promoted"))
             self.assertLess(recovered_in, 3.0)
             before_wake = fleet.gateway.report()["per_slave"].get("ext-0", 0)

@@ -751,6 +751,13 @@ bool sim_world::settled() {
     for (const auto& sh : st.shards) {
         if (sh.phase != "running") return false;
     }
+    // Converged: every shard is held by a slot's slave (slaves a crashed master left beside them
+    // have handed their shards over).
+    if (options_.spawn) {
+        for (const auto& sl : st.slaves) {
+            if (!sl.slot && sl.shards > 0) return false;
+        }
+    }
     return true;
 }
 
