@@ -6,7 +6,7 @@ list(APPEND CMAKE_PREFIX_PATH "${PROJECT_SOURCE_DIR}/.deps/msgpack/usr")
 find_package(Boost 1.81.0 EXACT REQUIRED CONFIG) # header-only parts: System, Endian, Asio, Beast
 find_package(msgpack REQUIRED CONFIG)            # imported target msgpackc-cxx
 find_package(fmt REQUIRED CONFIG)
-find_package(OpenSSL 3 REQUIRED)  # HMAC challenge-response, random nonces, TLS
+find_package(OpenSSL 3 REQUIRED COMPONENTS Crypto SSL)  # HMAC challenge-response, random nonces; TLS (SSL)
 if(MESHMASTER_UNIT_TESTS AND NOT MESHMASTER_FUZZ)
   find_package(doctest REQUIRED CONFIG)
 endif()

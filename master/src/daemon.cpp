@@ -23,6 +23,8 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -32,7 +34,12 @@
 
 #include <fmt/format.h>
 
+#include <openssl/ssl.h>
+
+#include <cerrno>
 #include <csignal>
+#include <cstring>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <sys/resource.h>
@@ -40,6 +47,7 @@
 #include <fstream>
 #include <sstream>
 #include <unistd.h>
+#include <variant>
 
 namespace meshmaster::master {
 
@@ -49,6 +57,7 @@ namespace p = meshmaster::protocol;
 using asio::awaitable;
 using asio::use_awaitable;
 using asio::ip::tcp;
+namespace ssl = asio::ssl;
 using namespace asio::experimental::awaitable_operators;
 using std::chrono::milliseconds;
 
@@ -73,15 +82,38 @@ std::string hex(const p::nonce& bytes) {
     return s;
 }
 
+// The slave link is plain TCP or, with [tls] set, TLS over it. TLS and the HMAC handshake both run
+// because they prove different things: TLS keeps the link confidential and tamper-proof on the wire
+// and lets the slave check it reached the real master (PKI); the HMAC challenge-response proves the
+// slave holds the fleet's secret — that it is one of ours — whoever issued what certificate.
+// Both alternatives' async_read_some/async_write complete with the same awaitable type, so the
+// coroutines std::visit the variant; plain TCP pays only for the variant's index check.
+using tls_stream = ssl::stream<tcp::socket>;
+using transport = std::variant<tcp::socket, tls_stream>;
+
+transport make_transport(tcp::socket s, ssl::context* tls) {
+    if (tls) return transport(std::in_place_type<tls_stream>, std::move(s), *tls);
+    return transport(std::in_place_type<tcp::socket>, std::move(s));
+}
+
 struct connection {
-    connection(connection_id i, tcp::socket s, std::string peer, const session_settings& settings, session_host& host)
-        : socket(std::move(s)), session(i, std::move(peer), settings, host) {}
-    tcp::socket socket;
+    connection(connection_id i, tcp::socket s, ssl::context* tls, std::string peer, const session_settings& settings,
+               session_host& host)
+        : stream(make_transport(std::move(s), tls)), session(i, std::move(peer), settings, host) {}
+    transport stream;
     slave_session session;  // the protocol: handshake, frames, states (sans-I/O)
     std::vector<std::byte> out;
     std::vector<std::byte> writing;
     bool write_in_progress = false;
     bool closing = false;  // close once `out` has left
+    bool ready = false;  // the TLS handshake is done (at once for plain TCP): frames may go out
+    bool tls_closing = false;  // close_notify on its way
+
+    // The TCP socket under either: open, shut down, close.
+    tcp::socket::lowest_layer_type& socket() {
+        return std::visit([](auto& s) -> tcp::socket::lowest_layer_type& { return s.lowest_layer(); }, stream);
+    }
+    tls_stream* tls() { return std::get_if<tls_stream>(&stream); }
 };
 
 }  // namespace
@@ -100,6 +132,7 @@ public:
         if (int rc = listen(); rc != 0) return rc;
         if (int rc = open_control(); rc != 0) return rc;
         if (int rc = load_secret(); rc != 0) return rc;
+        if (int rc = load_tls(); rc != 0) return rc;
         origin_ = std::chrono::steady_clock::now();
 
         // A previous master that crashed may have left slaves running: give them a moment to come
@@ -136,7 +169,8 @@ public:
                  {{"listen", slave_address_}, {"control_socket", cfg_.control_socket}, {"event_log", cfg_.event_log},
                   {"shards", cfg_.supervisor.shard_count}, {"slaves", cfg_.supervisor.slave_count},
                   {"adopt_window_ms", adopt.count()}, {"replayed_records", history.records},
-                  {"open_migrations", history.open.size()}, {"stored_checkpoints", stored.found}});
+                  {"open_migrations", history.open.size()}, {"stored_checkpoints", stored.found},
+                  {"tls", tls_.has_value()}});
         drive([&] { core_.start(now(), adopt); });
 
         asio::co_spawn(io_, accept_slaves(), asio::detached);
@@ -190,6 +224,10 @@ private:
         env.push_back("MESHMASTER_SLAVE_ID=" + a.slave);
         env.push_back(fmt::format("MESHMASTER_GENERATION={}", a.generation));
         if (a.slot) env.push_back(fmt::format("MESHMASTER_SLOT={}", *a.slot));
+        if (tls_) {
+            env.push_back("MESHMASTER_TLS_CA=" + slave_tls_ca_);
+            if (!cfg_.tls_server_name.empty()) env.push_back("MESHMASTER_TLS_SERVER_NAME=" + cfg_.tls_server_name);
+        }
         spawner_.spawn({.slave = a.slave, .argv = cfg_.slave_command, .environment = std::move(env), .secret = secret_});
     }
     void perform(actions::watch_process& a) { spawner_.watch(a.slave, a.pid); }
@@ -210,10 +248,12 @@ private:
     void perform(actions::hit_failpoint& a) {
         if (!p::failpoints_armed()) return;
         // "After X was sent" must mean sent: write out what is queued before the failpoint fires.
+        // (Over TLS this synchronous write runs beside the session's pending read: OpenSSL allows a
+        // write while a read waits for input, and no write is in flight here.)
         for (auto& [id, c] : connections_) {
-            if (c->out.empty() || !c->socket.is_open() || c->write_in_progress) continue;
+            if (c->out.empty() || !c->socket().is_open() || c->write_in_progress || !c->ready) continue;
             boost::system::error_code ignored;
-            asio::write(c->socket, asio::buffer(c->out), ignored);
+            std::visit([&](auto& stream) { asio::write(stream, asio::buffer(c->out), ignored); }, c->stream);
             c->out.clear();
         }
         p::failpoint(a.name);
@@ -295,7 +335,7 @@ private:
             c->out.clear();
             c->out.shrink_to_fit();
             boost::system::error_code ignored;
-            c->socket.close(ignored);
+            c->socket().close(ignored);
             return;
         }
         c->out.insert(c->out.end(), bytes.begin(), bytes.end());
@@ -319,12 +359,20 @@ private:
         }
     }
 
-    void flush(const std::shared_ptr<connection>& c) {        if (c->write_in_progress) return;
+    void flush(const std::shared_ptr<connection>& c) {
+        if (c->write_in_progress) return;
         if (c->out.empty()) {
             if (c->closing) {
+                if (c->tls() && c->ready) {
+                    if (!c->tls_closing) {
+                        c->tls_closing = true;
+                        asio::co_spawn(io_, close_tls(c), asio::detached);
+                    }
+                    return;
+                }
                 boost::system::error_code ignored;
-                c->socket.shutdown(tcp::socket::shutdown_both, ignored);
-                c->socket.close(ignored);
+                c->socket().shutdown(tcp::socket::shutdown_both, ignored);
+                c->socket().close(ignored);
             }
             return;
         }
@@ -332,14 +380,27 @@ private:
         asio::co_spawn(io_, write_loop(c), asio::detached);
     }
 
+    // close_notify first, so that the slave can tell a deliberate close from a cut connection; a
+    // slave that does not answer it is not waited for long.
+    awaitable<void> close_tls(std::shared_ptr<connection> c) {
+        asio::steady_timer t(io_);
+        t.expires_after(milliseconds(500));
+        co_await (c->tls()->async_shutdown(tuple_awaitable) || t.async_wait(tuple_awaitable));
+        boost::system::error_code ignored;
+        c->socket().shutdown(tcp::socket::shutdown_both, ignored);
+        c->socket().close(ignored);
+    }
+
     awaitable<void> write_loop(std::shared_ptr<connection> c) {
-        while (!c->out.empty() && c->socket.is_open()) {
+        while (!c->out.empty() && c->socket().is_open()) {
             std::swap(c->writing, c->out);
-            auto [ec, n] = co_await asio::async_write(c->socket, asio::buffer(c->writing), tuple_awaitable);
+            auto [ec, n] = co_await std::visit(
+                [&](auto& stream) { return asio::async_write(stream, asio::buffer(c->writing), tuple_awaitable); },
+                c->stream);
             c->writing.clear();  // written: no longer counts against the slave's queue
             if (ec) {
                 boost::system::error_code ignored;
-                c->socket.close(ignored);
+                c->socket().close(ignored);
                 c->out.clear();
                 break;
             }
@@ -365,7 +426,8 @@ private:
                 continue;
             }
             socket.set_option(tcp::no_delay(true), ignored);
-            auto c = std::make_shared<connection>(next_connection_++, std::move(socket), peer, session_settings_, *this);
+            auto c = std::make_shared<connection>(next_connection_++, std::move(socket), tls_ ? &*tls_ : nullptr, peer,
+                                                  session_settings_, *this);
             connections_[c->session.id()] = c;
             asio::co_spawn(io_, session(c), asio::detached);
         }
@@ -375,7 +437,9 @@ private:
     // Unauthenticated peers get small reads: a flood of them must not cost the master much memory.
     awaitable<bool> read_some(const std::shared_ptr<connection>& c) {
         auto space = c->session.read_buffer();
-        auto [ec, n] = co_await c->socket.async_read_some(asio::buffer(space.data(), space.size()), tuple_awaitable);
+        auto [ec, n] = co_await std::visit(
+            [&](auto& stream) { return stream.async_read_some(asio::buffer(space.data(), space.size()), tuple_awaitable); },
+            c->stream);
         if (ec) co_return false;
         c->session.received(n);
         co_return true;
@@ -384,7 +448,6 @@ private:
     bool reading(const std::shared_ptr<connection>& c) const { return !c->closing && !c->session.closing(); }
 
     awaitable<void> session(std::shared_ptr<connection> c) {
-        c->session.start();
         co_await (handshake(c) || handshake_deadline(c));
         while (c->session.authenticated() && reading(c)) {
             const bool more = co_await read_some(c);
@@ -397,13 +460,28 @@ private:
             co_await t.async_wait(tuple_awaitable);
         }
         boost::system::error_code ignored;
-        c->socket.close(ignored);
+        c->socket().close(ignored);
         connections_.erase(c->session.id());
         c->session.closed();
     }
 
-    // (g++ 12 miscompiles some co_await inside conditions: each gets a statement of its own.)
+    // The TLS handshake (if on), then the challenge, hello, proof and welcome: all within the one
+    // handshake deadline. (g++ 12 miscompiles some co_await inside conditions: each gets a
+    // statement of its own.)
     awaitable<void> handshake(std::shared_ptr<connection> c) {
+        if (auto* tls = c->tls()) {
+            auto [ec] = co_await tls->async_handshake(ssl::stream_base::server, tuple_awaitable);
+            if (ec) {
+                // operation_aborted: the deadline cut it, and handshake_timeout says so.
+                if (ec != asio::error::operation_aborted) {
+                    log_limited({.event = "tls_handshake_failed", .slave = c->session.name(),
+                                 .reason = fmt::format("tls handshake failed: {}", ec.message())});
+                }
+                co_return;
+            }
+        }
+        c->ready = true;
+        c->session.start();
         while (reading(c) && !c->session.authenticated()) {
             const bool more = co_await read_some(c);
             if (!more) co_return;
@@ -416,7 +494,13 @@ private:
         co_await t.async_wait(use_awaitable);
         log_limited({.event = "handshake_timeout", .slave = c->session.name(),
                      .reason = fmt::format("no authenticated hello within {} ms", cfg_.handshake_timeout.count())});
-        c->session.close("handshake_timeout", "authenticate within the handshake timeout");
+        if (c->ready) {
+            c->session.close("handshake_timeout", "authenticate within the handshake timeout");
+        } else {
+            // Still in the TLS handshake: no frame can go out yet.
+            boost::system::error_code ignored;
+            c->socket().close(ignored);
+        }
     }
 
     // --- time, signals ----------------------------------------------------------------------------
@@ -691,6 +775,46 @@ private:
         return 0;
     }
 
+    // [tls]: the server context every accepted connection handshakes with; unset for plain TCP.
+    int load_tls() {
+        if (!cfg_.tls()) return 0;
+        // Name the file that is missing or unreadable, before OpenSSL's terser complaints.
+        auto readable = [](const std::string& what, const std::string& path) {
+            if (std::ifstream(path)) return true;
+            log_line("error", fmt::format("cannot read the {} {}: {}", what, path, std::strerror(errno)));
+            return false;
+        };
+        if (!readable("TLS certificate file (tls.cert)", cfg_.tls_cert) || !readable("TLS key file (tls.key)", cfg_.tls_key)) return 78;
+        // The CA file is for the slaves this master spawns; only check it when there are some.
+        if (!cfg_.tls_ca.empty() && cfg_.supervisor.spawn_slaves && !readable("TLS CA file (tls.ca)", cfg_.tls_ca)) return 78;
+        tls_.emplace(ssl::context::tls_server);
+        // TLS 1.2 at least; OpenSSL negotiates 1.3 with any peer that has it.
+        tls_->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                          ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+        // Slaves open a fresh session on every connect and never resume one: sending them tickets
+        // would cost each handshake for nothing.
+        SSL_CTX_set_num_tickets(tls_->native_handle(), 0);
+        boost::system::error_code ec;
+        tls_->use_certificate_chain_file(cfg_.tls_cert, ec);
+        if (ec) {
+            log_line("error", fmt::format("cannot load the TLS certificate chain {}: {}", cfg_.tls_cert, ec.message()));
+            return 78;
+        }
+        // (OpenSSL checks here that the key belongs to the certificate: "key values mismatch".)
+        tls_->use_private_key_file(cfg_.tls_key, ssl::context::pem, ec);
+        if (ec) {
+            log_line("error", fmt::format("cannot load the TLS private key {}: {}", cfg_.tls_key, ec.message()));
+            return 78;
+        }
+        // Spawned slaves may change directory: give them an absolute path. Without tls.ca they trust
+        // the certificate itself, which verifies when it is self-signed.
+        std::error_code fec;
+        const std::filesystem::path ca = cfg_.tls_ca.empty() ? cfg_.tls_cert : cfg_.tls_ca;
+        const auto absolute = std::filesystem::absolute(ca, fec);
+        slave_tls_ca_ = fec ? ca.string() : absolute.string();
+        return 0;
+    }
+
     spawner::callbacks spawner_callbacks() {
         return {
             .spawned = [this](const std::string& s, std::int64_t pid) { drive([&] { core_.on_spawned(s, pid, now()); }); },
@@ -726,6 +850,8 @@ private:
     connection_id next_connection_ = 1;
     std::string secret_;
     session_settings session_settings_;
+    std::optional<ssl::context> tls_;
+    std::string slave_tls_ca_;  // MESHMASTER_TLS_CA for spawned slaves
     std::optional<checkpoint_store> checkpoints_;
     std::string slave_address_;
     std::deque<event_record> restart_outcomes_;

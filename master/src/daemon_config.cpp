@@ -82,6 +82,10 @@ const std::vector<setting>& settings() {
         {"limits.state_chunk", "state-chunk", "states above this travel in chunks, e.g. 1MiB", [](c& d) -> setting_target { return &d.supervisor.state_chunk_size; }},
         {"limits.max_output", "max-output", "bytes queued for a slave that stopped reading before it is dropped", [](c& d) -> setting_target { return &d.max_output; }},
         {"limits.max_connections", "max-connections", "connections served at once", [](c& d) -> setting_target { return &d.max_connections; }, 1, 1u << 20},
+        {"tls.cert", "tls-cert", "PEM certificate chain the master presents; with tls.key the slave link runs TLS", [](c& d) -> setting_target { return &d.tls_cert; }},
+        {"tls.key", "tls-key", "PEM private key of tls.cert", [](c& d) -> setting_target { return &d.tls_key; }},
+        {"tls.ca", "tls-ca", "PEM CA file spawned slaves verify the master with (default: tls.cert, for a self-signed one)", [](c& d) -> setting_target { return &d.tls_ca; }},
+        {"tls.server_name", "tls-server-name", "name spawned slaves require in the master's certificate (default: the chain only)", [](c& d) -> setting_target { return &d.tls_server_name; }},
     };
     return all;
 }
@@ -225,6 +229,14 @@ std::vector<std::string> validate(const daemon_config& c) {
     }
     if (c.control_socket.empty()) problems.push_back("control_socket: must not be empty");
     if (c.event_log.empty()) problems.push_back("event_log: must not be empty");
+    if (c.tls_cert.empty() != c.tls_key.empty()) {
+        problems.push_back("tls.cert and tls.key: set both (TLS) or neither (plain TCP)");
+    }
+    // A CA or server name without a certificate would leave the link in cleartext while the file
+    // reads as if it were encrypted.
+    if (!c.tls() && (!c.tls_ca.empty() || !c.tls_server_name.empty())) {
+        problems.push_back("tls.ca and tls.server_name: need tls.cert and tls.key");
+    }
     return problems;
 }
 
@@ -236,6 +248,12 @@ std::optional<std::string> restart_only_change(const daemon_config& a, const dae
     if (a.supervisor.slave_count != b.supervisor.slave_count) return "slaves.count";
     if (a.supervisor.spawn_slaves != b.supervisor.spawn_slaves) return "slaves.spawn";
     if (a.max_frame_size != b.max_frame_size) return "limits.max_frame";
+    // The TLS context is built once at start, and the slaves already running verify it with what
+    // they were given then.
+    if (a.tls_cert != b.tls_cert) return "tls.cert";
+    if (a.tls_key != b.tls_key) return "tls.key";
+    if (a.tls_ca != b.tls_ca) return "tls.ca";
+    if (a.tls_server_name != b.tls_server_name) return "tls.server_name";
     return std::nullopt;
 }
 

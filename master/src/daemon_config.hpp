@@ -15,6 +15,7 @@
 //   [respawn]  backoff_min = "100ms"  backoff_max = "30s"  stable_after = "10s"
 //   [limits]   max_frame = "16MiB"  max_state = "256MiB"  state_chunk = "1MiB"  max_connections = 1024
 //              max_output = "16MiB"
+//   [tls]      cert = "master.pem"  key = "master.key"  ca = "ca.pem"  server_name = "meshmaster.internal"
 //
 // Durations are "250ms", "5s", "2m" or a bare number of milliseconds; sizes "16MiB", "512KiB" or
 // bytes. Unknown keys are errors (a typo must not silently fall back to a default).
@@ -49,10 +50,22 @@ struct daemon_config {
     /// Bytes queued for one slave that has not read them yet: past this the slave is declared
     /// stalled (dropped, fenced and replaced) instead of growing the master's memory.
     std::uint64_t max_output = std::uint64_t{16} << 20;
+    /// TLS on the slave link, on when both are set: the PEM certificate chain the master presents
+    /// and its private key. Read once at start.
+    std::string tls_cert;
+    std::string tls_key;
+    /// The PEM CA file the slaves this master spawns verify it with (MESHMASTER_TLS_CA); "": tls_cert
+    /// itself, which is right for a self-signed certificate.
+    std::string tls_ca;
+    /// The name spawned slaves require in the master's certificate and send as SNI
+    /// (MESHMASTER_TLS_SERVER_NAME); "": they verify the chain only.
+    std::string tls_server_name;
     std::chrono::milliseconds handshake_timeout{5'000};
     std::chrono::milliseconds adopt_window{2'000};
     supervisor_config supervisor{.shard_count = 256, .slave_count = 4};
     std::string config_file;  ///< where the settings came from, if a file
+
+    [[nodiscard]] bool tls() const { return !tls_cert.empty() && !tls_key.empty(); }
 };
 
 /// Where a setting's value lands; the pointee's type decides how text is read (a u64 is a size, a

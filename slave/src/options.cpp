@@ -78,6 +78,8 @@ options options::from_environment() {
     if (o.secret.empty()) {
         throw std::runtime_error("no secret: set MESHMASTER_SECRET_FD, MESHMASTER_SECRET_FILE or MESHMASTER_SECRET");
     }
+    o.tls_ca_file = env("MESHMASTER_TLS_CA");
+    o.tls_server_name = env("MESHMASTER_TLS_SERVER_NAME");
     return o;
 }
 

@@ -14,6 +14,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -23,12 +26,18 @@
 
 #include <fmt/format.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+
 #include <atomic>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <random>
+#include <stdexcept>
 #include <thread>
 #include <unistd.h>
+#include <variant>
 
 namespace meshmaster::slave {
 
@@ -38,11 +47,49 @@ using asio::use_awaitable;
 using asio::ip::tcp;
 using namespace asio::experimental::awaitable_operators;
 namespace p = meshmaster::protocol;
+namespace ssl = asio::ssl;
+
+namespace {
+
+// The link to the master: plain TCP, or TLS over it (options::tls_ca_file). TLS keeps the link
+// confidential and tamper-proof and proves the master to us; the HMAC handshake inside it still
+// proves us to the master (the secret), independent of any PKI. Both alternatives' reads and
+// writes complete with the same awaitable type, so the coroutines std::visit the variant.
+using tls_stream = ssl::stream<tcp::socket>;
+using transport = std::variant<tcp::socket, tls_stream>;
+
+// The client context, made once per slave; none for plain TCP.
+std::optional<ssl::context> make_tls_context(const options& o) {
+    if (o.tls_ca_file.empty()) {
+        // Without a CA there would be no TLS at all, while the name suggests there is.
+        if (!o.tls_server_name.empty()) {
+            throw std::runtime_error("tls_server_name (MESHMASTER_TLS_SERVER_NAME) needs tls_ca_file (MESHMASTER_TLS_CA)");
+        }
+        return std::nullopt;
+    }
+    std::optional<ssl::context> context(std::in_place, ssl::context::tls_client);
+    // TLS 1.2 at least; 1.3 whenever the master has it.
+    context->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                         ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    boost::system::error_code ec;
+    context->load_verify_file(o.tls_ca_file, ec);
+    if (ec) throw std::runtime_error(fmt::format("cannot load the TLS CA file {}: {}", o.tls_ca_file, ec.message()));
+    context->set_verify_mode(ssl::verify_peer);
+    return context;
+}
+
+}  // namespace
 
 struct slave::impl : std::enable_shared_from_this<impl> {
     impl(asio::io_context& context, options o, handlers h)
         : io(&context), strand(asio::make_strand(context)), opts(std::move(o)), on(std::move(h)),
-          core(make_core_config()), socket(strand), heartbeat_timer(strand), backoff_timer(strand) {}
+          tls(make_tls_context(opts)), core(make_core_config()), link(std::in_place_type<tcp::socket>, strand),
+          heartbeat_timer(strand), backoff_timer(strand) {}
+
+    // The TCP socket under either transport: open, shut down, close.
+    tcp::socket::lowest_layer_type& socket() {
+        return std::visit([](auto& s) -> tcp::socket::lowest_layer_type& { return s.lowest_layer(); }, link);
+    }
 
     detail::core_config make_core_config() {
         if (!opts.log) {
@@ -125,29 +172,35 @@ struct slave::impl : std::enable_shared_from_this<impl> {
     }
 
     void flush() {
-        if (writing || !core.has_output() || !socket.is_open()) return;
+        if (writing || !core.has_output() || !socket().is_open()) return;
         writing = true;
         asio::co_spawn(strand, write_all(shared_from_this()), asio::detached);
     }
 
     static awaitable<void> write_all(std::shared_ptr<impl> self) {
-        while (self->core.has_output() && self->socket.is_open()) {
+        while (self->core.has_output() && self->socket().is_open()) {
             const auto failpoints = self->core.take_after_write();
             self->write_buffer = self->core.take_output();
-            auto [ec, n] = co_await asio::async_write(self->socket, asio::buffer(self->write_buffer),
-                                                      asio::as_tuple(use_awaitable));
+            auto [ec, n] = co_await std::visit(
+                [&](auto& stream) {
+                    return asio::async_write(stream, asio::buffer(self->write_buffer), asio::as_tuple(use_awaitable));
+                },
+                self->link);
             if (ec) {
                 self->log("warn", fmt::format("write to the master failed: {}", ec.message()));
                 boost::system::error_code ignored;
-                self->socket.close(ignored);
+                self->socket().close(ignored);
                 break;
             }
             for (const auto name : failpoints) p::failpoint(name);
         }
         self->writing = false;
         if (self->core.finished() && !self->core.has_output()) {
+            // Over TLS too, a TCP shutdown and no close_notify: the goodbye is a protocol frame of its
+            // own, so a cut cannot pass for the end of the conversation, and a TLS shutdown would
+            // have to wait on the master beside the pending read.
             boost::system::error_code ignored;
-            self->socket.shutdown(tcp::socket::shutdown_both, ignored);
+            self->socket().shutdown(tcp::socket::shutdown_both, ignored);
         }
     }
 
@@ -161,17 +214,51 @@ struct slave::impl : std::enable_shared_from_this<impl> {
                                                                 opts.master_address.substr(colon + 1),
                                                                 asio::as_tuple(use_awaitable));
         if (rec) co_return rec;
-        socket = tcp::socket(strand);
+        auto& socket = link.emplace<tcp::socket>(strand);
         auto [ec, endpoint] = co_await asio::async_connect(socket, endpoints, asio::as_tuple(use_awaitable));
         if (!ec) socket.set_option(tcp::no_delay(true));
         co_return ec;
     }
 
+    // With TLS, after connect(): the client handshake, verifying the master's certificate against
+    // the CA (and its name, if one is set), by `deadline`. What failed, or "" once secured.
+    awaitable<std::string> secure(std::chrono::steady_clock::time_point deadline) {
+        tcp::socket connected = std::move(std::get<tcp::socket>(link));
+        auto& stream = link.emplace<tls_stream>(std::move(connected), *tls);
+        if (!opts.tls_server_name.empty()) {
+            if (SSL_set_tlsext_host_name(stream.native_handle(), opts.tls_server_name.c_str()) != 1) {
+                co_return fmt::format("cannot send the server name {}", opts.tls_server_name);
+            }
+            stream.set_verify_callback(
+                [check = ssl::host_name_verification(opts.tls_server_name)](bool preverified, ssl::verify_context& v) {
+                    if (check(preverified, v)) return true;
+                    // A chain that verified but names someone else: say so, rather than OpenSSL's
+                    // "unspecified certificate verification error".
+                    if (preverified) X509_STORE_CTX_set_error(v.native_handle(), X509_V_ERR_HOSTNAME_MISMATCH);
+                    return false;
+                });
+        }
+        asio::steady_timer timer(strand);
+        timer.expires_at(deadline);
+        auto result = co_await (stream.async_handshake(ssl::stream_base::client, asio::as_tuple(use_awaitable)) ||
+                                timer.async_wait(asio::as_tuple(use_awaitable)));
+        if (result.index() == 1) co_return "no TLS handshake within the handshake timeout";
+        const auto [ec] = std::get<0>(result);
+        if (!ec) co_return "";
+        if (const long verify = SSL_get_verify_result(stream.native_handle()); verify != X509_V_OK) {
+            co_return fmt::format("{}: {}", ec.message(), X509_verify_cert_error_string(verify));
+        }
+        co_return ec.message();
+    }
+
     awaitable<void> read_frames() {
         while (true) {
             auto space = decoder.prepare(64 * 1024);
-            auto [ec, n] = co_await socket.async_read_some(asio::buffer(space.data(), space.size()),
-                                                           asio::as_tuple(use_awaitable));
+            auto [ec, n] = co_await std::visit(
+                [&](auto& stream) {
+                    return stream.async_read_some(asio::buffer(space.data(), space.size()), asio::as_tuple(use_awaitable));
+                },
+                link);
             if (ec) {
                 log("warn", fmt::format("connection to the master lost: {}", ec.message()));
                 co_return;
@@ -201,8 +288,8 @@ struct slave::impl : std::enable_shared_from_this<impl> {
         }
     }
 
-    awaitable<void> heartbeats() {
-        const auto handshake_deadline = std::chrono::steady_clock::now() + opts.handshake_timeout;
+    // `handshake_deadline`: when the TLS and HMAC handshakes must both be done.
+    awaitable<void> heartbeats(std::chrono::steady_clock::time_point handshake_deadline) {
         while (true) {
             asio::steady_timer timer(strand);
             timer.expires_after(core.authenticated() ? core.heartbeat_interval() : std::chrono::milliseconds(50));
@@ -226,20 +313,31 @@ struct slave::impl : std::enable_shared_from_this<impl> {
         std::uint64_t failures = 0;
         while (!self->stopped && !self->core.finished()) {
             const boost::system::error_code ec = co_await self->connect();
-            if (!ec) {
+            const auto handshake_deadline = std::chrono::steady_clock::now() + self->opts.handshake_timeout;
+            std::string tls_failure;
+            if (!ec && self->tls) tls_failure = co_await self->secure(handshake_deadline);
+            if (!ec && tls_failure.empty()) {
                 failures = 0;
                 backoff = self->opts.reconnect_min;
                 self->decoder = p::frame_decoder();
                 self->core.on_connected();
-                co_await (self->read_frames() || self->heartbeats());
+                co_await (self->read_frames() || self->heartbeats(handshake_deadline));
                 self->core.on_disconnected();
                 self->publish();
                 boost::system::error_code ignored;
-                self->socket.close(ignored);
+                self->socket().close(ignored);
                 if (self->core.finished() || self->stopped) break;
-            } else if (failures++ % 20 == 0) {
-                self->log("warn", fmt::format("cannot reach the master at {}: {} (retrying)", self->opts.master_address,
-                                              ec.message()));
+            } else {
+                // A failed TLS handshake is retried like a failed connect: a master that is being
+                // replaced, or a certificate that is being fixed, comes right eventually.
+                boost::system::error_code ignored;
+                self->socket().close(ignored);
+                if (failures++ % 20 == 0) {
+                    self->log("warn", ec ? fmt::format("cannot reach the master at {}: {} (retrying)",
+                                                       self->opts.master_address, ec.message())
+                                         : fmt::format("TLS handshake with the master at {} failed: {} (retrying)",
+                                                       self->opts.master_address, tls_failure));
+                }
             }
             // Full jitter in [backoff/2, backoff]: slaves of a restarted master do not stampede it.
             const auto half = backoff.count() / 2;
@@ -257,8 +355,9 @@ struct slave::impl : std::enable_shared_from_this<impl> {
     asio::strand<asio::io_context::executor_type> strand;
     options opts;
     handlers on;
+    std::optional<ssl::context> tls;  // from opts, before anything connects
     detail::slave_core core;
-    tcp::socket socket;
+    transport link;
     asio::steady_timer heartbeat_timer;
     asio::steady_timer backoff_timer;
     p::frame_decoder decoder;
@@ -302,7 +401,7 @@ void slave::stop() {
     asio::post(impl_->strand, [self = impl_] {
         self->stopped = true;
         boost::system::error_code ignored;
-        self->socket.close(ignored);
+        self->socket().close(ignored);
         self->backoff_timer.cancel();
     });
 }

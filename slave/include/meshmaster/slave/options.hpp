@@ -28,6 +28,16 @@ struct options {
     /// Largest shard state accepted from the master or handed back to it.
     std::uint64_t max_state_size = std::uint64_t{256} << 20;
 
+    /// TLS to the master, on when set: the PEM file of the CA (or the master's self-signed
+    /// certificate) the master's certificate must verify against. Read when the slave is
+    /// constructed, which throws std::runtime_error if it cannot be loaded. A connection whose
+    /// handshake or verification fails is retried with the reconnection backoff. (The HMAC
+    /// handshake runs inside TLS all the same: TLS proves the master, the secret proves the slave.)
+    std::string tls_ca_file;
+    /// With TLS: the name the master's certificate must carry (checked against its subjectAltName),
+    /// also sent as SNI. Empty: the chain alone is verified.
+    std::string tls_server_name;
+
     /// The worker's own progress counter (e.g. events processed), sent with every heartbeat: the
     /// master declares a slave stuck when heartbeats keep coming but this stands still. Default: the
     /// library counts its own heartbeat timer, which is right when it shares the worker's
@@ -42,7 +52,8 @@ struct options {
     /// Options from the environment meshmaster gives the slaves it spawns:
     /// MESHMASTER_ADDR, MESHMASTER_SLAVE_ID, MESHMASTER_GENERATION, and the secret from
     /// MESHMASTER_SECRET_FD (a pipe the master wrote it into; read and closed here),
-    /// MESHMASTER_SECRET_FILE, or MESHMASTER_SECRET, in that order.
+    /// MESHMASTER_SECRET_FILE, or MESHMASTER_SECRET, in that order; and for TLS
+    /// MESHMASTER_TLS_CA (tls_ca_file) and MESHMASTER_TLS_SERVER_NAME (tls_server_name).
     /// Throws std::runtime_error naming what is missing.
     static options from_environment();
 };
