@@ -54,8 +54,9 @@ bool write_all(int fd, const std::byte* p, std::size_t n) {
 
 }  // namespace
 
-checkpoint_store::checkpoint_store(std::string directory, std::function<void(const std::string&)> on_error)
-    : directory_(std::move(directory)), on_error_(std::move(on_error)) {
+checkpoint_store::checkpoint_store(std::string directory, std::function<void(const std::string&)> on_error,
+                                   std::chrono::milliseconds min_interval)
+    : directory_(std::move(directory)), on_error_(std::move(on_error)), min_interval_(min_interval) {
     std::error_code ec;
     std::filesystem::create_directories(directory_, ec);
     if (ec || !std::filesystem::is_directory(directory_)) {
@@ -113,6 +114,16 @@ checkpoint_store::loaded checkpoint_store::load(std::uint32_t shard_count) const
 void checkpoint_store::put(std::uint32_t shard, std::uint64_t epoch, shared_bytes state) {
     {
         std::lock_guard lock(mutex_);
+        // The first state of an epoch (a shard just granted, resumed or recovered) is the one
+        // that matters after a crash: without it the shard would start over. It goes at once;
+        // only rewrites within an epoch wait for the interval.
+        auto known = epochs_.find(shard);
+        if (!state || known == epochs_.end() || known->second != epoch) urgent_ = true;
+        if (state) {
+            epochs_[shard] = epoch;
+        } else if (known != epochs_.end()) {
+            epochs_.erase(known);
+        }
         pending_[shard] = {epoch, std::move(state)};
         ++queued_;
     }
@@ -122,7 +133,10 @@ void checkpoint_store::put(std::uint32_t shard, std::uint64_t epoch, shared_byte
 void checkpoint_store::flush() {
     std::unique_lock lock(mutex_);
     const std::uint64_t target = queued_;
+    ++flushing_;
+    wake_.notify_one();
     written_.wait(lock, [&] { return done_ >= target; });
+    --flushing_;
 }
 
 void checkpoint_store::run() {
@@ -131,12 +145,15 @@ void checkpoint_store::run() {
         wake_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
         if (pending_.empty() && stopping_) return;
         std::map<std::uint32_t, pending_state> batch = std::exchange(pending_, {});
+        urgent_ = false;
         const std::uint64_t taking = queued_;
         lock.unlock();
         for (const auto& [shard, p] : batch) write_one(shard, p);
         lock.lock();
         done_ = taking;
         written_.notify_all();
+        // Let newer states pile up (only the newest of each is kept) before the next batch.
+        if (min_interval_.count() > 0) wake_.wait_for(lock, min_interval_, [&] { return stopping_ || flushing_ > 0 || urgent_; });
     }
 }
 

@@ -4,11 +4,14 @@
 //
 // One file per shard, <directory>/shard-<n>.state: "MMCK", format version (u32), epoch (u64), size
 // (u64), the state, CRC-32 of all before it — little-endian. Each is written to a temporary file
-// and renamed into place, so a reader sees the old state or the new one, never half of one. Writes
-// happen behind, on a thread of the store's own: only the newest state per shard is written, so a
-// burst of checkpoints costs one write per shard. There is no fsync: the failure this guards
-// against is the master process dying (the kernel still has the data), not the machine — which
-// takes its slaves along anyway.
+// and renamed into place, so a reader sees the old state or the new one, never half of one.
+// Writes happen behind, on a thread of the store's own, at most once per `min_interval` — except a
+// shard's first state of a new epoch, which goes at once, since without it the shard would start
+// over. Only the newest state per shard is written, so a flood of checkpoints (10 a second of a
+// few MiB each, say) costs one write per shard per interval. An older state of the same epoch is
+// as good to resume from as a newer one, only longer to catch up (the upstream replays what came
+// after it). There is no fsync: the failure this guards against is the master process dying (the
+// kernel still has the data), not the machine — which takes its slaves along anyway.
 //
 // Thread safety: put(), flush() and load() may be called from one thread (the daemon's); the
 // writer thread is internal. The error callback runs on the writer thread.
@@ -16,6 +19,7 @@
 
 #include <meshmaster/master/actions.hpp>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -30,7 +34,8 @@ namespace meshmaster::master {
 class checkpoint_store {
 public:
     /// Creates `directory` if needed; throws std::runtime_error if it cannot.
-    explicit checkpoint_store(std::string directory, std::function<void(const std::string&)> on_error = {});
+    explicit checkpoint_store(std::string directory, std::function<void(const std::string&)> on_error = {},
+                              std::chrono::milliseconds min_interval = std::chrono::milliseconds(500));
     /// Writes what is queued, then stops the writer.
     ~checkpoint_store();
     checkpoint_store(const checkpoint_store&) = delete;
@@ -62,6 +67,7 @@ private:
 
     std::string directory_;
     std::function<void(const std::string&)> on_error_;
+    std::chrono::milliseconds min_interval_;
     std::mutex mutex_;
     std::condition_variable wake_;
     std::condition_variable written_;
@@ -69,6 +75,9 @@ private:
     std::uint64_t queued_ = 0;   // batches handed over so far
     std::uint64_t done_ = 0;     // batches written so far
     bool stopping_ = false;
+    std::uint32_t flushing_ = 0;  // flush() callers waiting: no pause between batches then
+    bool urgent_ = false;  // a shard's first state of an epoch is queued: no pause either
+    std::map<std::uint32_t, std::uint64_t> epochs_;  // the epoch of each shard's newest queued state
     std::thread writer_;
 };
 

@@ -183,17 +183,26 @@ int restart(const std::string& path, bool wait) {
     return 1;
 }
 
-int simple(const std::string& path, const std::string& command) {
+namespace {
+// One request, one reply printed as it came.
+int request_once(const std::string& path, const json::object& request) {
     control_client c(path);
     if (!c.error().empty()) {
         fmt::print(stderr, "{}\n", c.error());
         return 69;
     }
-    c.request({{"command", command}});
+    c.request(request);
     auto reply = c.next();
     if (!reply) return 69;
     fmt::print("{}\n", json::serialize(*reply));
     return 0;
+}
+}  // namespace
+
+int reload(const std::string& path) { return request_once(path, {{"command", "reload"}}); }
+
+int stop(const std::string& path, bool leave_slaves) {
+    return request_once(path, {{"command", "stop"}, {"leave_slaves", leave_slaves}});
 }
 
 int replay(const std::string& path, std::uint32_t shards, bool as_json) {

@@ -16,7 +16,9 @@ int status(const std::string& control_socket, bool as_json);
 int restart(const std::string& control_socket, bool wait);
 
 /// `meshmaster reload` and `meshmaster stop`: 0, or 69 when no daemon answers.
-int simple(const std::string& control_socket, const std::string& command);
+int reload(const std::string& control_socket);
+/// leave_slaves: the daemon exits but the slaves keep their shards for the next master to adopt.
+int stop(const std::string& control_socket, bool leave_slaves);
 
 struct event_filter {
     std::vector<std::string> types;   ///< event names (a trailing * matches a prefix)

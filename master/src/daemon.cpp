@@ -687,9 +687,19 @@ private:
             const json::value message4 = json::object{{"result", reload("control socket")}};
             co_await reply(message4);
         } else if (cmd == "stop") {
+            // leave_slaves: exit once moves in flight are over and let the slaves keep their
+            // shards; the next master adopts them (an upgrade of the master itself).
+            const bool leave = req->contains("leave_slaves") && req->at("leave_slaves").is_bool() &&
+                               req->at("leave_slaves").as_bool();
             stop_requested_ = true;
-            drive([&] { core_.request_stop(now(), false); });
-            const json::value message5 = json::object{{"result", "stopping"}};
+            drive([&] {
+                if (leave) {
+                    core_.request_detach(now());
+                } else {
+                    core_.request_stop(now(), false);
+                }
+            });
+            const json::value message5 = json::object{{"result", leave ? "detaching" : "stopping"}};
             co_await reply(message5);
         } else {
             const json::value message6 = json::object{{"error", fmt::format("unknown command '{}'", cmd)}};

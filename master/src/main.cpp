@@ -88,8 +88,11 @@ int main(int argc, char** argv) {
     restart->add_flag("--wait", wait, "follow it to the end (exit 1 if it fails)");
     auto* reload = app.add_subcommand("reload", "reload the configuration (like SIGHUP)");
     add_control(reload);
+    bool leave_slaves = false;
     auto* stop = app.add_subcommand("stop", "stop gracefully (like SIGTERM)");
     add_control(stop);
+    stop->add_flag("--leave-slaves", leave_slaves,
+                   "exit but leave the slaves running their shards; the next master adopts them");
 
     cli::event_filter filter;
     std::string event_log_path;
@@ -162,7 +165,8 @@ int main(int argc, char** argv) {
         }
         if (*status) return cli::status(control_socket, as_json);
         if (*restart) return cli::restart(control_socket, wait);
-        return cli::simple(control_socket, *reload ? "reload" : "stop");
+        if (*reload) return cli::reload(control_socket);
+        return cli::stop(control_socket, leave_slaves);
     }
     if (*replay) {
         auto c = paths_from(control_config);

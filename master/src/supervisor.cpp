@@ -188,6 +188,7 @@ struct supervisor::state {
     std::uint64_t checkpoints_refused = 0;  // stale epoch or not the holder: ignored
     bool started = false;
     bool stopping = false;
+    bool detaching = false;  // stopping, but the slaves stay (request_detach)
     bool exited = false;
     std::optional<mono_time> adopting_until;
     std::vector<supervisor::abandoned_migration> abandoned;
@@ -862,8 +863,45 @@ struct supervisor::state {
 
     // --- stopping ------------------------------------------------------------------------------
 
+    // A graceful stop or a detach: nothing new starts (no restart, respawn, grant or spare), a
+    // running restart stops queueing moves, and advance_stop() takes it from there.
+    void begin_stop(bool detach) {
+        if (stopping) return;
+        stopping = true;
+        detaching = detach;
+        restart_queued = false;
+        for (auto& slot : slots) slot.respawn_at.reset();
+        if (restart) {
+            restart->queue.clear();
+            restart->failing = true;
+            if (restart->failure.empty()) restart->failure = detach ? "master detaching" : "master stopping";
+        }
+        log({.event = "master_stopping", .reason = detach ? "detaching: the slaves keep running" : "graceful"});
+        pump_restart();
+        advance_stop();
+    }
+
     void advance_stop() {
         if (!stopping || exited || in_flight > 0) return;
+        if (detaching) {
+            // Moves are over: every shard has one holder. A restart ends here, half done (the next
+            // master adopts old and new slaves alike and converges). Let go of the slaves; they
+            // keep running their shards and reconnect to the next master, which adopts them.
+            if (restart) finish_restart();
+            std::uint64_t left = 0;
+            for (auto& [id, s] : slaves) {
+                if (!s.alive) continue;
+                ++left;
+                if (s.connection) {
+                    out.emplace_back(actions::close_connection{*s.connection, "master_detaching",
+                                                               "the master is going away; the next one adopts you"});
+                }
+            }
+            exited = true;
+            log({.event = "master_detached", .count = left});
+            out.emplace_back(actions::exit_daemon{0});
+            return;
+        }
         for (const auto& [id, s] : slaves) {
             if (s.phase == slave_phase::retiring || (s.alive && s.phase == slave_phase::lost && s.killable())) return;
         }
@@ -1098,6 +1136,7 @@ void supervisor::start(mono_time now, std::chrono::milliseconds adopt_window) {
 void supervisor::on_spawned(const std::string& slave, std::int64_t pid, mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.exited) return;
     slave_rec* r = s.find(slave);
     if (!r) return;
     r->pid = pid;
@@ -1109,6 +1148,7 @@ void supervisor::on_spawned(const std::string& slave, std::int64_t pid, mono_tim
 void supervisor::on_spawn_failed(const std::string& slave, std::string reason, mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.exited) return;
     s.log({.event = "spawn_failed", .slave = slave, .reason = reason});
     s.slave_dead(slave, "spawn failed: " + reason);
 }
@@ -1116,6 +1156,7 @@ void supervisor::on_spawn_failed(const std::string& slave, std::string reason, m
 void supervisor::on_slave_connected(connection_id connection, const slave_hello_info& hello, mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.exited) return;
     if (s.awaiting_exit.contains(hello.id)) {
         s.out.emplace_back(actions::close_connection{connection, "slave_lost", "it came back too late and is being killed"});
         return;
@@ -1207,6 +1248,7 @@ void supervisor::on_slave_connected(connection_id connection, const slave_hello_
 void supervisor::on_disconnected(connection_id connection, mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.exited) return;
     slave_rec* r = s.by_conn(connection);
     if (!r) return;
     s.by_connection.erase(connection);
@@ -1221,6 +1263,7 @@ void supervisor::on_disconnected(connection_id connection, mono_time now) {
 void supervisor::on_process_exited(const std::string& slave, std::string status, mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.exited) return;
     if (s.awaiting_exit.erase(slave) > 0) {
         s.log({.event = "slave_exited", .slave = slave, .reason = status});
         s.grant_orphans();
@@ -1233,6 +1276,7 @@ void supervisor::on_process_exited(const std::string& slave, std::string status,
 void supervisor::on_soft_start_complete(connection_id connection, mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.exited) return;
     slave_rec* r = s.by_conn(connection);
     if (!r) return;
     r->last_seen = now;
@@ -1252,6 +1296,7 @@ void supervisor::on_soft_start_complete(connection_id connection, mono_time now)
 void supervisor::on_shard_started(connection_id connection, std::uint32_t shard, std::uint64_t epoch, mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.exited) return;
     slave_rec* r = s.by_conn(connection);
     if (!r) return;
     r->last_seen = now;
@@ -1271,6 +1316,7 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
                                   std::uint64_t migration, shared_bytes state, mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.exited) return;
     slave_rec* r = s.by_conn(connection);
     if (!r) return;
     r->last_seen = now;
@@ -1319,6 +1365,7 @@ void supervisor::on_resumed(connection_id connection, std::uint32_t shard, std::
                             std::uint64_t migration, mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.exited) return;
     slave_rec* r = s.by_conn(connection);
     if (!r) return;
     r->last_seen = now;
@@ -1342,6 +1389,7 @@ void supervisor::on_resumed(connection_id connection, std::uint32_t shard, std::
 void supervisor::on_shutdown_complete(connection_id connection, mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.exited) return;
     slave_rec* r = s.by_conn(connection);
     if (!r) return;
     r->last_seen = now;
@@ -1384,6 +1432,7 @@ void supervisor::on_checkpoint(connection_id connection, std::uint32_t shard, st
                                mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.exited) return;
     slave_rec* r = s.by_conn(connection);
     if (!r || !state) return;
     r->last_seen = now;
@@ -1400,6 +1449,7 @@ void supervisor::on_checkpoint(connection_id connection, std::uint32_t shard, st
 void supervisor::on_heartbeat(connection_id connection, std::uint64_t progress, mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.exited) return;
     slave_rec* r = s.by_conn(connection);
     if (!r) return;
     r->last_seen = now;
@@ -1412,6 +1462,7 @@ void supervisor::on_heartbeat(connection_id connection, std::uint64_t progress, 
 void supervisor::on_slave_error(connection_id connection, std::string code, std::string message, mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.exited) return;
     slave_rec* r = s.by_conn(connection);
     if (!r) return;
     r->last_seen = now;
@@ -1421,6 +1472,7 @@ void supervisor::on_slave_error(connection_id connection, std::string code, std:
 void supervisor::on_tick(mono_time now) {
     auto& s = *s_;
     s.now = now;
+    if (s.exited) return;
     if (s.adopting_until && now >= *s.adopting_until) s.end_adoption();
     if (std::erase_if(s.awaiting_exit, [&](const auto& entry) {
             if (now < entry.second) return false;
@@ -1572,18 +1624,14 @@ void supervisor::request_stop(mono_time now, bool immediate) {
         s.out.emplace_back(actions::exit_daemon{0});
         return;
     }
-    if (s.stopping) return;
-    s.stopping = true;
-    s.restart_queued = false;
-    for (auto& slot : s.slots) slot.respawn_at.reset();
-    if (s.restart) {
-        s.restart->queue.clear();
-        s.restart->failing = true;
-        if (s.restart->failure.empty()) s.restart->failure = "master stopping";
-    }
-    s.log({.event = "master_stopping", .reason = "graceful"});
-    s.pump_restart();
-    s.advance_stop();
+    s.begin_stop(false);
+}
+
+void supervisor::request_detach(mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    if (s.exited) return;
+    s.begin_stop(true);
 }
 
 void supervisor::apply_config(const supervisor_config& config, mono_time now) {

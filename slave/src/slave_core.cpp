@@ -146,7 +146,9 @@ void slave_core::on_frame(const p::frame_view& frame) {
             } else if constexpr (std::is_same_v<T, p::heartbeat> || std::is_same_v<T, p::shard_migration_start>) {
                 // Liveness only; the migration notice needs no answer.
             } else if constexpr (std::is_same_v<T, p::error_message>) {
-                log(msg.fatal ? "error" : "warn", fmt::format("the master reports: {} {}", msg.code, msg.message));
+                // A detaching master is an expected goodbye, not a failure: the shards stay here.
+                const bool goodbye = msg.code == "master_detaching";
+                log(goodbye ? "info" : msg.fatal ? "error" : "warn", fmt::format("the master reports: {} {}", msg.code, msg.message));
                 if (msg.fatal) close(fmt::format("the master reported a fatal error: {}", msg.code));
             } else {
                 send_error("unexpected_event", fmt::format("{} is not sent to slaves", frame.event));

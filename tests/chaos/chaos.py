@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -72,8 +73,8 @@ def main():
             except RuntimeError:
                 continue
             slaves = [s for s in status["slaves"] if s["pid"] and s["pid"] not in frozen]
-            kinds = ["kill", "freeze", "restart", "master", "quiet"] + (["loss", "partition"] if net else [])
-            kind = rng.choices(kinds, weights=[25, 15, 15, 10, 10] + ([15, 10] if net else []))[0]
+            kinds = ["kill", "freeze", "restart", "master", "detach", "quiet"] + (["loss", "partition"] if net else [])
+            kind = rng.choices(kinds, weights=[25, 15, 15, 10, 5, 10] + ([15, 10] if net else []))[0]
             if kind in ("kill", "freeze") and slaves:
                 victim = rng.choice(slaves)
                 if kind == "kill":
@@ -86,6 +87,16 @@ def main():
                 master.signal(signal.SIGUSR2)
             elif kind == "master":
                 master.crash()
+                time.sleep(rng.uniform(0.1, 1.0))
+                master.start()
+            elif kind == "detach":
+                # The master leaves, the slaves stay; it waits for moves in flight, which a frozen
+                # or cut-off slave can hold up until their timeouts.
+                master.cli("stop", "--leave-slaves")
+                try:
+                    master.process.wait(30)
+                except subprocess.TimeoutExpired:
+                    master.crash()
                 time.sleep(rng.uniform(0.1, 1.0))
                 master.start()
             elif kind in ("loss", "partition"):
@@ -142,7 +153,7 @@ def main():
     print(f"supervisor: {names.count('restart_completed')} restarts completed, {names.count('restart_failed')} failed, "
           f"{names.count('migration_completed')} moves, {names.count('shard_recovered')} recoveries, "
           f"{names.count('slave_lost')} slaves lost, {names.count('spare_promoted')} spares promoted, "
-          f"{names.count('master_started')} master starts")
+          f"{names.count('master_started')} master starts, {names.count('master_detached')} detached")
     print(f"gateway: {report['processed']:,} events processed, {report['lost']} lost, {report['duplicated']} duplicated, "
           f"{report['overlaps']} overlaps, {report['fenced_acks']} stale commits refused ({drained})")
     for name, ok in checks:

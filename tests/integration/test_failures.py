@@ -158,11 +158,17 @@ class ProcessFailures(unittest.TestCase):
                 f.write(config[:start] + 'command = ["/bin/false"]' + config[config.index("\n", start):])
             master.stop()
             master.start()
-            time.sleep(1.5)
+            started = time.monotonic()
+            deadline = started + 10  # a busy machine stretches the loop; the delays it logs do not change
+            while len(master.events("respawn_scheduled")) < 6 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            elapsed = time.monotonic() - started
             delays = [e["duration_ms"] for e in master.events("respawn_scheduled")]
             spawned = len(master.events("slave_spawned"))
         self.assertEqual(delays[:5], [0, 50, 100, 200, 400])
         self.assertTrue(all(d == 400 for d in delays[5:]), delays)
+        # 0 + 50 + 100 + 200 + 400 ms of backoff at least before the sixth death is scheduled.
+        self.assertGreaterEqual(elapsed, 0.75)
         self.assertLess(spawned, 12, "backing off, not fork-bombing")
 
     def test_a_slave_ignoring_shutdown_is_killed_at_the_deadline(self):

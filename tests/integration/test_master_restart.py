@@ -5,6 +5,7 @@ them instead of starting over — then goes on to replace them in a rolling rest
 import os
 import time
 import unittest
+from unittest import mock
 
 from support import Fleet, assert_single_owners, free_port
 
@@ -67,6 +68,67 @@ class MasterRestart(unittest.TestCase):
             recovered = master.events("shard_recovered")
             self.assertEqual(len(recovered), 4, "the dead slave's four shards resume from their stored states")
             self.assertEqual(master.events("shard_granted")[8:], [], "nothing started over after the crash")
+            self.assertEqual(gateway.drain(), "drained")
+            report = gateway.report()
+        self.assertEqual((report["lost"], report["duplicated"], report["checksum_mismatches"]), (0, 0, 0))
+
+    def test_a_master_stopped_with_leave_slaves_exits_and_the_next_one_adopts_them(self):
+        # An upgrade of the master itself: it goes, the slaves stay with their shards, the next
+        # master adopts them. No shard changes hands, so no shard pauses.
+        with Fleet(shards=16, slaves=2, rate=200, listen=f"127.0.0.1:{free_port()}") as fleet:
+            master, gateway = fleet.master, fleet.gateway
+            before = master.wait_running()
+            table = {s["shard"]: (s["owner"], s["epoch"]) for s in before["shards"]}
+            pids = sorted(s["pid"] for s in before["slaves"])
+            handoffs = gateway.report()["handoffs"]
+
+            out = master.cli("stop", "--leave-slaves")
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("detaching", out.stdout)
+            self.assertEqual(master.process.wait(10), 0)
+            last = master.events()[-1]
+            self.assertEqual((last["event"], last["count"]), ("master_detached", 2))
+            processed = gateway.report()["processed"]
+            time.sleep(0.4)
+            self.assertGreater(gateway.report()["processed"], processed + 16 * 200 * 0.2,
+                               "the shards kept running without a master")
+            self.assertTrue(all(os.path.exists(f"/proc/{pid}") for pid in pids))
+
+            master.start()
+            after = master.wait_running(timeout=10)
+            assert_single_owners(self, after)
+            self.assertEqual({s["shard"]: (s["owner"], s["epoch"]) for s in after["shards"]}, table)
+            self.assertEqual(sorted(s["pid"] for s in after["slaves"]), pids, "adopted, not respawned")
+            self.assertEqual(len(master.events("slave_adopted")), 2)
+            self.assertEqual(gateway.drain(), "drained")
+            report = gateway.report()
+        self.assertEqual(report["handoffs"], handoffs, "no shard changed hands")
+        self.assertEqual((report["lost"], report["duplicated"], report["checksum_mismatches"]), (0, 0, 0))
+
+    def test_leave_slaves_during_a_restart_finishes_the_moves_in_flight_first(self):
+        # Each resume on a new slave takes 100 ms, so that the stop lands in the middle of the moves.
+        slow = {"MESHMASTER_FAILPOINTS": "g2/slave.resume.before_callback=delay:100"}
+        with mock.patch.dict(os.environ, slow), Fleet(shards=32, slaves=2, rate=100, concurrency=2, listen=f"127.0.0.1:{free_port()}") as fleet:
+            master, gateway = fleet.master, fleet.gateway
+            master.wait_running()
+            self.assertEqual(master.cli("restart").returncode, 0)
+            master.wait_for(lambda s: s["restart"] is not None and s["restart"]["migrations_done"] > 0, timeout=15,
+                            what="the restart moving shards")
+            self.assertEqual(master.cli("stop", "--leave-slaves").returncode, 0)
+            self.assertEqual(master.process.wait(15), 0)
+            names = [e["event"] for e in master.events()]
+            self.assertEqual(names[-1], "master_detached")
+            self.assertIn("restart_failed", names, "the restart ends, recorded as such, before the master goes")
+            started = {e["migration"] for e in master.events("migration_started")}
+            ended = {e["migration"] for e in master.events("migration_completed", "migration_rolled_back",
+                                                                  "migration_failed")}
+            self.assertEqual(started, ended, "every move in flight ended before the master left")
+
+            master.start()
+            after = master.wait_for(lambda s: s["shards_running"] == 32 and s["restart"] is None
+                                    and len(s["slaves"]) == 2 and all(x["slot"] is not None for x in s["slaves"]),
+                                    timeout=20, what="the fleet converged after adoption")
+            assert_single_owners(self, after)
             self.assertEqual(gateway.drain(), "drained")
             report = gateway.report()
         self.assertEqual((report["lost"], report["duplicated"], report["checksum_mismatches"]), (0, 0, 0))

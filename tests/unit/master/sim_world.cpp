@@ -479,6 +479,8 @@ void sim_world::restart_master(std::optional<std::size_t> carried_out) {
     apply(std::move(pending));
     if (!carried_out) check_replay();
     ++master_restarts_;
+    detaching_ = false;
+    exited_ = false;
     trace(carried_out ? fmt::format("FAULT master killed after {} of its actions", *carried_out) : "FAULT master killed");
     // Its sockets close: the frames it sent still arrive, then the EOF; what slaves sent it and it
     // had not read is gone. Its children keep running: a dead parent does not take them along.
@@ -605,7 +607,13 @@ void sim_world::deliver_to_master(link& l) {
     take_and_apply();
 }
 
+// A master that detached and exited is followed by the next one.
+void sim_world::successor_if_detached() {
+    if (detaching_ && exited_) restart_master();
+}
+
 void sim_world::random_step() {
+    successor_if_detached();
     std::vector<std::uint64_t> to_slave, to_master;
     for (auto& [id, l] : links_) {
         if (can_deliver(l)) to_slave.push_back(id);
@@ -707,8 +715,17 @@ void sim_world::fault_step() {
     } else if (choice < 80 && !live.empty()) {
         drop_connection(live[rng_() % live.size()]);
     } else if (choice < 85 && options_.master_restarts) {
-        // Half the time it dies between two of the actions it decided on.
-        const bool midway = rng_() % 2 == 0;
+        const auto how = rng_() % 4;
+        if (how == 0) {
+            // An operator replaces the master on purpose, leaving the slaves running; the next
+            // master starts once this one has exited.
+            trace("FAULT master detaching");
+            detaching_ = true;
+            core_->request_detach(now_);
+            return take_and_apply();
+        }
+        // Else it is killed; half of those times between two of the actions it decided on.
+        const bool midway = how == 1;
         if (!midway) return restart_master();
         // Deliver one frame to it, then let it die after carrying out part of the consequences.
         std::vector<std::uint64_t> to_master;
@@ -803,6 +820,7 @@ std::optional<std::string> sim_world::run() {
         }
     }
     for (int round = 0; round < 3000 && !violation_; ++round) {
+        successor_if_detached();
         step_deliver_all();
         if (settled()) break;
         advance(100ms);

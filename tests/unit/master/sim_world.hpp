@@ -122,6 +122,7 @@ private:
     bool can_deliver(const link& l) const;
     std::function<void()> eof_to_slave(std::uint64_t link_id);
     void check_replay();
+    void successor_if_detached();
     void check_grants(const std::string& slave, const std::vector<std::byte>& frames);
     void trace(std::string_view what) const;
     void apply_one(action& a);
@@ -160,7 +161,8 @@ private:
     std::map<std::uint64_t, int> migration_terminals_;  // started migrations → terminal records seen
     std::optional<std::string> violation_;
     bool exited_ = false;
-    bool adopting_ = false;  // a master waits for the slaves of the one before it
+    bool adopting_ = false;
+    bool detaching_ = false;  // the master was asked to detach; a successor starts once it exits  // a master waits for the slaves of the one before it
     std::uint64_t duplicates_delivered_ = 0;
     std::uint64_t master_restarts_ = 0;
     std::uint64_t wakes_ = 0;

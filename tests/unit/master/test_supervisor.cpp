@@ -375,7 +375,8 @@ TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, de
         for (const char* event : {"restart_completed", "restart_failed", "migration_completed", "migration_rolled_back",
                                   "migration_failed", "slave_killed", "shard_orphaned", "restart_queued",
                                   "shard_recovered", "recovery_failed", "spare_promoted", "migration_abandoned",
-                                  "slave_adopted", "shard_adopted", "fence_acknowledged", "stale_ack_ignored"}) {
+                                  "slave_adopted", "shard_adopted", "fence_acknowledged", "stale_ack_ignored",
+                                  "master_detached"}) {
             CHECK_MESSAGE(seen[event] > 0, "no simulated run reached " << event);
         }
         CHECK(master_restarts > 0);

@@ -11,6 +11,9 @@
 //  - every migration ends in exactly one logged terminal state: migration_completed,
 //    migration_rolled_back or migration_failed.
 //
+// Once it has emitted exit_daemon, every later on_* call is ignored: the daemon is on its way out
+// (its closing connections must not orphan shards in the log).
+//
 // Thread safety: none. One driver thread calls it. Time passed in must not go backwards.
 #pragma once
 
@@ -139,6 +142,11 @@ public:
     /// Graceful stop: finish in-flight moves, shut slaves down one by one, then exit_daemon.
     /// `immediate`: SIGKILL every slave now and exit.
     void request_stop(mono_time now, bool immediate);
+    /// Stops the master but leaves the slaves running their shards (to upgrade or move the
+    /// master): nothing new starts, moves in flight finish, then every connection closes and
+    /// exit_daemon follows. The log ends with master_detached — not a clean stop — so the next
+    /// master waits for the slaves and adopts them.
+    void request_detach(mono_time now);
     /// Live settings (concurrency, timeouts, heartbeat); shard and slave counts must not change.
     void apply_config(const supervisor_config& config, mono_time now);
 
