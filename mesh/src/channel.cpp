@@ -1,0 +1,348 @@
+#include <meshmaster/mesh/channel.hpp>
+
+#include <algorithm>
+
+namespace meshmaster::mesh {
+
+using std::chrono::nanoseconds;
+
+std::size_t channel_config::segment_payload() const noexcept {
+    const std::size_t fixed = header_size + (keyed ? tag_size : 0) + ack_frame_size(4) + data_frame_overhead(true);
+    return max_datagram > fixed + 64 ? std::min<std::size_t>(max_datagram - fixed, 0xFFFF) : 64;
+}
+
+channel::channel(channel_config config)
+    : cfg_(config), payload_(cfg_.segment_payload()), peer_edge_(cfg_.receive_window), rto_(cfg_.initial_rto) {}
+
+// --- sending ------------------------------------------------------------------------------------
+
+send_status channel::send(std::span<const std::byte> message) {
+    if (broken_) return send_status::failed;
+    if (message.size() > cfg_.max_message_size || message.size() > 0xFFFF'FFFFu) return send_status::too_large;
+    if (queued_bytes_ >= cfg_.send_buffer) return send_status::buffer_full;
+    auto buffer = std::make_shared<const std::vector<std::byte>>(message.begin(), message.end());
+    const std::size_t n = std::max<std::size_t>(1, (message.size() + payload_ - 1) / payload_);
+    for (std::size_t i = 0; i < n; ++i) {
+        out_segment s;
+        s.message = buffer;
+        s.offset = static_cast<std::uint32_t>(i * payload_);
+        s.length = static_cast<std::uint32_t>(std::min(payload_, message.size() - i * payload_));
+        s.first = i == 0;
+        s.last = i + 1 == n;
+        segs_.push_back(std::move(s));
+    }
+    queued_bytes_ += message.size();
+    ++stats_.messages_sent;
+    return send_status::queued;
+}
+
+void channel::acked(std::uint64_t seq, mono_time, mono_time& newest_sent, bool& progress) {
+    out_segment* s = seg(seq);
+    if (!s || s->acked || s->transmissions == 0) return;
+    s->acked = true;
+    progress = true;
+    if (!s->lost) {
+        --in_flight_;
+        in_flight_bytes_ -= s->length;
+    }
+    // Karn: only a segment sent once says how long a round trip takes, and when it was sent. An
+    // ack of a retransmitted one may be for the first copy, late in a queue; taking the
+    // retransmission's time would declare everything sent before it lost (RFC 8985 allows it
+    // past min_rtt, but queues here are milliseconds deep where min_rtt is microseconds).
+    if (s->transmissions == 1) newest_sent = std::max(newest_sent, s->last_sent);
+}
+
+void channel::on_ack(const ack_frame& ack, mono_time now) {
+    // An acknowledgement of something never sent is from a confused or stale peer: ignore it.
+    if (ack.cumulative > next_new_) return;
+    mono_time newest_sent{};
+    bool progress = false;
+    while (base_ < ack.cumulative && !segs_.empty()) {
+        acked(base_, now, newest_sent, progress);
+        queued_bytes_ -= segs_.front().length;
+        if (segs_.front().last) ++messages_acked_;
+        segs_.pop_front();
+        ++base_;
+    }
+    for (const auto& r : ack.ranges) {
+        const std::uint64_t from = std::max(r.first, base_);
+        const std::uint64_t to = std::min(r.first + r.count, next_new_);
+        for (std::uint64_t q = from; q < to; ++q) acked(q, now, newest_sent, progress);
+    }
+    if (ack.cumulative >= base_) peer_edge_ = ack.cumulative + ack.window;
+    if (newest_sent != mono_time{}) {
+        rtt_sample(now - newest_sent);
+        rack_sent_ = std::max(rack_sent_, newest_sent);
+    }
+    if (progress) {
+        failed_ = false;  // it answers again (a partition healed)
+        // The path delivers again: the timer need not stay backed off. (With only the oldest
+        // segment resent per expiry, several tail losses would otherwise cost 2^n timeouts.)
+        backoff_ = 0;
+        detect_losses(now);
+    }
+    if (peer_edge_ > next_new_) probe_at_.reset();
+}
+
+void channel::rtt_sample(nanoseconds r) {
+    r = std::max(r, nanoseconds(1));
+    min_rtt_ = std::min(min_rtt_, r);
+    if (!srtt_) {
+        srtt_ = r;
+        rttvar_ = r / 2;
+    } else {
+        const nanoseconds delta = *srtt_ > r ? *srtt_ - r : r - *srtt_;
+        rttvar_ = (3 * rttvar_ + delta) / 4;
+        srtt_ = (7 * *srtt_ + r) / 8;
+    }
+    rto_ = std::clamp(*srtt_ + std::max(4 * rttvar_, nanoseconds(std::chrono::microseconds(100))), cfg_.min_rto, cfg_.max_rto);
+    backoff_ = 0;
+}
+
+void channel::mark_lost(std::uint64_t seq) {
+    out_segment* s = seg(seq);
+    if (!s || s->acked || s->lost) return;
+    s->lost = true;
+    --in_flight_;
+    in_flight_bytes_ -= s->length;
+    lost_.push_back(seq);
+}
+
+// RACK: every transmission older than the newest one known delivered (by more than the reordering
+// window) is lost; so are ones sent together with it but three or more sequences before it.
+void channel::detect_losses(mono_time) {
+    const nanoseconds reorder = min_rtt_ == nanoseconds::max() ? nanoseconds(0) : min_rtt_ / 4;
+    while (!sent_order_.empty()) {
+        const auto [seq, t] = sent_order_.front();
+        out_segment* s = seg(seq);
+        if (!s || s->acked || s->lost || s->last_sent != t) {
+            sent_order_.pop_front();  // delivered, or superseded by a later transmission
+            continue;
+        }
+        if (t + reorder < rack_sent_) {
+            mark_lost(seq);
+            sent_order_.pop_front();
+            continue;
+        }
+        break;
+    }
+}
+
+bool channel::can_send_new() const {
+    if (next_new_ >= base_ + segs_.size() || next_new_ >= peer_edge_ || in_flight_ >= cfg_.send_window) return false;
+    // Bytes in flight are bounded too: big datagrams (on loopback, say) must not outrun the
+    // receiver's socket buffer, where the kernel would drop them.
+    return in_flight_ == 0 || in_flight_bytes_ + segs_[next_new_ - base_].length <= cfg_.max_in_flight_bytes;
+}
+
+std::optional<mono_time> channel::rto_deadline() const {
+    if (in_flight_ == 0) return std::nullopt;
+    for (const auto& [seq, t] : sent_order_) {
+        const out_segment* s = seq >= base_ && seq < base_ + segs_.size() ? &segs_[seq - base_] : nullptr;
+        if (s && !s->acked && !s->lost && s->last_sent == t) {
+            return t + std::min(cfg_.max_rto, rto_ * (std::int64_t{1} << std::min<std::uint32_t>(backoff_, 20)));
+        }
+    }
+    return std::nullopt;
+}
+
+bool channel::write_segment(packet_writer& packet, std::uint64_t seq, mono_time now) {
+    out_segment& s = segs_[seq - base_];
+    data_frame f{.first = s.first, .last = s.last, .sequence = seq,
+                 .message_size = s.first ? static_cast<std::uint32_t>(s.message->size()) : 0,
+                 .bytes = std::span<const std::byte>(s.message->data() + s.offset, s.length)};
+    if (!packet.data(f)) return false;
+    if (s.transmissions++ == 0) {
+        ++stats_.segments_sent;
+        stats_.bytes_sent += s.length;
+    } else {
+        ++stats_.segments_retransmitted;
+    }
+    if (s.transmissions > cfg_.max_transmissions) failed_ = true;
+    s.lost = false;
+    s.last_sent = now;
+    ++in_flight_;
+    in_flight_bytes_ += s.length;
+    sent_order_.emplace_back(seq, now);
+    return true;
+}
+
+// --- receiving ----------------------------------------------------------------------------------
+
+std::uint32_t channel::advertised_window() const noexcept {
+    return cfg_.receive_window > undelivered_segments_ ? cfg_.receive_window - undelivered_segments_ : 0;
+}
+
+void channel::need_ack(bool immediately, mono_time now) {
+    if (!ack_pending_) {
+        ack_pending_ = true;
+        ack_deadline_ = now + cfg_.ack_delay;
+    }
+    if (immediately) ack_now_ = true;
+}
+
+bool channel::accept_in_order(bool first, bool last, std::uint32_t size, std::span<const std::byte> bytes) {
+    if (first) {
+        if (assembling_ || size > cfg_.max_message_size) return false;
+        assembling_ = true;
+        assembling_size_ = size;
+        assembling_segments_ = 0;
+        assembly_.clear();
+        assembly_.reserve(std::min<std::size_t>(size, 1 << 16));  // grows as bytes arrive, not as claimed
+    } else if (!assembling_) {
+        return false;
+    }
+    if (assembly_.size() + bytes.size() > assembling_size_) return false;
+    assembly_.insert(assembly_.end(), bytes.begin(), bytes.end());
+    ++assembling_segments_;
+    if (!last) return true;
+    if (assembly_.size() != assembling_size_) return false;
+    stats_.bytes_received += assembly_.size();
+    ++stats_.messages_received;
+    delivered_.emplace_back(std::move(assembly_), assembling_segments_);
+    undelivered_segments_ += assembling_segments_;
+    assembly_ = {};
+    assembling_ = false;
+    return true;
+}
+
+bool channel::on_data(const data_frame& d, mono_time now) {
+    if (broken_) return false;
+    ++stats_.segments_received;
+    const std::uint64_t seq = d.sequence;
+    if (seq < cum_ || ooo_.contains(seq)) {
+        ++stats_.duplicates_dropped;  // its ack was lost, or it was sent twice: say so at once
+        need_ack(true, now);
+        return true;
+    }
+    if (seq >= cum_ + advertised_window()) {
+        ++stats_.beyond_window_dropped;  // a window probe, or a sender that ignores the window
+        need_ack(true, now);
+        return true;
+    }
+    if (seq != cum_) {
+        in_segment s{.first = d.first, .last = d.last, .message_size = d.message_size,
+                      .bytes = std::vector<std::byte>(d.bytes.begin(), d.bytes.end())};
+        ooo_.emplace(seq, std::move(s));
+        need_ack(true, now);  // a gap: tell the sender now, so it can repair it now
+        return true;
+    }
+    const bool had_gap = !ooo_.empty();
+    if (!accept_in_order(d.first, d.last, d.message_size, d.bytes)) return !(broken_ = true);
+    ++cum_;
+    while (!ooo_.empty() && ooo_.begin()->first == cum_) {
+        auto node = ooo_.extract(ooo_.begin());
+        const in_segment& s = node.mapped();
+        if (!accept_in_order(s.first, s.last, s.message_size, s.bytes)) return !(broken_ = true);
+        ++cum_;
+    }
+    unacked_bytes_ += d.bytes.size() + data_frame_overhead(d.first);
+    need_ack(had_gap || unacked_bytes_ >= 2 * cfg_.max_datagram, now);
+    return true;
+}
+
+std::optional<std::vector<std::byte>> channel::take_message() {
+    if (delivered_.empty()) return std::nullopt;
+    auto [message, segments] = std::move(delivered_.front());
+    delivered_.pop_front();
+    const std::uint32_t before = advertised_window();
+    undelivered_segments_ -= segments;
+    // The sender may be waiting on a closed (or nearly closed) window: tell it it opened.
+    if (before <= cfg_.receive_window / 4 && advertised_window() > cfg_.receive_window / 4) {
+        ack_pending_ = true;
+        ack_now_ = true;
+    }
+    return std::move(message);
+}
+
+// --- output -------------------------------------------------------------------------------------
+
+void channel::write_ack(packet_writer& packet, bool data_follows) {
+    // Ranges of out-of-order segments, lowest first: the gaps between them are the oldest losses.
+    std::size_t room_ranges = packet.room() >= ack_frame_size(0) ? (packet.room() - ack_frame_size(0)) / 6 : 0;
+    if (data_follows) room_ranges = std::min<std::size_t>(room_ranges, 4);
+    room_ranges = std::min(room_ranges, max_sack_ranges);
+    ranges_.clear();
+    for (const auto& [seq, s] : ooo_) {
+        if (!ranges_.empty() && ranges_.back().first + ranges_.back().count == seq && ranges_.back().count < 0xFFFF) {
+            ++ranges_.back().count;
+        } else {
+            if (ranges_.size() == room_ranges) break;
+            ranges_.push_back({seq, 1});
+        }
+    }
+    const std::uint32_t window = advertised_window();
+    if (!packet.ack(cum_, window, ranges_)) return;
+    ack_pending_ = false;
+    ack_now_ = false;
+    unacked_bytes_ = 0;
+}
+
+bool channel::has_lost() {
+    while (!lost_.empty()) {
+        const out_segment* s = seg(lost_.front());
+        if (s && !s->acked && s->lost) return true;
+        lost_.pop_front();
+    }
+    return false;
+}
+
+bool channel::wants_output(mono_time now) const {
+    if (ack_pending_ && (ack_now_ || now >= ack_deadline_)) return true;
+    for (std::uint64_t seq : lost_) {
+        const out_segment* s = seq >= base_ && seq < base_ + segs_.size() ? &segs_[seq - base_] : nullptr;
+        if (s && !s->acked && s->lost) return true;
+    }
+    return can_send_new();
+}
+
+bool channel::write(packet_writer& packet, mono_time now) {
+    const std::size_t frames = packet.frames();
+    const bool data = has_lost() || can_send_new();
+    if (ack_pending_ && (ack_now_ || now >= ack_deadline_ || data)) write_ack(packet, data);
+    while (has_lost()) {
+        if (!write_segment(packet, lost_.front(), now)) return packet.frames() > frames;
+        lost_.pop_front();
+    }
+    while (can_send_new() && write_segment(packet, next_new_, now)) ++next_new_;
+    // A closed window: probe it after an RTO with the next segment.
+    if (next_new_ < base_ + segs_.size() && next_new_ >= peer_edge_ && in_flight_ == 0 && !probe_at_) {
+        probe_at_ = now + rto_;
+    }
+    return packet.frames() > frames;
+}
+
+std::optional<mono_time> channel::next_deadline() const {
+    std::optional<mono_time> at;
+    auto earliest = [&](mono_time t) { at = at ? std::min(*at, t) : t; };
+    if (ack_pending_) earliest(ack_deadline_);
+    if (auto r = rto_deadline()) earliest(*r);
+    if (probe_at_) earliest(*probe_at_);
+    return at;
+}
+
+void channel::on_timer(mono_time now) {
+    if (ack_pending_ && now >= ack_deadline_) ack_now_ = true;
+    if (auto deadline = rto_deadline(); deadline && now >= *deadline) {
+        // Only the oldest outstanding segment is sent again (as TCP does): a timer that fired
+        // because the round trip grew under load must not resend the whole window. If it was
+        // really lost with the rest, its acknowledgement lets RACK find the others.
+        ++stats_.rto_expirations;
+        while (!sent_order_.empty()) {
+            const auto [seq, t] = sent_order_.front();
+            sent_order_.pop_front();
+            const out_segment* s = seg(seq);
+            if (s && !s->acked && !s->lost && s->last_sent == t) {
+                mark_lost(seq);
+                break;
+            }
+        }
+        ++backoff_;
+    }
+    if (probe_at_ && now >= *probe_at_) {
+        probe_at_.reset();
+        peer_edge_ = std::max(peer_edge_, next_new_ + 1);  // one segment past the window
+    }
+}
+
+}  // namespace meshmaster::mesh
