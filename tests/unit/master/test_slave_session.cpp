@@ -130,7 +130,7 @@ TEST_CASE("after the handshake: a state in chunks reaches the supervisor whole, 
     CHECK_FALSE(h.session->closing());
 }
 
-TEST_CASE("a broken frame stream closes the connection; the supervisor hears of it exactly once") {
+TEST_CASE("a broken frame stream closes the connection, and the supervisor hears of it exactly once") {
     session_harness h;
     h.feed(h.handshake_reply("w1", h.settings.secret));
     REQUIRE(connected(h, "w1"));
