@@ -3,6 +3,7 @@
 #include "cli.hpp"
 #include "daemon.hpp"
 #include "daemon_config.hpp"
+#include "mesh_cli.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -116,6 +117,28 @@ int main(int argc, char** argv) {
     replay->add_option("--shards", replay_shards, "shard count (default: the configuration's)");
     replay->add_flag("--json", as_json, "machine-readable");
 
+    // meshmaster mesh ping|nodes: tools for the UDP mesh.
+    auto* mesh = app.add_subcommand("mesh", "tools for the UDP mesh between slaves");
+    mesh->require_subcommand(1);
+    cli::mesh_key_source mesh_key;
+    std::string mesh_address;
+    unsigned ping_count = 4, ping_interval = 1000, mesh_timeout = 1000;
+    auto add_key = [&](CLI::App* sub) {
+        sub->add_option("address", mesh_address, "the node's HOST:PORT")->required();
+        sub->add_option("--key-file", mesh_key.key_file, "the mesh key");
+        sub->add_option("--secret-file", mesh_key.secret_file, "the fleet secret (the mesh key is derived from it)");
+        sub->add_option("-c,--config", control_config, "take the fleet secret from this configuration");
+        sub->add_flag("--insecure", mesh_key.insecure, "no key: for nodes running without authentication");
+        sub->add_option("--timeout", mesh_timeout, "milliseconds to wait for an answer");
+    };
+    auto* mesh_ping = mesh->add_subcommand("ping", "probe a node and print its round-trip time");
+    add_key(mesh_ping);
+    mesh_ping->add_option("-n,--count", ping_count, "probes to send");
+    mesh_ping->add_option("-i,--interval", ping_interval, "milliseconds between probes");
+    auto* mesh_nodes = mesh->add_subcommand("nodes", "a node's status list: its peers, state, RTT, loss, traffic");
+    add_key(mesh_nodes);
+    mesh_nodes->add_flag("--json", as_json, "machine-readable");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::Success& e) {
@@ -167,6 +190,15 @@ int main(int argc, char** argv) {
         if (*restart) return cli::restart(control_socket, wait);
         if (*reload) return cli::reload(control_socket);
         return cli::stop(control_socket, leave_slaves);
+    }
+    if (*mesh) {
+        if (!control_config.empty() && mesh_key.key_file.empty() && mesh_key.secret_file.empty()) {
+            auto c = paths_from(control_config);
+            if (!c) return 78;
+            mesh_key.secret_file = c->secret_file;
+        }
+        if (*mesh_ping) return cli::mesh_ping(mesh_address, mesh_key, ping_count, ping_interval, mesh_timeout);
+        return cli::mesh_nodes(mesh_address, mesh_key, as_json, mesh_timeout);
     }
     if (*replay) {
         auto c = paths_from(control_config);

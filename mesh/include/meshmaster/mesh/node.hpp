@@ -1,0 +1,205 @@
+// A mesh node: one UDP socket, the peers discovery reports, and on top of the reliability channel
+// per peer: commands by 16-bit id, request/response with exactly one outcome, reliable and
+// unreliable one-way sends, sends to many with a limit on deliveries in flight, node types and
+// values, online/offline state with events, and a status list per peer.
+//
+//     boost::asio::io_context io;
+//     mesh::node n(io.get_executor(), {.id = "a", .type = "bot", .port = 7400, .secret = key});
+//     n.command(1, [](const mesh::incoming& in) { return mesh::reply::respond(in.payload); });  // echo
+//     n.start();
+//     n.peer_up({.id = "b", .host = "127.0.0.1", .port = 7401, .incarnation = b_incarnation});
+//     auto out = co_await n.request("b", 1, bytes);  // response, error, timeout or stopped
+//
+// Authentication is on by default: every datagram carries an AES-128-GCM tag keyed from
+// `secret`, with replay protection (packet_auth.hpp). Running without a key needs
+// `insecure = true`, and start() logs that it does.
+//
+// Thread safety: a node and everything it calls back run on its executor (one thread: an
+// io_context run by one thread, or a strand). Call it only from there. Handlers may complete
+// later (async handlers are coroutines); they must not outlive the node. Destroying the node
+// cancels everything pending (requests complete as `stopped`).
+#pragma once
+
+#include <meshmaster/mesh/channel.hpp>
+#include <meshmaster/mesh/discovery.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace meshmaster::mesh {
+
+using bytes = std::vector<std::byte>;
+
+struct node_options {
+    std::string id;    ///< unique in the cluster; default: "<hostname>-<pid>"
+    std::string type;  ///< nodes_by_type(); may change with set_type() before start()
+    std::string bind = "127.0.0.1";
+    std::uint16_t port = 0;       ///< 0: any free port
+    std::uint16_t port_last = 0;  ///< > port: the first free one of port..port_last
+    std::string secret;           ///< the cluster key, ≥ 16 bytes
+    bool insecure = false;        ///< no key: datagrams unauthenticated (logged at start)
+    channel_config channel{};     ///< datagram size, windows, RTO bounds (keyed follows secret)
+    std::chrono::milliseconds request_timeout{1000};
+    std::chrono::milliseconds keepalive{250};       ///< probe a peer heard nothing from for this long
+    std::chrono::milliseconds offline_after{2000};  ///< then call it offline
+    std::chrono::milliseconds drain_timeout{2000};  ///< go_offline() waits this long at most
+    std::size_t socket_buffer = std::size_t{16} << 20;  ///< SO_RCVBUF / SO_SNDBUF asked for
+    /// An authenticated probe from a node discovery has not reported makes it a peer (how static
+    /// discovery works: one side knowing the other's address is enough).
+    bool learn_from_probes = true;
+    /// Log lines (level "info", "warn", "error"); default: none.
+    std::function<void(std::string_view level, std::string_view message)> log;
+};
+
+/// What a handler gets. `payload` is valid until the handler returns (for an async handler:
+/// until its first suspension — copy what you keep).
+struct incoming {
+    std::string_view from;  ///< the sender's node id
+    std::uint16_t command = 0;
+    std::span<const std::byte> payload;
+    bool is_request = false;  ///< false: a one-way send; the reply is ignored
+};
+
+/// What a handler returns: a response, an error with a message, or nothing (one-way sends, or a
+/// request the handler leaves unanswered — the requester then times out).
+struct reply {
+    enum class kind : std::uint8_t { none, response, error } what = kind::none;
+    bytes body;
+    std::string message;
+    static reply respond(bytes b) { return {kind::response, std::move(b), {}}; }
+    static reply respond(std::span<const std::byte> b) { return {kind::response, bytes(b.begin(), b.end()), {}}; }
+    static reply fail(std::string m) { return {kind::error, {}, std::move(m)}; }
+    static reply nothing() { return {}; }
+};
+
+using handler = std::function<reply(const incoming&)>;
+using async_handler = std::function<boost::asio::awaitable<reply>(incoming)>;
+
+/// The one outcome of a request.
+struct outcome {
+    enum class kind : std::uint8_t { response, error, timeout, stopped } what = kind::timeout;
+    bytes body;           ///< response
+    std::string message;  ///< error: the handler's message; stopped: why
+    [[nodiscard]] bool ok() const noexcept { return what == kind::response; }
+};
+std::string_view to_string(outcome::kind k) noexcept;
+
+struct membership_event {
+    enum class kind : std::uint8_t { join, leave, online, offline } what;
+    std::string node;
+};
+
+/// One line of the status list (in the spirit of rdoorn/cluster's).
+struct peer_status {
+    peer_record record;
+    bool online = false;
+    std::optional<std::chrono::nanoseconds> rtt;
+    double loss = 0;  ///< share of segments sent that had to be sent again
+    std::uint64_t packets_in = 0, packets_out = 0, bytes_in = 0, bytes_out = 0;
+    std::uint64_t messages_in = 0, messages_out = 0;
+    std::uint64_t retransmitted = 0;           ///< segments sent again
+    std::uint64_t duplicates_dropped = 0;      ///< segments that arrived twice (a lost or slow ack)
+    std::uint64_t beyond_window_dropped = 0;   ///< segments past the window this node advertised
+    std::chrono::milliseconds last_heard{};  ///< ago
+};
+
+/// Datagrams dropped before reaching any peer, by reason (wire.hpp's drop_reason) and more.
+struct node_counters {
+    std::uint64_t truncated = 0, bad_magic = 0, bad_frame = 0, bad_tag = 0, replayed = 0, wrong_receiver = 0;
+    std::uint64_t unknown_sender = 0;  ///< authenticated, but from an incarnation discovery has not reported
+    std::uint64_t send_errors = 0;
+};
+
+/// The answer to probe(): who is at that address and how far.
+struct probe_result {
+    std::string id, type;
+    std::uint64_t incarnation = 0;
+    std::chrono::nanoseconds rtt{};
+};
+
+class node final : public discovery_sink {
+public:
+    node(boost::asio::any_io_executor executor, node_options options);
+    ~node() override;
+    node(const node&) = delete;
+    node& operator=(const node&) = delete;
+
+    /// Binds the socket and starts receiving. Errors: no key without `insecure`, no free port.
+    boost::system::error_code start();
+    [[nodiscard]] std::uint16_t port() const noexcept;
+    /// This node's record, for discovery to publish.
+    [[nodiscard]] const peer_record& self() const noexcept;
+
+    void set_type(std::string type);  ///< before start()
+    void set_value(std::string key, std::string value);
+    [[nodiscard]] std::optional<std::string> value(std::string_view node, std::string_view key) const;
+
+    /// The command every node answers itself: its status list as JSON (what `meshmaster mesh
+    /// nodes HOST:PORT` shows). Only peers holding the key can ask. Applications cannot take it.
+    static constexpr std::uint16_t status_command = 0xFFFF;
+    /// The status list as that JSON text: {"self": {...}, "peers": [{...}, ...]}.
+    [[nodiscard]] std::string status_json() const;
+
+    /// Registers the handler of a command id (replacing any earlier one); not status_command.
+    void command(std::uint16_t id, handler h);
+    void command(std::uint16_t id, async_handler h);
+
+    /// Exactly one outcome: the response, the handler's error, a timeout (on time, also when the
+    /// peer is unreachable) or stopped (the peer is going offline, or unknown). `retries`: sent
+    /// again after each timeout, the handler runs at most once per request all the same.
+    boost::asio::awaitable<outcome> request(std::string node, std::uint16_t command, bytes payload,
+                                            std::optional<std::chrono::milliseconds> timeout = std::nullopt,
+                                            unsigned retries = 0);
+    /// Reliable one-way: delivered exactly once and in order unless the peer goes away. Completes
+    /// once queued; waits while the peer's queue is full. False: unknown or offline peer.
+    boost::asio::awaitable<bool> send(std::string node, std::uint16_t command, bytes payload);
+    /// Unreliable one-way, at most one datagram. False: unknown peer or too large.
+    bool usend(std::string_view node, std::uint16_t command, std::span<const std::byte> payload);
+    /// Reliable to many, at most `limit` unacknowledged deliveries at once; completes when every
+    /// delivery is acknowledged or its peer gone. Returns how many were acknowledged.
+    boost::asio::awaitable<std::size_t> send_many(std::vector<std::string> nodes, std::uint16_t command, bytes payload,
+                                                  std::size_t limit);
+    /// Unreliable to many, `limit` datagrams at a time (the socket drains in between).
+    boost::asio::awaitable<std::size_t> usend_many(std::vector<std::string> nodes, std::uint16_t command, bytes payload,
+                                                   std::size_t limit);
+
+    [[nodiscard]] std::vector<peer_record> nodes() const;
+    [[nodiscard]] std::vector<peer_record> nodes_by_type(std::string_view type) const;
+    [[nodiscard]] bool is_online(std::string_view node) const;
+    [[nodiscard]] bool is_self_online() const noexcept;
+    void on_membership(std::function<void(const membership_event&)> f);
+    [[nodiscard]] std::vector<peer_status> status() const;
+    [[nodiscard]] const node_counters& counters() const noexcept;
+
+    /// Announces this node offline, answers new requests with `stopped`, drains what is in flight
+    /// (handlers running, messages unacknowledged; at most drain_timeout), says goodbye, closes.
+    boost::asio::awaitable<void> go_offline();
+
+    /// Asks whoever listens at host:port who it is (works before discovery knows it). With
+    /// `join`, this node names itself in the probe, so that the other side adds it as a peer, and
+    /// adds the answerer as a peer in turn (static discovery); without, it is an anonymous ping.
+    boost::asio::awaitable<std::optional<probe_result>> probe(std::string host, std::uint16_t port,
+                                                              std::chrono::milliseconds timeout, bool join = false);
+
+    // discovery_sink: discovery backends report peers here.
+    void peer_up(const peer_record& peer) override;
+    void peer_down(std::string_view id) override;
+
+    struct impl;
+
+private:
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace meshmaster::mesh
