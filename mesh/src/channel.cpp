@@ -49,7 +49,10 @@ void channel::acked(std::uint64_t seq, mono_time, mono_time& newest_sent, bool& 
     // ack of a retransmitted one may be for the first copy, late in a queue; taking the
     // retransmission's time would declare everything sent before it lost (RFC 8985 allows it
     // past min_rtt, but queues here are milliseconds deep where min_rtt is microseconds).
-    if (s->transmissions == 1) newest_sent = std::max(newest_sent, s->last_sent);
+    if (s->transmissions == 1) {
+        newest_sent = std::max(newest_sent, s->last_sent);
+        rack_packet_ = std::max(rack_packet_, s->packet);
+    }
 }
 
 void channel::on_ack(const ack_frame& ack, mono_time now) {
@@ -108,8 +111,9 @@ void channel::mark_lost(std::uint64_t seq) {
     lost_.push_back(seq);
 }
 
-// RACK: every transmission older than the newest one known delivered (by more than the reordering
-// window) is lost; so are ones sent together with it but three or more sequences before it.
+// Every transmission older than the newest one known delivered, by more than the reordering window
+// in time or by three packets, is lost. (The packet threshold catches losses among datagrams sent
+// in one batch, which share a send time.)
 void channel::detect_losses(mono_time) {
     const nanoseconds reorder = min_rtt_ == nanoseconds::max() ? nanoseconds(0) : min_rtt_ / 4;
     while (!sent_order_.empty()) {
@@ -119,7 +123,7 @@ void channel::detect_losses(mono_time) {
             sent_order_.pop_front();  // delivered, or superseded by a later transmission
             continue;
         }
-        if (t + reorder < rack_sent_) {
+        if (t + reorder < rack_sent_ || s->packet + 3 <= rack_packet_) {
             mark_lost(seq);
             sent_order_.pop_front();
             continue;
@@ -161,6 +165,7 @@ bool channel::write_segment(packet_writer& packet, std::uint64_t seq, mono_time 
     if (s.transmissions > cfg_.max_transmissions) failed_ = true;
     s.lost = false;
     s.last_sent = now;
+    s.packet = packets_written_ + 1;  // this write()'s packet (counted once it wrote something)
     ++in_flight_;
     in_flight_bytes_ += s.length;
     sent_order_.emplace_back(seq, now);
@@ -301,7 +306,11 @@ bool channel::write(packet_writer& packet, mono_time now) {
     const bool data = has_lost() || can_send_new();
     if (ack_pending_ && (ack_now_ || now >= ack_deadline_ || data)) write_ack(packet, data);
     while (has_lost()) {
-        if (!write_segment(packet, lost_.front(), now)) return packet.frames() > frames;
+        if (!write_segment(packet, lost_.front(), now)) {
+            const bool wrote = packet.frames() > frames;
+            if (wrote) ++packets_written_;
+            return wrote;
+        }
         lost_.pop_front();
     }
     while (can_send_new() && write_segment(packet, next_new_, now)) ++next_new_;
@@ -309,7 +318,9 @@ bool channel::write(packet_writer& packet, mono_time now) {
     if (next_new_ < base_ + segs_.size() && next_new_ >= peer_edge_ && in_flight_ == 0 && !probe_at_) {
         probe_at_ = now + rto_;
     }
-    return packet.frames() > frames;
+    const bool wrote = packet.frames() > frames;
+    if (wrote) ++packets_written_;
+    return wrote;
 }
 
 std::optional<mono_time> channel::next_deadline() const {

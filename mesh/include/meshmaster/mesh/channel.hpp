@@ -8,8 +8,8 @@
 //    duplicates by sequence number (never by a time window);
 //  - acknowledgements are cumulative plus selective (SACK ranges), ride on data and responses
 //    when there are any, and go alone only after `ack_delay`, at once on a gap or a duplicate;
-//  - loss is found RACK-style (RFC 8985): a segment is lost once one sent after it was
-//    acknowledged and a quarter of the minimum RTT has passed — fast, and right for reordering;
+//  - loss is found as QUIC does (RFC 9002, after RACK, RFC 8985): a segment is lost once one sent
+//    three packets after it, or a quarter of the minimum RTT after it, was acknowledged;
 //    the retransmission timer follows RFC 6298 (SRTT, RTTVAR, Karn) with a small floor, resends
 //    only the oldest segment and backs off exponentially;
 //  - flow control: the receiver advertises how many segments beyond the cumulative point it takes,
@@ -42,8 +42,8 @@ using mono_time = std::chrono::nanoseconds;
 struct channel_config {
     std::size_t max_datagram = 1400;  ///< whole datagram, header and tag included
     bool keyed = true;                ///< datagrams carry a tag (less room for frames)
-    std::uint32_t receive_window = 2048;  ///< segments held for the application at most
-    std::uint32_t send_window = 2048;     ///< segments in flight at most
+    std::uint32_t receive_window = 16384;  ///< segments held for the application at most
+    std::uint32_t send_window = 16384;     ///< segments in flight at most
     std::uint64_t max_in_flight_bytes = std::uint64_t{2} << 20;  ///< and bytes (fits a receive buffer)
     std::uint64_t max_message_size = std::uint64_t{16} << 20;
     std::uint64_t send_buffer = std::uint64_t{64} << 20;  ///< bytes queued before send() refuses
@@ -129,6 +129,7 @@ private:
         bool acked = false, lost = false;
         std::uint16_t transmissions = 0;
         mono_time last_sent{};
+        std::uint64_t packet = 0;  // which write() carried its last transmission
     };
     struct in_segment {
         bool first = false, last = false;
@@ -173,6 +174,8 @@ private:
     std::chrono::nanoseconds min_rtt_ = std::chrono::nanoseconds::max();
     std::uint32_t backoff_ = 0;
     mono_time rack_sent_{};          // newest transmission time known delivered
+    std::uint64_t packets_written_ = 0;  // write() calls that wrote something: a packet counter
+    std::uint64_t rack_packet_ = 0;      // the newest packet known delivered (first transmissions)
     std::optional<mono_time> probe_at_;  // zero window: when to probe
 
     // receiver
