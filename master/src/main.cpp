@@ -123,8 +123,8 @@ int main(int argc, char** argv) {
     cli::mesh_key_source mesh_key;
     std::string mesh_address;
     unsigned ping_count = 4, ping_interval = 1000, mesh_timeout = 1000;
-    auto add_key = [&](CLI::App* sub) {
-        sub->add_option("address", mesh_address, "the node's HOST:PORT")->required();
+    auto add_key = [&](CLI::App* sub, bool address_required) {
+        sub->add_option("address", mesh_address, "the node's HOST:PORT")->required(address_required);
         sub->add_option("--key-file", mesh_key.key_file, "the mesh key");
         sub->add_option("--secret-file", mesh_key.secret_file, "the fleet secret (the mesh key is derived from it)");
         sub->add_option("-c,--config", control_config, "take the fleet secret from this configuration");
@@ -132,11 +132,16 @@ int main(int argc, char** argv) {
         sub->add_option("--timeout", mesh_timeout, "milliseconds to wait for an answer");
     };
     auto* mesh_ping = mesh->add_subcommand("ping", "probe a node and print its round-trip time");
-    add_key(mesh_ping);
+    add_key(mesh_ping, true);
     mesh_ping->add_option("-n,--count", ping_count, "probes to send");
     mesh_ping->add_option("-i,--interval", ping_interval, "milliseconds between probes");
-    auto* mesh_nodes = mesh->add_subcommand("nodes", "a node's status list: its peers, state, RTT, loss, traffic");
-    add_key(mesh_nodes);
+    auto* mesh_nodes = mesh->add_subcommand("nodes", "a node's status list (its peers, state, RTT, loss, traffic), or the nodes in Redis");
+    cli::redis_source redis;
+    add_key(mesh_nodes, false);  // or --redis
+    mesh_nodes->add_option("--redis", redis.address, "list the nodes registered in this Redis (HOST:PORT) instead");
+    mesh_nodes->add_option("--redis-prefix", redis.prefix, "key prefix of the Redis discovery");
+    mesh_nodes->add_option("--redis-password-file", redis.password_file, "Redis password");
+    mesh_nodes->add_option("--redis-db", redis.database, "Redis database index");
     mesh_nodes->add_flag("--json", as_json, "machine-readable");
 
     try {
@@ -198,6 +203,11 @@ int main(int argc, char** argv) {
             mesh_key.secret_file = c->secret_file;
         }
         if (*mesh_ping) return cli::mesh_ping(mesh_address, mesh_key, ping_count, ping_interval, mesh_timeout);
+        if (!redis.address.empty()) return cli::mesh_nodes_from_redis(redis, as_json, mesh_timeout);
+        if (mesh_address.empty()) {
+            fmt::print(stderr, "mesh nodes: give the node's HOST:PORT, or --redis HOST:PORT\n");
+            return 64;
+        }
         return cli::mesh_nodes(mesh_address, mesh_key, as_json, mesh_timeout);
     }
     if (*replay) {

@@ -2,6 +2,7 @@
 
 #include <meshmaster/mesh/node.hpp>
 #include <meshmaster/mesh/packet_auth.hpp>
+#include <meshmaster/mesh/redis_discovery.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -97,21 +98,35 @@ int with_node(const std::string& key, const std::string& host, Body body) {
     return rc;
 }
 
+// A node's HOST:PORT and the key to talk to it with, or the exit code (with the reason printed).
+struct target {
+    std::string host;
+    std::uint16_t port = 0;
+    std::string key;
+};
+std::optional<target> resolve_target(const std::string& address, const mesh_key_source& k, int& rc) {
+    target t;
+    if (!split(address, t.host, t.port)) {
+        fmt::print(stderr, "'{}' is not HOST:PORT\n", address);
+        rc = 64;
+        return std::nullopt;
+    }
+    auto key = resolve_key(k, rc);
+    if (!key) return std::nullopt;
+    t.key = std::move(*key);
+    return t;
+}
+
 }  // namespace
 
 int mesh_ping(const std::string& address, const mesh_key_source& k, unsigned count, unsigned interval_ms,
               unsigned timeout_ms) {
-    std::string host;
-    std::uint16_t port = 0;
-    if (!split(address, host, port)) {
-        fmt::print(stderr, "'{}' is not HOST:PORT\n", address);
-        return 64;
-    }
     int rc = 0;
-    auto key = resolve_key(k, rc);
-    if (!key) return rc;
-    return with_node(*key, host, [&](mesh::node& n) -> awaitable<int> {
-        fmt::print("MESH PING {} ({})\n", address, key->empty() ? "unauthenticated" : "authenticated");
+    const auto t = resolve_target(address, k, rc);
+    if (!t) return rc;
+    const auto& [host, port, key] = *t;
+    return with_node(key, host, [&](mesh::node& n) -> awaitable<int> {
+        fmt::print("MESH PING {} ({})\n", address, key.empty() ? "unauthenticated" : "authenticated");
         std::vector<double> rtts;
         asio::steady_timer pause(co_await asio::this_coro::executor);
         for (unsigned seq = 1; seq <= count; ++seq) {
@@ -123,7 +138,7 @@ int mesh_ping(const std::string& address, const mesh_key_source& k, unsigned cou
                            r->type.empty() ? "-" : r->type, address, seq, ms);
             } else {
                 fmt::print("no reply from {}: seq={} (timeout {} ms{})\n", address, seq, timeout_ms,
-                           key->empty() ? "" : "; a node with another key stays silent");
+                           key.empty() ? "" : "; a node with another key stays silent");
             }
             if (seq < count) {
                 pause.expires_after(std::chrono::milliseconds(interval_ms));
@@ -145,16 +160,11 @@ int mesh_ping(const std::string& address, const mesh_key_source& k, unsigned cou
 }
 
 int mesh_nodes(const std::string& address, const mesh_key_source& k, bool as_json, unsigned timeout_ms) {
-    std::string host;
-    std::uint16_t port = 0;
-    if (!split(address, host, port)) {
-        fmt::print(stderr, "'{}' is not HOST:PORT\n", address);
-        return 64;
-    }
     int rc = 0;
-    auto key = resolve_key(k, rc);
-    if (!key) return rc;
-    return with_node(*key, host, [&](mesh::node& n) -> awaitable<int> {
+    const auto t = resolve_target(address, k, rc);
+    if (!t) return rc;
+    const auto& [host, port, key] = *t;
+    return with_node(key, host, [&](mesh::node& n) -> awaitable<int> {
         std::optional<mesh::probe_result> who;
         for (int attempt = 0; attempt < 5 && !who; ++attempt) {
             who = co_await n.probe(host, port, std::chrono::milliseconds(timeout_ms), true);
@@ -197,6 +207,50 @@ int mesh_nodes(const std::string& address, const mesh_key_source& k, bool as_jso
         }
         co_return 0;
     });
+}
+
+int mesh_nodes_from_redis(const redis_source& redis, bool as_json, unsigned timeout_ms) {
+    mesh::redis_options o;
+    if (!split(redis.address, o.host, o.port)) {
+        fmt::print(stderr, "'{}' is not HOST:PORT\n", redis.address);
+        return 64;
+    }
+    if (!redis.password_file.empty()) {
+        auto p = read_trimmed(redis.password_file);
+        if (!p) {
+            fmt::print(stderr, "cannot read the Redis password file {}\n", redis.password_file);
+            return 78;
+        }
+        o.password = *p;
+    }
+    o.prefix = redis.prefix;
+    o.database = redis.database;
+    o.command_timeout = std::chrono::milliseconds(timeout_ms);
+    o.log = [](std::string_view, std::string_view) {};  // the error below says it
+    auto nodes = mesh::redis_discovery::list(o);
+    if (!nodes) {
+        fmt::print(stderr, "Redis at {}: {}\n", redis.address, nodes.error().message());
+        return 69;
+    }
+    if (as_json) {
+        json::array a;
+        for (const auto& n : *nodes) {
+            json::object values;
+            for (const auto& [k, v] : n.values) values[k] = v;
+            a.push_back(json::object{{"id", n.id}, {"type", n.type}, {"host", n.host}, {"port", n.port},
+                                     {"incarnation", std::to_string(n.incarnation)}, {"values", std::move(values)}});
+        }
+        fmt::print("{}\n", json::serialize(a));
+        return 0;
+    }
+    fmt::print("{} node(s) under {} in Redis {} (db {})\n", nodes->size(), o.prefix, redis.address, o.database);
+    fmt::print("{:<24} {:<10} {:<22} {}\n", "NODE", "TYPE", "ADDRESS", "VALUES");
+    for (const auto& n : *nodes) {
+        std::string values;
+        for (const auto& [k, v] : n.values) values += fmt::format("{}{}={}", values.empty() ? "" : " ", k, v);
+        fmt::print("{:<24} {:<10} {:<22} {}\n", n.id, n.type, fmt::format("{}:{}", n.host, n.port), values);
+    }
+    return 0;
 }
 
 }  // namespace meshmaster::master::cli

@@ -19,4 +19,13 @@ int mesh_ping(const std::string& address, const mesh_key_source& key, unsigned c
 /// The status list of the node at HOST:PORT (it must accept our key), as a table or JSON.
 int mesh_nodes(const std::string& address, const mesh_key_source& key, bool as_json, unsigned timeout_ms);
 
+struct redis_source {
+    std::string address;  ///< HOST:PORT of the Redis server
+    std::string prefix = "meshmaster:mesh:";
+    std::string password_file;
+    int database = 0;
+};
+/// The nodes registered in Redis (Redis discovery), as a table or JSON.
+int mesh_nodes_from_redis(const redis_source& redis, bool as_json, unsigned timeout_ms);
+
 }  // namespace meshmaster::master::cli

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -126,6 +127,70 @@ class Loopback(unittest.TestCase):
         self.assertGreater(r["stopped"], 0, "requests after the goodbye are refused with stopped")
         self.assertEqual(r["timeouts"], 0, "nothing was left to time out")
         self.assertLess(time.monotonic() - started, 5)
+
+
+MESHMASTER = os.path.join(BUILD, "master", "meshmaster")
+BENCH_KEY = "mesh-bench-secret-0123456789"  # mesh_peer's default key
+
+
+class Tools(unittest.TestCase):
+    def setUp(self):
+        self.port = free_port()
+        self.server = Server(self.port)
+        self.addCleanup(self.server.close)
+        key = tempfile.NamedTemporaryFile("w", delete=False)
+        key.write(BENCH_KEY)
+        key.close()
+        self.key = key.name
+        self.addCleanup(os.unlink, key.name)
+
+    def meshmaster(self, *args):
+        return subprocess.run([MESHMASTER, "mesh", *args], capture_output=True, text=True, timeout=30)
+
+    def test_ping_answers_with_the_round_trip_and_stays_silent_for_another_key(self):
+        out = self.meshmaster("ping", f"127.0.0.1:{self.port}", "--key-file", self.key, "-n", "3", "-i", "50")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.count("reply from server (type bench)"), 3, out.stdout)
+        self.assertIn("3 probes sent, 3 replies, 0% loss", out.stdout)
+        out = self.meshmaster("ping", f"127.0.0.1:{self.port}", "--insecure", "-n", "1", "--timeout", "200")
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("100% loss", out.stdout)
+
+    def test_nodes_lists_the_peers_of_a_running_node(self):
+        rc, _, err = client("--port", str(self.port), "--test", "rr", "--count", "50", timeout=30)
+        self.assertEqual(rc, 0, err)
+        out = self.meshmaster("nodes", f"127.0.0.1:{self.port}", "--key-file", self.key, "--json")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        status = json.loads(out.stdout)
+        self.assertEqual(status["self"]["id"], "server")
+        self.assertTrue(status["self"]["authenticated"])
+        peers = {p["id"]: p for p in status["peers"]}
+        self.assertIn("client", peers)
+        self.assertGreater(peers["client"]["packets_in"], 50)
+        self.assertGreater(peers["client"]["messages_in"], 50)
+
+    def test_nodes_from_redis(self):
+        port = free_port()
+        redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                  "no"], stdout=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() == "PONG":
+                    break
+                time.sleep(0.05)
+            record = {"v": 1, "id": "bot-7", "type": "bot", "host": "127.0.0.1", "port": 7407, "incarnation": "99",
+                      "values": {"shards": "0-15"}}
+            subprocess.run(["redis-cli", "-p", str(port), "SET", "meshmaster:mesh:node:bot-7", json.dumps(record), "PX", "10000"],
+                           check=True, capture_output=True)
+            out = self.meshmaster("nodes", "--redis", f"127.0.0.1:{port}", "--json")
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(json.loads(out.stdout), [{k: v for k, v in record.items() if k != "v"}])
+            out = self.meshmaster("nodes", "--redis", f"127.0.0.1:{port}")
+            self.assertIn("bot-7", out.stdout)
+            self.assertIn("shards=0-15", out.stdout)
+        finally:
+            redis.terminate()
+            redis.wait(10)
 
 
 if __name__ == "__main__":

@@ -216,6 +216,12 @@ inline std::uint64_t warmup_count(std::uint64_t n) { return std::min<std::uint64
   std::exit(exit_failure);
 }
 
+// The request/response test of every peer: `round_trip(message, seq)` sends the echo request and
+// returns once its answer is back (failing the run on a wrong one). A warm-up is not measured;
+// the clock starts after the message is built, as the message is the caller's to make.
+template <class RoundTrip>
+int measure_rr(const options& o, RoundTrip round_trip);
+
 // Round trips in nanoseconds; nearest-rank percentiles.
 inline void print_rr(const options& o, std::vector<std::int64_t> ns) {
   if (ns.empty()) fail("no round trips measured");
@@ -231,6 +237,22 @@ inline void print_rr(const options& o, std::vector<std::int64_t> ns) {
       "\"p999_us\":%.3f,\"mean_us\":%.3f}\n",
       ns.size(), o.size, pct(0.50), pct(0.99), pct(0.999), sum / double(ns.size()) / 1e3);
   std::fflush(stdout);
+}
+
+template <class RoundTrip>
+int measure_rr(const options& o, RoundTrip round_trip) {
+  message_writer w(o.size);
+  const std::uint64_t warmup = warmup_count(o.count);
+  std::vector<std::int64_t> samples;
+  samples.reserve(o.count);
+  for (std::uint64_t seq = 0; seq < warmup + o.count; ++seq) {
+    const auto m = w.make(kind::echo, seq);
+    const std::int64_t t0 = now_ns();
+    round_trip(m, seq);
+    if (seq >= warmup) samples.push_back(now_ns() - t0);
+  }
+  print_rr(o, std::move(samples));
+  return 0;
 }
 
 // Rates count what the server confirmed, not what the client handed to the library.

@@ -88,20 +88,12 @@ class client {
   client& operator=(const client&) = delete;
 
   int rr() {
-    message_writer w(o_.size);
-    const std::uint64_t warmup = warmup_count(o_.count);
-    std::vector<std::int64_t> samples;
-    samples.reserve(o_.count);
-    for (std::uint64_t seq = 0; seq < warmup + o_.count; ++seq) {
-      const std::int64_t t0 = now_ns();
-      send_reliable(peer_, w.make(kind::echo, seq));
+    return measure_rr(o_, [&](std::span<const std::byte> m, std::uint64_t seq) {
+      send_reliable(peer_, m);
       enet_host_flush(host_);
       const auto d = await_reply();
       if (d.k != kind::echo || d.seq != seq) fail("enet_peer: wrong echo");
-      if (seq >= warmup) samples.push_back(now_ns() - t0);
-    }
-    print_rr(o_, std::move(samples));
-    return 0;
+    });
   }
 
   // Queues packets as fast as ENet takes them, keeping at most max_in_flight_bytes unacknowledged

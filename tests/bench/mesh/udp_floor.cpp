@@ -104,23 +104,14 @@ class client {
   }
 
   int rr() {
-    message_writer w(o_.size);
-    const std::uint64_t warmup = warmup_count(o_.count);
-    std::vector<std::int64_t> samples;
-    samples.reserve(o_.count);
-    for (std::uint64_t seq = 0; seq < warmup + o_.count; ++seq) {
-      const auto m = w.make(kind::echo, seq);
-      const std::int64_t t0 = now_ns();
+    return measure_rr(o_, [&](std::span<const std::byte> m, std::uint64_t seq) {
       send_all(m);
       for (;;) {  // a stale echo (none expected on loopback) is skipped, not counted
         if (!e_.wait_readable(2000)) fail("udp_floor: no echo within 2 s");
         const auto d = receive();
         if (d && d->k == kind::echo && d->seq == seq) break;
       }
-      if (seq >= warmup) samples.push_back(now_ns() - t0);
-    }
-    print_rr(o_, std::move(samples));
-    return 0;
+    });
   }
 
   // One-way blast: send as fast as the socket takes datagrams, then ask for the count. Datagrams

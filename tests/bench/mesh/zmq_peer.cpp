@@ -120,18 +120,10 @@ class client {
   client& operator=(const client&) = delete;
 
   int rr() {
-    message_writer w(o_.size);
-    const std::uint64_t warmup = warmup_count(o_.count);
-    std::vector<std::int64_t> samples;
-    samples.reserve(o_.count);
-    for (std::uint64_t seq = 0; seq < warmup + o_.count; ++seq) {
-      const std::int64_t t0 = now_ns();
-      const auto d = request(w.make(kind::echo, seq));
+    return measure_rr(o_, [&](std::span<const std::byte> m, std::uint64_t seq) {
+      const auto d = request(m);
       if (!d || d->k != kind::echo || d->seq != seq) fail("zmq_peer: wrong echo");
-      if (seq >= warmup) samples.push_back(now_ns() - t0);
-    }
-    print_rr(o_, std::move(samples));
-    return 0;
+    });
   }
 
   int oneway() {
