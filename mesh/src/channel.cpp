@@ -1,6 +1,7 @@
 #include <meshmaster/mesh/channel.hpp>
 
 #include <algorithm>
+#include <cstring>
 
 namespace meshmaster::mesh {
 
@@ -16,22 +17,28 @@ channel::channel(channel_config config)
 
 // --- sending ------------------------------------------------------------------------------------
 
-send_status channel::send(std::span<const std::byte> message) {
+send_status channel::send(std::span<const std::byte> message) { return send(message, {}); }
+
+send_status channel::send(std::span<const std::byte> head, std::span<const std::byte> body) {
     if (broken_) return send_status::failed;
-    if (message.size() > cfg_.max_message_size || message.size() > 0xFFFF'FFFFu) return send_status::too_large;
+    const std::size_t size = head.size() + body.size();
+    if (size > cfg_.max_message_size || size > 0xFFFF'FFFFu) return send_status::too_large;
     if (queued_bytes_ >= cfg_.send_buffer) return send_status::buffer_full;
-    auto buffer = std::make_shared<const std::vector<std::byte>>(message.begin(), message.end());
-    const std::size_t n = std::max<std::size_t>(1, (message.size() + payload_ - 1) / payload_);
+    // One allocation per message, shared by its segments until the last is acknowledged.
+    std::shared_ptr<std::byte[]> buffer = std::make_shared_for_overwrite<std::byte[]>(std::max<std::size_t>(size, 1));
+    if (!head.empty()) std::memcpy(buffer.get(), head.data(), head.size());
+    if (!body.empty()) std::memcpy(buffer.get() + head.size(), body.data(), body.size());
+    const std::size_t n = std::max<std::size_t>(1, (size + payload_ - 1) / payload_);
     for (std::size_t i = 0; i < n; ++i) {
-        out_segment s;
+        out_segment& s = segs_.emplace_back();
         s.message = buffer;
+        s.message_size = static_cast<std::uint32_t>(size);
         s.offset = static_cast<std::uint32_t>(i * payload_);
-        s.length = static_cast<std::uint32_t>(std::min(payload_, message.size() - i * payload_));
+        s.length = static_cast<std::uint32_t>(std::min(payload_, size - i * payload_));
         s.first = i == 0;
         s.last = i + 1 == n;
-        segs_.push_back(std::move(s));
     }
-    queued_bytes_ += message.size();
+    queued_bytes_ += size;
     ++stats_.messages_sent;
     return send_status::queued;
 }
@@ -153,8 +160,8 @@ std::optional<mono_time> channel::rto_deadline() const {
 bool channel::write_segment(packet_writer& packet, std::uint64_t seq, mono_time now) {
     out_segment& s = segs_[seq - base_];
     data_frame f{.first = s.first, .last = s.last, .sequence = seq,
-                 .message_size = s.first ? static_cast<std::uint32_t>(s.message->size()) : 0,
-                 .bytes = std::span<const std::byte>(s.message->data() + s.offset, s.length)};
+                 .message_size = s.first ? s.message_size : 0,
+                 .bytes = std::span<const std::byte>(s.message.get() + s.offset, s.length)};
     if (!packet.data(f)) return false;
     if (s.transmissions++ == 0) {
         ++stats_.segments_sent;

@@ -323,8 +323,11 @@ struct node::impl {
     // --- messages -------------------------------------------------------------------------------
 
     bool send_message(peer& p, msg_kind kind, std::uint16_t command, std::uint64_t id, std::span<const std::byte> payload) {
-        const bytes m = encode_message(kind, command, id, payload);
-        const auto st = p.ch->send(m);
+        std::array<std::byte, msg_header> head;
+        head[0] = std::byte{static_cast<std::uint8_t>(kind)};
+        boost::endian::store_little_u16(reinterpret_cast<unsigned char*>(head.data() + 1), command);
+        boost::endian::store_little_u64(reinterpret_cast<unsigned char*>(head.data() + 3), id);
+        const auto st = p.ch->send(head, payload);
         if (st != send_status::queued) return false;
         schedule_flush();
         return true;

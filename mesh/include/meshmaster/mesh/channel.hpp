@@ -75,6 +75,8 @@ public:
     /// Queues a message (copied). Refused when larger than max_message_size, when the queue is
     /// past send_buffer (the caller waits for queued_bytes() to fall), or after broken().
     send_status send(std::span<const std::byte> message);
+    /// The same for a message in two parts (a header and a payload), copied once.
+    send_status send(std::span<const std::byte> head, std::span<const std::byte> body);
     [[nodiscard]] std::uint64_t queued_bytes() const noexcept { return queued_bytes_; }
     /// Nothing waits to be sent or acknowledged.
     [[nodiscard]] bool idle() const noexcept { return segs_.empty(); }
@@ -122,7 +124,8 @@ public:
 
 private:
     struct out_segment {
-        std::shared_ptr<const std::vector<std::byte>> message;
+        std::shared_ptr<std::byte[]> message;  // the whole message, shared by its segments
+        std::uint32_t message_size = 0;
         std::uint32_t offset = 0;
         std::uint32_t length = 0;
         bool first = false, last = false;
