@@ -199,6 +199,10 @@ bool channel::accept_in_order(bool first, bool last, std::uint32_t size, std::sp
         assembling_ = true;
         assembling_size_ = size;
         assembling_segments_ = 0;
+        if (assembly_.capacity() == 0 && !spare_.empty()) {
+            assembly_ = std::move(spare_.back());  // a buffer handed back by recycle(): no allocation
+            spare_.pop_back();
+        }
         assembly_.clear();
         assembly_.reserve(std::min<std::size_t>(size, 1 << 16));  // grows as bytes arrive, not as claimed
     } else if (!assembling_) {
@@ -251,6 +255,10 @@ bool channel::on_data(const data_frame& d, mono_time now) {
     unacked_bytes_ += d.bytes.size() + data_frame_overhead(d.first);
     need_ack(had_gap || unacked_bytes_ >= 2 * cfg_.max_datagram, now);
     return true;
+}
+
+void channel::recycle(std::vector<std::byte>&& message) {
+    if (spare_.size() < 64 && message.capacity() > 0 && message.capacity() <= (1 << 16)) spare_.push_back(std::move(message));
 }
 
 std::optional<std::vector<std::byte>> channel::take_message() {

@@ -104,6 +104,7 @@ struct node::impl {
         bool online = true;       // discovery says it exists; silence past offline_after says not
         bool draining = false;    // it announced it goes offline
         bool learned = false;     // from a probe, not from discovery: forgotten once long silent
+        std::size_t datagram = 1400;  // the datagram size used with this peer
         mono_time last_heard{};
         mono_time last_probe{};
         bool probe_due = false;
@@ -174,10 +175,13 @@ struct node::impl {
     std::array<peer*, batch_max> out_peer{};
     std::size_t out_count = 0;
 
-    packet_writer writer(std::uint64_t receiver) {
-        const std::size_t size = opts.channel.max_datagram;
-        if (out_storage.size() < batch_max * size) out_storage.resize(batch_max * size);
-        return packet_writer(std::span<std::byte>(out_storage).subspan(out_count * size, size),
+    // The largest datagram this node sends or takes: its configured size, or the loopback one.
+    std::size_t slot_size() const { return std::max(opts.channel.max_datagram, opts.loopback_datagram); }
+
+    packet_writer writer(std::uint64_t receiver, std::size_t size) {
+        const std::size_t slot = slot_size();
+        if (out_storage.size() < batch_max * slot) out_storage.resize(batch_max * slot);
+        return packet_writer(std::span<std::byte>(out_storage).subspan(out_count * slot, size),
                              {.keyed = auth != nullptr, .sender = self.incarnation, .receiver = receiver, .number = ++packet_number});
     }
 
@@ -225,7 +229,7 @@ struct node::impl {
 
     void flush_peer(peer& p, mono_time now) {
         for (int guard = 0; guard < 4096 && wants_output(p, now); ++guard) {
-            packet_writer w = writer(p.rec.incarnation);
+            packet_writer w = writer(p.rec.incarnation, p.datagram);
             if (p.bye && w.bye(*p.bye)) p.bye.reset();
             if (p.probe_due && w.probe(frame_type::probe, 0, self.id, self.type)) {
                 p.probe_due = false;
@@ -456,7 +460,7 @@ struct node::impl {
     }
 
     void answer_probe(std::uint64_t token, std::uint64_t to_incarnation, const udp::endpoint& to) {
-        packet_writer w = writer(to_incarnation);
+        packet_writer w = writer(to_incarnation, opts.channel.max_datagram);
         if (w.probe(frame_type::reply, token, self.id, self.type)) transmit(w, to, nullptr);
     }
 
@@ -504,7 +508,8 @@ struct node::impl {
         if (r.error()) ++counters.bad_frame;
         while (auto m = p->ch->take_message()) {
             dispatch(*p, *m);
-            if (by_incarnation.find(h->sender) == by_incarnation.end()) return;
+            if (by_incarnation.find(h->sender) == by_incarnation.end() || p->rec.incarnation != incarnation) return;
+            p->ch->recycle(std::move(*m));
         }
         if (p->ch->messages_acked() != acked_before || p->ch->queued_bytes() != queued_before) wake_progress();
     }
@@ -551,7 +556,7 @@ struct node::impl {
         stop_requests_to(p.rec.id, p.rec.incarnation, "the peer went offline");
         // Its incarnation is over: nothing more will be acknowledged. A new one comes through
         // discovery (peer_up with a new incarnation).
-        p.ch = std::make_unique<channel>(opts.channel);
+        p.ch = std::make_unique<channel>(channel_config_for(p.endpoint));
         p.udata.clear();
         wake_progress();
     }
@@ -566,7 +571,7 @@ struct node::impl {
     std::array<sockaddr_storage, in_batch> in_addr{};
 
     std::size_t receive_batch(mono_time now) {
-        const std::size_t slot = std::max<std::size_t>(opts.channel.max_datagram, 2048);
+        const std::size_t slot = std::max<std::size_t>(slot_size(), 2048);
         if (in_storage.size() < in_batch * slot) in_storage.resize(in_batch * slot);
         for (std::size_t i = 0; i < in_batch; ++i) {
             in_iov[i] = {in_storage.data() + i * slot, slot};
@@ -625,8 +630,18 @@ struct node::impl {
         boost::system::error_code ec;
         p->endpoint = udp::endpoint(asio::ip::make_address(rec.host, ec), rec.port);
         if (ec) log("warn", "mesh peer " + rec.id + ": '" + rec.host + "' is not an IP address");
-        p->ch = std::make_unique<channel>(opts.channel);
+        const channel_config cfg = channel_config_for(p->endpoint);
+        p->datagram = cfg.max_datagram;
+        p->ch = std::make_unique<channel>(cfg);
         return p;
+    }
+
+    // A peer on this host (loopback) gets loopback-sized datagrams: no MTU there worth the name,
+    // and every datagram costs a trip through the whole network stack.
+    channel_config channel_config_for(const udp::endpoint& e) const {
+        channel_config cfg = opts.channel;
+        if (opts.loopback_datagram > 0 && e.address().is_loopback()) cfg.max_datagram = opts.loopback_datagram;
+        return cfg;
     }
 };
 
@@ -824,7 +839,7 @@ bool node::usend(std::string_view target, std::uint16_t command, std::span<const
     auto& s = *impl_;
     impl::peer* p = s.find(target);
     if (!p || s.closed) return false;
-    const std::size_t room = s.opts.channel.max_datagram - header_size - (s.auth ? tag_size : 0) - udata_frame_overhead;
+    const std::size_t room = p->datagram - header_size - (s.auth ? tag_size : 0) - udata_frame_overhead;
     if (payload.size() + msg_header > room) return false;
     p->udata.push_back(encode_message(msg_kind::oneway, command, 0, payload));
     s.schedule_flush();
@@ -981,7 +996,7 @@ awaitable<std::optional<probe_result>> node::probe(std::string host, std::uint16
     asio::steady_timer t(s.executor);
     pending.timer = &t;
     pending.sent = now_mono();
-    packet_writer w = s.writer(0);
+    packet_writer w = s.writer(0, s.opts.channel.max_datagram);
     if (join) {
         w.probe(frame_type::probe, token, s.self.id, s.self.type);
     } else {

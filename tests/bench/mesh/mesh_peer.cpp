@@ -46,7 +46,7 @@ struct args {
     std::uint16_t port = 7700;
     std::uint64_t count = 10000;
     std::size_t size = 64;
-    std::size_t datagram = 1400;
+    std::size_t datagram = 0;  // 0: the node's defaults (1400, and 65000 towards loopback peers)
     std::size_t concurrency = 64;
     bool insecure = false;
 };
@@ -117,7 +117,10 @@ bool intact(std::span<const std::byte> b, std::uint64_t& seq) {
 mesh::node_options options(const args& a, std::string id, std::uint16_t port) {
     mesh::node_options o{.id = std::move(id), .type = "bench", .bind = a.bind, .port = port, .secret = a.secret,
                          .insecure = a.insecure};
-    o.channel.max_datagram = a.datagram;
+    if (a.datagram) {  // one size for every peer
+        o.channel.max_datagram = a.datagram;
+        o.loopback_datagram = a.datagram;
+    }
     o.log = [](std::string_view level, std::string_view m) {
         if (level != "info") std::fprintf(stderr, "%.*s: %.*s\n", int(level.size()), level.data(), int(m.size()), m.data());
     };

@@ -93,6 +93,8 @@ public:
     /// The next complete message, in order.
     std::optional<std::vector<std::byte>> take_message();
     [[nodiscard]] std::size_t messages_ready() const noexcept { return delivered_.size(); }
+    /// Hands a taken message's buffer back, to hold a later message without an allocation.
+    void recycle(std::vector<std::byte>&& message);
 
     // --- output ---------------------------------------------------------------------------------
     /// Whether write() would put something in a packet now.
@@ -188,6 +190,7 @@ private:
     std::uint32_t assembling_size_ = 0;
     std::uint32_t assembling_segments_ = 0;
     std::vector<std::byte> assembly_;
+    std::vector<std::vector<std::byte>> spare_;  // recycled message buffers (at most 64, ≤ 64 KiB each)
     std::deque<std::pair<std::vector<std::byte>, std::uint32_t>> delivered_;  // message, its segments
     std::uint32_t undelivered_segments_ = 0;
     std::size_t unacked_bytes_ = 0;  // received since the last ack was sent

@@ -50,6 +50,9 @@ struct node_options {
     std::string secret;           ///< the cluster key, ≥ 16 bytes
     bool insecure = false;        ///< no key: datagrams unauthenticated (logged at start)
     channel_config channel{};     ///< datagram size, windows, RTO bounds (keyed follows secret)
+    /// Datagram size towards peers on loopback addresses (same host: 64 KiB MTU, and the cost is
+    /// per datagram); 0: channel.max_datagram for them too. Both ends must have room for it.
+    std::size_t loopback_datagram = 65000;
     std::chrono::milliseconds request_timeout{1000};
     std::chrono::milliseconds keepalive{250};       ///< probe a peer heard nothing from for this long
     std::chrono::milliseconds offline_after{2000};  ///< then call it offline
