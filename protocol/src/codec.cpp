@@ -7,6 +7,11 @@
 
 #include <msgpack/pack.hpp>
 
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
 #include <limits>
 #include <tuple>
 #include <type_traits>
@@ -28,6 +33,7 @@ struct vector_sink {
 };
 using packer = msgpack::packer<vector_sink>;
 
+void pack_value(packer& pk, std::uint16_t v) { pk.pack_uint16(v); }
 void pack_value(packer& pk, std::uint32_t v) { pk.pack_uint32(v); }
 void pack_value(packer& pk, std::uint64_t v) { pk.pack_uint64(v); }
 void pack_value(packer& pk, bool v) { v ? pk.pack_true() : pk.pack_false(); }
@@ -48,6 +54,25 @@ void pack_value(packer& pk, const std::vector<shard_epoch>& v) {
         pk.pack_array(2);
         pack_value(pk, s.shard);
         pack_value(pk, s.epoch);
+    }
+}
+void pack_value(packer& pk, const string_map& v) {
+    pk.pack_map(static_cast<std::uint32_t>(v.size()));
+    for (const auto& [key, value] : v) {
+        pack_value(pk, key);
+        pack_value(pk, value);
+    }
+}
+void pack_value(packer& pk, const std::vector<mesh_member>& v) {
+    pk.pack_array(static_cast<std::uint32_t>(v.size()));
+    for (const mesh_member& m : v) {
+        pk.pack_array(6);
+        pack_value(pk, m.id);
+        pack_value(pk, m.type);
+        pack_value(pk, m.host);
+        pack_value(pk, m.port);
+        pack_value(pk, m.incarnation);
+        pack_value(pk, m.values);
     }
 }
 template <class T>
@@ -98,6 +123,16 @@ result<void> encode_frame(std::uint32_t event, std::vector<std::byte>& out, std:
 
 using detail::msgpack_reader;
 
+// An IPv4 address in dotted-quad form or an IPv6 address in text form (no zone suffix).
+bool is_ip_address(std::string_view text) noexcept {
+    std::array<char, 64> buffer{};
+    if (text.empty() || text.size() >= buffer.size() || text.find('\0') != std::string_view::npos) return false;
+    std::memcpy(buffer.data(), text.data(), text.size());
+    std::array<unsigned char, 16> address{};
+    return ::inet_pton(AF_INET, buffer.data(), address.data()) == 1 ||
+           ::inet_pton(AF_INET6, buffer.data(), address.data()) == 1;
+}
+
 errc read_value(msgpack_reader& r, std::uint64_t& out) { return r.read_uint(out); }
 errc read_value(msgpack_reader& r, std::uint32_t& out) {
     std::uint64_t wide = 0;
@@ -106,6 +141,15 @@ errc read_value(msgpack_reader& r, std::uint32_t& out) {
     if (wide > std::numeric_limits<std::uint32_t>::max()) return errc::out_of_range;
     r = probe;
     out = static_cast<std::uint32_t>(wide);
+    return errc::ok;
+}
+errc read_value(msgpack_reader& r, std::uint16_t& out) {
+    std::uint64_t wide = 0;
+    msgpack_reader probe = r;
+    if (const errc e = probe.read_uint(wide); e != errc::ok) return e;
+    if (wide > std::numeric_limits<std::uint16_t>::max()) return errc::out_of_range;
+    r = probe;
+    out = static_cast<std::uint16_t>(wide);
     return errc::ok;
 }
 errc read_value(msgpack_reader& r, bool& out) { return r.read_bool(out); }
@@ -138,6 +182,79 @@ errc read_value(msgpack_reader& r, std::vector<shard_epoch>& out) {
         if (const errc e = read_value(probe, item.epoch); e != errc::ok) return e;
         out.push_back(item);
     }
+    r = probe;
+    return errc::ok;
+}
+// Whether two items share a key: quadratic (and allocation-free) for the short lists of real
+// traffic, sorted copies of the keys for long ones so a hostile body cannot make it quadratic.
+template <class Item, class Key>
+bool has_duplicate_keys(const std::vector<Item>& items, Key key_of) {
+    constexpr std::size_t quadratic_limit = 16;
+    if (items.size() <= quadratic_limit) {
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            for (std::size_t j = i + 1; j < items.size(); ++j) {
+                if (key_of(items[i]) == key_of(items[j])) return true;
+            }
+        }
+        return false;
+    }
+    std::vector<std::string_view> keys;
+    keys.reserve(items.size());
+    for (const Item& item : items) keys.push_back(key_of(item));
+    std::sort(keys.begin(), keys.end());
+    return std::adjacent_find(keys.begin(), keys.end()) != keys.end();
+}
+
+errc read_value(msgpack_reader& r, string_map& out) {
+    std::uint32_t count = 0;
+    msgpack_reader probe = r;
+    if (const errc e = probe.read_map_header(count); e != errc::ok) return e;
+    // Each entry (two strs) takes at least 2 bytes: refuse impossible counts before reserving.
+    if (count > probe.remaining() / 2) return errc::truncated;
+    out.clear();
+    out.reserve(count);
+    for (std::uint32_t i = 0; i < count; ++i) {
+        std::string_view key;
+        std::string_view value;
+        if (const errc e = probe.read_str(key); e != errc::ok) return e;
+        if (const errc e = probe.read_str(value); e != errc::ok) return e;
+        out.emplace_back(key, value);
+    }
+    if (has_duplicate_keys(out, [](const auto& entry) { return entry.first; })) return errc::duplicate_field;
+    r = probe;
+    return errc::ok;
+}
+errc read_value(msgpack_reader& r, std::vector<mesh_member>& out) {
+    constexpr std::uint32_t member_arity = 6;  // [id, type, host, port, incarnation, values]
+    // The smallest member: fixarray, three fixstrs, two fixints, an empty fixmap.
+    constexpr std::size_t min_member_size = 8;
+    std::uint32_t count = 0;
+    msgpack_reader probe = r;
+    if (const errc e = probe.read_array_header(count); e != errc::ok) return e;
+    if (count > probe.remaining() / min_member_size) return errc::truncated;
+    out.clear();
+    out.reserve(count);
+    for (std::uint32_t i = 0; i < count; ++i) {
+        std::uint32_t arity = 0;
+        if (const errc e = probe.read_array_header(arity); e != errc::ok) return e;
+        if (arity < member_arity) return errc::wrong_type;
+        mesh_member item;
+        if (const errc e = probe.read_str(item.id); e != errc::ok) return e;
+        if (const errc e = probe.read_str(item.type); e != errc::ok) return e;
+        if (const errc e = probe.read_str(item.host); e != errc::ok) return e;
+        if (!is_ip_address(item.host)) return errc::out_of_range;
+        if (const errc e = read_value(probe, item.port); e != errc::ok) return e;
+        if (item.port == 0) return errc::out_of_range;
+        if (const errc e = probe.read_uint(item.incarnation); e != errc::ok) return e;
+        if (item.incarnation == 0) return errc::out_of_range;
+        if (const errc e = read_value(probe, item.values); e != errc::ok) return e;
+        // Elements a later minor version appends are skipped, as unknown keys are in maps.
+        for (std::uint32_t extra = member_arity; extra < arity; ++extra) {
+            if (const errc e = probe.skip(); e != errc::ok) return e;
+        }
+        out.push_back(std::move(item));
+    }
+    if (has_duplicate_keys(out, [](const mesh_member& m) { return m.id; })) return errc::duplicate_field;
     r = probe;
     return errc::ok;
 }
@@ -208,6 +325,10 @@ result<Message> decode_map(bytes_view body) {
     };
     std::apply([&](const auto&... f) { (check_required(f), ...); }, fields);
     if (missing.code != errc::ok) return missing;
+    // Rules across fields, for the messages that have any.
+    if constexpr (requires { m.validate(); }) {
+        if (const error invalid = m.validate(); invalid.code != errc::ok) return invalid;
+    }
     return m;
 }
 
@@ -235,6 +356,17 @@ result<message> decode_as_known(event_id id, bytes_view body) {
 }
 
 }  // namespace
+
+error slave_hello::validate() const noexcept {
+    if (!mesh_host && !mesh_port && !mesh_incarnation && !mesh_type && !mesh_values) return {};  // no mesh node
+    if (!mesh_host) return {errc::missing_field, "mesh_host"};
+    if (!mesh_port) return {errc::missing_field, "mesh_port"};
+    if (!mesh_incarnation) return {errc::missing_field, "mesh_incarnation"};
+    if (!is_ip_address(*mesh_host)) return {errc::out_of_range, "mesh_host"};
+    if (*mesh_port == 0) return {errc::out_of_range, "mesh_port"};
+    if (*mesh_incarnation == 0) return {errc::out_of_range, "mesh_incarnation"};
+    return {};
+}
 
 template <class Message>
 result<void> encode(const Message& m, std::vector<std::byte>& out, std::size_t max_body_size) {
@@ -305,6 +437,8 @@ MESHMASTER_PROTOCOL_INSTANTIATE(heartbeat)
 MESHMASTER_PROTOCOL_INSTANTIATE(error_message)
 MESHMASTER_PROTOCOL_INSTANTIATE(checkpoint)
 MESHMASTER_PROTOCOL_INSTANTIATE(handoff_complete)
+MESHMASTER_PROTOCOL_INSTANTIATE(mesh_members)
+MESHMASTER_PROTOCOL_INSTANTIATE(mesh_update)
 #undef MESHMASTER_PROTOCOL_INSTANTIATE
 
 }  // namespace meshmaster::protocol

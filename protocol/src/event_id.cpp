@@ -25,6 +25,8 @@ std::string_view to_string(event_id id) noexcept {
         case event_id::error: return "error";
         case event_id::checkpoint: return "checkpoint";
         case event_id::handoff_complete: return "handoff_complete";
+        case event_id::mesh_members: return "mesh_members";
+        case event_id::mesh_update: return "mesh_update";
     }
     return "unknown";
 }

@@ -8,8 +8,12 @@ implementation nobody on this project wrote), and checks for every event that:
   is present;
 - re-encoding the decoded body gives back exactly the same bytes.
 
+A section may hold several vectors: the first is named after the event, further ones
+`<event>_<variant>` (e.g. `slave_hello_mesh`, a 1.2 hello with a mesh node), each with its JSON.
+
 Usage: check_protocol_vectors.py docs/protocol.md
 """
+import ipaddress
 import json
 import re
 import struct
@@ -23,7 +27,7 @@ ROW = re.compile(r"^\| `(\w+)` \| ([\w ]+) \| (yes|no)")
 
 
 def parse(path):
-    """Returns {name: {id, fields: {field: (type, required)}, vector: bytes, json: obj}}."""
+    """Returns {name: {id, fields: {field: (type, required)}, vectors: {block name: {vector, json}}}}."""
     events, current, block, block_lines = {}, None, None, []
     for line in open(path, encoding="utf-8"):
         line = line.rstrip("\n")
@@ -31,10 +35,11 @@ def parse(path):
             if line.startswith("```"):
                 kind, name = block
                 text = "\n".join(block_lines)
+                vector = events[current]["vectors"].setdefault(name, {})
                 if kind == "vector":
-                    events[name]["vector"] = bytes.fromhex(text)
+                    vector["vector"] = bytes.fromhex(text)
                 else:
-                    events[name]["json"] = json.loads(text)
+                    vector["json"] = json.loads(text)
                 block, block_lines = None, []
             else:
                 block_lines.append(line)
@@ -42,11 +47,11 @@ def parse(path):
         m = SECTION.match(line)
         if m:
             current = m.group(2)
-            events[current] = {"id": int(m.group(1)), "fields": {}}
+            events[current] = {"id": int(m.group(1)), "fields": {}, "vectors": {}}
             continue
         if APPLICATION_SECTION.match(line):
             current = "application"
-            events[current] = {"id": None, "fields": {}}
+            events[current] = {"id": None, "fields": {}, "vectors": {}}
             continue
         m = ROW.match(line)
         if m and current:
@@ -54,7 +59,7 @@ def parse(path):
             continue
         m = re.match(r"^```(vector|json) (\w+)$", line)
         if m:
-            if m.group(2) != current:
+            if current is None or not (m.group(2) == current or m.group(2).startswith(current + "_")):
                 raise SystemExit(f"{m.group(1)} block {m.group(2)} sits in section {current}")
             block = (m.group(1), m.group(2))
     return events
@@ -73,11 +78,31 @@ def type_ok(kind, value):
         return isinstance(value, bytes)
     if kind == "role":
         return value in ("source", "target")
+    if kind == "port":
+        return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
+    if kind == "string map":
+        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                               for k, v in value.items())
+    if kind == "member list":
+        # [id, type, host, port, incarnation, values]; later versions may append elements.
+        return isinstance(value, list) and all(
+            isinstance(m, list) and len(m) >= 6 and type_ok("str", m[0]) and type_ok("str", m[1])
+            and type_ok("str", m[2]) and is_ip_address(m[2]) and type_ok("port", m[3])
+            and type_ok("u64", m[4]) and m[4] != 0 and type_ok("string map", m[5])
+            for m in value) and len({m[0] for m in value}) == len(value)
     if kind == "shard list":
         return isinstance(value, list) and all(
             isinstance(p, list) and len(p) == 2 and type_ok("u32", p[0]) and type_ok("u64", p[1])
             for p in value)
     raise ValueError(f"the document uses an unknown field type {kind!r}")
+
+
+def is_ip_address(text):
+    try:
+        ipaddress.ip_address(text)
+        return "%" not in text
+    except ValueError:
+        return False
 
 
 def as_json(value):
@@ -90,11 +115,19 @@ def as_json(value):
     return value
 
 
-def check(name, event):
+def check(section, event):
+    if not event["vectors"]:
+        return [f"{section}: no vector"]
+    if section not in event["vectors"]:
+        return [f"{section}: the first vector must be named {section}"]
+    return [p for name, vector in event["vectors"].items() for p in check_vector(name, event, vector)]
+
+
+def check_vector(name, event, vector):
     problems = []
-    frame = event.get("vector")
+    frame = vector.get("vector")
     if frame is None:
-        return [f"{name}: no vector"]
+        return [f"{name}: a json block without its vector"]
     event_id, length = struct.unpack_from("<II", frame, 0)
     body = frame[8:]
     if length != len(body):
@@ -108,8 +141,8 @@ def check(name, event):
     decoded = msgpack.unpackb(body, raw=False, strict_map_key=True)
     if not isinstance(decoded, dict):
         return problems + [f"{name}: body is not a map"]
-    if as_json(decoded) != event.get("json"):
-        problems.append(f"{name}: body decodes to {as_json(decoded)}, document says {event.get('json')}")
+    if as_json(decoded) != vector.get("json"):
+        problems.append(f"{name}: body decodes to {as_json(decoded)}, document says {vector.get('json')}")
     for field, value in decoded.items():
         if field not in event["fields"]:
             problems.append(f"{name}: field {field} is not in the table")
@@ -131,7 +164,8 @@ def main():
     problems = [p for name, event in events.items() for p in check(name, event)]
     for p in problems:
         print("FAIL", p)
-    print(f"python3-msgpack {'.'.join(map(str, msgpack.version))}: {len(events)} vectors, "
+    vectors = sum(len(event["vectors"]) for event in events.values())
+    print(f"python3-msgpack {'.'.join(map(str, msgpack.version))}: {len(events)} events, {vectors} vectors, "
           f"{len(problems)} problems")
     return 1 if problems else 0
 

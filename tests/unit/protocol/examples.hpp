@@ -11,6 +11,8 @@
 namespace meshmaster::protocol::test {
 
 /// (name as in docs/protocol.md, message) for every event, in id order, plus one application frame.
+/// An event may have further examples named `<event>_<variant>` (e.g. slave_hello_mesh), each with
+/// its own vector in the event's section of the document.
 const std::vector<std::pair<std::string_view, message>>& examples();
 
 }  // namespace meshmaster::protocol::test

@@ -6,7 +6,8 @@
 // encodes to the same bytes (the test vectors in docs/protocol.md rely on that).
 //
 // Decoding never throws and never crashes on any input: it returns a `protocol::error` naming what
-// was wrong. It does not allocate, except for the shard list of slave_hello. bin and str fields of
+// was wrong. It does not allocate, except for the lists and maps of slave_hello and the mesh events
+// (never more than a small multiple of the body size, whatever counts the body claims). bin and str fields of
 // the result are views into the frame (see messages.hpp for the lifetime rule).
 //
 // Thread safety: free functions without shared state; safe from any thread.

@@ -34,12 +34,14 @@ enum class event_id : std::uint32_t {
     error = 19,                 ///< either way: a refused frame or a fatal condition
     checkpoint = 20,            ///< slave → master: a shard's state, for recovery if the slave dies (1.1)
     handoff_complete = 21,      ///< master → slave: the state you handed back is taken up (1.1)
+    mesh_members = 22,          ///< master → slave: the whole membership of the UDP mesh (1.2)
+    mesh_update = 23,           ///< slave → master: the slave's mesh node changed type or values (1.2)
 };
 
 /// The first id that belongs to applications; frames at or above it are forwarded undecoded.
 inline constexpr std::uint32_t application_event_first = 0x8000'0000u;
 /// The highest control event id this build knows.
-inline constexpr std::uint32_t last_known_event = static_cast<std::uint32_t>(event_id::handoff_complete);
+inline constexpr std::uint32_t last_known_event = static_cast<std::uint32_t>(event_id::mesh_update);
 
 [[nodiscard]] constexpr bool is_application_event(std::uint32_t id) noexcept {
     return id >= application_event_first;

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <meshmaster/protocol/bytes.hpp>
+#include <meshmaster/protocol/error.hpp>
 #include <meshmaster/protocol/event_id.hpp>
 #include <meshmaster/protocol/field.hpp>
 
@@ -19,6 +20,7 @@
 #include <optional>
 #include <string_view>
 #include <tuple>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -29,6 +31,23 @@ struct shard_epoch {
     std::uint32_t shard = 0;
     std::uint64_t epoch = 0;
     friend bool operator==(const shard_epoch&, const shard_epoch&) = default;
+};
+
+/// Key/value metadata of a mesh node (1.2). On the wire: a msgpack map of str → str, entries in
+/// vector order; a key given twice is refused (`duplicate_field:<field>`).
+using string_map = std::vector<std::pair<std::string_view, std::string_view>>;
+
+/// One node of the UDP mesh, as the master lists it in mesh_members (1.2). On the wire: the
+/// fixed-position array `[id, type, host, port, incarnation, values]`. A decoded member has a port
+/// in 1..65535, a nonzero incarnation and a host that is an IPv4 or IPv6 address.
+struct mesh_member {
+    std::string_view id;    ///< the slave's id (unique in the list)
+    std::string_view type;  ///< what the node is ("bot", "room", …); may be empty
+    std::string_view host;  ///< the IP address the node's UDP socket is bound to
+    std::uint16_t port = 0;
+    std::uint64_t incarnation = 0;  ///< random per start of the node: a restart is a new peer
+    string_map values;
+    friend bool operator==(const mesh_member&, const mesh_member&) = default;
 };
 
 /// Which side of a batch of moves a slave is on. On the wire: the string "source" or "target".
@@ -154,6 +173,14 @@ struct slave_hello {
     /// Shards the slave stopped and whose state it still holds, with the epochs it held them
     /// under: handed back to a master that may not have taken them up (1.1).
     std::vector<shard_epoch> stopped;
+    /// The slave's mesh node (1.2), all absent when it runs none. If any mesh_* field is present,
+    /// mesh_host, mesh_port and mesh_incarnation must be (`missing_field:<field>` otherwise); the
+    /// host is an IP address and the port 1..65535, the incarnation nonzero (`out_of_range:<field>`).
+    std::optional<std::string_view> mesh_host;
+    std::optional<std::uint16_t> mesh_port;
+    std::optional<std::uint64_t> mesh_incarnation;
+    std::optional<std::string_view> mesh_type;
+    std::optional<string_map> mesh_values;
     static constexpr auto fields() {
         using m = slave_hello;
         return std::tuple{required_field("version_major", &m::version_major),
@@ -161,8 +188,15 @@ struct slave_hello {
                           required_field("slave_id", &m::slave_id), optional_field("pid", &m::pid),
                           optional_field("generation", &m::generation),
                           required_field("nonce", &m::nonce), optional_field("shards", &m::shards),
-                          optional_field("soft_started", &m::soft_started), optional_field("stopped", &m::stopped)};
+                          optional_field("soft_started", &m::soft_started), optional_field("stopped", &m::stopped),
+                          optional_field("mesh_host", &m::mesh_host), optional_field("mesh_port", &m::mesh_port),
+                          optional_field("mesh_incarnation", &m::mesh_incarnation),
+                          optional_field("mesh_type", &m::mesh_type), optional_field("mesh_values", &m::mesh_values)};
     }
+    /// Whether the hello describes a mesh node (after decoding: then host, port and incarnation are set).
+    [[nodiscard]] bool has_mesh_node() const noexcept { return mesh_host.has_value(); }
+    /// Checks across fields, run by the decoder after every field was read (see codec.cpp).
+    [[nodiscard]] error validate() const noexcept;
     friend bool operator==(const slave_hello&, const slave_hello&) = default;
 };
 
@@ -343,6 +377,34 @@ struct handoff_complete {
     friend bool operator==(const handoff_complete&, const handoff_complete&) = default;
 };
 
+/// 22 · master → slave (1.2). The complete current membership of the UDP mesh: every slave that runs
+/// a mesh node, the receiver included (it skips itself). `version` grows with every change; a slave
+/// ignores a list older than one it already applied. Sent only to slaves that announced 1.2.
+struct mesh_members {
+    static constexpr event_id id = event_id::mesh_members;
+    std::uint64_t version = 0;
+    std::vector<mesh_member> members;  ///< ids are unique (`duplicate_field:members` otherwise)
+    static constexpr auto fields() {
+        using m = mesh_members;
+        return std::tuple{required_field("version", &m::version), required_field("members", &m::members)};
+    }
+    friend bool operator==(const mesh_members&, const mesh_members&) = default;
+};
+
+/// 23 · slave → master (1.2). The slave's mesh node changed its type or its values at runtime; the
+/// master updates its record and pushes a new mesh_members. Only from a slave that announced a mesh
+/// node in its hello, and only to a 1.2 master.
+struct mesh_update {
+    static constexpr event_id id = event_id::mesh_update;
+    std::optional<std::string_view> mesh_type;  ///< the new type; absent: unchanged
+    string_map mesh_values;                     ///< all of the node's values now (replaces the old ones)
+    static constexpr auto fields() {
+        using m = mesh_update;
+        return std::tuple{optional_field("mesh_type", &m::mesh_type), required_field("mesh_values", &m::mesh_values)};
+    }
+    friend bool operator==(const mesh_update&, const mesh_update&) = default;
+};
+
 /// A frame in the application range: forwarded as is, body not decoded.
 struct application_frame {
     std::uint32_t event = application_event_first;
@@ -355,7 +417,7 @@ using message = std::variant<soft_start, full_start, shard_migration_start, stop
                              shutdown, state_chunk, slave_hello, soft_start_complete, shard_stopped,
                              auth_challenge, auth_proof, welcome, start_shard, shard_started,
                              resumed, shutdown_complete, heartbeat, error_message, checkpoint, handoff_complete,
-                             application_frame>;
+                             mesh_members, mesh_update, application_frame>;
 
 /// The event id a message travels under.
 [[nodiscard]] std::uint32_t event_of(const message& m) noexcept;
