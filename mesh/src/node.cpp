@@ -113,6 +113,8 @@ struct node::impl {
         // Requests this node answered or is answering, by id: a retried request runs once.
         std::unordered_map<std::uint64_t, std::optional<bytes>> answered;
         std::deque<std::uint64_t> answered_order;
+        std::deque<std::uint64_t> cached_order;  // ids whose answers are kept, oldest first
+        std::size_t answered_bytes = 0;
     };
 
     impl(node& owner, asio::any_io_executor ex, node_options o)
@@ -353,16 +355,36 @@ struct node::impl {
         }
     }
 
+    // Requests answered (or being answered) per peer, so that a retry runs no handler twice: the
+    // last 4096 ids, with their answers while those stay under 1 MiB in all (a retry of one whose
+    // answer was let go gets none and times out — the handler still ran once).
+    static constexpr std::size_t answers_kept = 4096;
+    static constexpr std::size_t answer_bytes_kept = std::size_t{1} << 20;
+
     void remember_answer(peer& p, std::uint64_t id, std::optional<bytes> answer) {
-        auto [it, fresh] = p.answered.try_emplace(id, std::move(answer));
-        if (!fresh) {
-            it->second = std::move(answer);
-            return;
+        const std::size_t size = answer ? answer->size() : 0;
+        auto [it, fresh] = p.answered.try_emplace(id, std::nullopt);
+        if (it->second) p.answered_bytes -= it->second->size();
+        it->second = size <= answer_bytes_kept ? std::move(answer) : std::nullopt;
+        if (it->second) p.answered_bytes += size;
+        if (fresh) p.answered_order.push_back(id);
+        if (it->second) p.cached_order.push_back(id);
+        while (p.answered_bytes > answer_bytes_kept && !p.cached_order.empty()) {
+            const std::uint64_t old = p.cached_order.front();
+            p.cached_order.pop_front();
+            auto kept = p.answered.find(old);
+            if (old != id && kept != p.answered.end() && kept->second) {
+                p.answered_bytes -= kept->second->size();
+                kept->second.reset();
+            }
         }
-        p.answered_order.push_back(id);
-        if (p.answered_order.size() > 4096) {
-            p.answered.erase(p.answered_order.front());
+        if (p.answered_order.size() > answers_kept) {
+            if (auto oldest = p.answered.find(p.answered_order.front()); oldest != p.answered.end()) {
+                if (oldest->second) p.answered_bytes -= oldest->second->size();
+                p.answered.erase(oldest);
+            }
             p.answered_order.pop_front();
+            while (!p.cached_order.empty() && !p.answered.contains(p.cached_order.front())) p.cached_order.pop_front();
         }
     }
 
@@ -370,7 +392,10 @@ struct node::impl {
         peer* p = find(peer_id);
         if (!p || p->rec.incarnation != incarnation) return;  // it left or restarted meanwhile
         if (r.what == reply::kind::none) {
-            p->answered.erase(id);
+            if (auto it = p->answered.find(id); it != p->answered.end()) {
+                if (it->second) p->answered_bytes -= it->second->size();
+                p->answered.erase(it);
+            }
             return;
         }
         bytes m = r.what == reply::kind::response ? encode_message(msg_kind::response, command, id, r.body)
