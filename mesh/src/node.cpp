@@ -107,6 +107,7 @@ struct node::impl {
         std::size_t datagram = 1400;  // the datagram size used with this peer
         mono_time last_heard{};
         mono_time last_probe{};
+        mono_time since{};  // when discovery (or a probe) made it a peer
         bool probe_due = false;
         std::optional<std::uint8_t> bye;  // to send in the next datagram
         std::uint64_t packets_in = 0, packets_out = 0, bytes_in = 0, bytes_out = 0;
@@ -287,17 +288,15 @@ struct node::impl {
         const mono_time now = now_mono();
         std::vector<std::string> forget;
         for (auto& [id, p] : peers) {
-            if (p->learned && !p->online && now - std::max(p->last_heard, p->last_probe) >= 5 * opts.offline_after) {
+            if (p->learned && !p->online && now - std::max(p->last_heard, p->since) >= 5 * opts.offline_after) {
                 forget.push_back(id);
             }
             if (auto d = p->ch->next_deadline(); d && *d <= now) p->ch->on_timer(now);
             const mono_time quiet_since = std::max(p->last_heard, p->last_probe);
             if (!p->draining && now - quiet_since >= opts.keepalive) p->probe_due = true;
-            if (p->online && p->last_heard != mono_time{} && now - p->last_heard >= opts.offline_after) set_online(*p, false);
-            if (p->online && p->last_heard == mono_time{} && p->last_probe != mono_time{} &&
-                now - p->last_probe >= opts.offline_after && p->ch->failed()) {
-                set_online(*p, false);
-            }
+            // Silent for offline_after (since it was last heard, or since discovery reported it
+            // if it never was): offline. Probes keep going, so it comes back when it answers.
+            if (p->online && now - std::max(p->last_heard, p->since) >= opts.offline_after) set_online(*p, false);
         }
         for (const auto& id : forget) self_node.peer_down(id);
         flush_all();
@@ -652,6 +651,7 @@ struct node::impl {
     std::unique_ptr<peer> make_peer(const peer_record& rec) {
         auto p = std::make_unique<peer>();
         p->rec = rec;
+        p->since = now_mono();
         boost::system::error_code ec;
         p->endpoint = udp::endpoint(asio::ip::make_address(rec.host, ec), rec.port);
         if (ec) log("warn", "mesh peer " + rec.id + ": '" + rec.host + "' is not an IP address");

@@ -169,6 +169,20 @@ class Tools(unittest.TestCase):
         self.assertGreater(peers["client"]["packets_in"], 50)
         self.assertGreater(peers["client"]["messages_in"], 50)
 
+    def test_a_peer_that_falls_silent_goes_offline(self):
+        rc, _, err = client("--port", str(self.port), "--test", "rr", "--count", "20", timeout=30)
+        self.assertEqual(rc, 0, err)  # the client exits without a goodbye: like a crash, to the server
+        peers = {}
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            out = self.meshmaster("nodes", f"127.0.0.1:{self.port}", "--key-file", self.key, "--json")
+            peers = {p["id"]: p for p in json.loads(out.stdout)["peers"]}
+            if not peers["client"]["online"]:
+                break
+            time.sleep(0.2)
+        self.assertFalse(peers["client"]["online"], "silent for offline_after (2 s): offline")
+        self.assertGreaterEqual(peers["client"]["last_heard_ms"], 1900)
+
     def test_nodes_from_redis(self):
         port = free_port()
         redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
