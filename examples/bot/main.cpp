@@ -8,10 +8,14 @@
 // gateway's audit then proves every event was processed once, by exactly one owner at a time.
 //
 //   bot --gateway 127.0.0.1:7500 [--state-padding BYTES] [--soft-start-delay-ms MS] [--stop-delay-ms MS]
-//       [--ignore-shutdown]   (the last two misbehave on purpose, for tests)
+//       [--ignore-shutdown]   (the last two misbehave on purpose, for tests)  [--mesh]
+// --mesh runs a node of the fleet's UDP mesh, found through meshmaster (embedded discovery).
 // The master connection comes from the environment meshmaster sets (MESHMASTER_ADDR, ...).
 #include "../gateway/gateway_protocol.hpp"
 
+#include <meshmaster/mesh/membership_sync.hpp>
+#include <meshmaster/mesh/node.hpp>
+#include <meshmaster/mesh/packet_auth.hpp>
 #include <meshmaster/slave/slave.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -38,6 +42,7 @@
 namespace asio = boost::asio;
 namespace gw = meshmaster::gateway;
 namespace ms = meshmaster::slave;
+namespace mesh = meshmaster::mesh;
 using asio::awaitable;
 using asio::use_awaitable;
 using asio::ip::tcp;
@@ -53,6 +58,7 @@ struct settings {
     int stop_delay_ms = 0;  // hand the state back this much later (widens the window tests aim at)
     bool ignore_shutdown = false;  // misbehave: never finish a shutdown (tests the master's deadline)
     int checkpoint_ms = 100;       // how often each shard's state is checkpointed to the master (0: never)
+    bool mesh = false;             // run a node of the fleet's UDP mesh (embedded discovery)
 };
 
 // The state handed from one owner to the next: session, position, checksum, then padding whose
@@ -93,7 +99,7 @@ class bot {
 public:
     bot(asio::io_context& io, settings s, ms::options o)
         : io_(io), settings_(std::move(s)), name_(o.slave_id), socket_(io),
-          slave_(io, std::move(o),
+          slave_(io, with_mesh(std::move(o)),
                  {.soft_start = [this](ms::completion<> done) { soft_start(std::move(done)); },
                   .full_start = [this](ms::completion<> done) { ensure_gateway(std::move(done)); },
                   .start_shard = [this](ms::shard_grant g, ms::completion<> done) { start_shard(g, std::move(done)); },
@@ -101,16 +107,53 @@ public:
                   .resume_shard = [this](ms::shard_grant g, std::span<const std::byte> state, ms::completion<> done) {
                       resume_shard(g, state, std::move(done));
                   },
-                  .shutdown = [this](ms::completion<> done) { shutdown(std::move(done)); }}) {}
+                  .shutdown = [this](ms::completion<> done) { shutdown(std::move(done)); },
+                  .mesh_members = [this](std::vector<mesh::peer_record> others) {
+                      if (node_) sync_.apply(others, *node_);
+                  }}) {}
 
     void start() {
         slave_.start();
         if (settings_.checkpoint_ms > 0) asio::co_spawn(io_, checkpoints(), asio::detached);
+        if (node_) asio::co_spawn(io_, mesh_pings(), asio::detached);
     }
     /// Called once the master's shutdown is done, so the process can end when its work runs out.
     std::function<void()> on_shutdown;
 
 private:
+    // --mesh: a node of the fleet's UDP mesh, found through the master (embedded discovery), keyed
+    // from the fleet secret. It answers command 1 (echo) and pings every other bot four times a
+    // second, so the status lists show traffic between them.
+    ms::options with_mesh(ms::options o) {
+        if (!settings_.mesh) return o;
+        mesh::node_options options{.id = o.slave_id, .type = "bot", .bind = "127.0.0.1",
+                                   .secret = mesh::mesh_key_from_fleet_secret(o.secret),
+                                   .drain_timeout = std::chrono::milliseconds(300)};
+        options.learn_from_probes = false;  // the master's list is the membership
+        node_ = std::make_unique<mesh::node>(io_.get_executor(), std::move(options));
+        node_->command(1, [](const mesh::incoming& in) { return mesh::reply::respond(in.payload); });
+        if (auto ec = node_->start()) {
+            fmt::print(stderr, "bot: no mesh node: {}\n", ec.message());
+            node_.reset();
+            return o;
+        }
+        o.mesh = node_->self();
+        return o;
+    }
+
+    awaitable<void> mesh_pings() {
+        asio::steady_timer timer(io_);
+        const std::vector<std::byte> ping(16, std::byte{1});
+        while (!closing_ && node_) {
+            timer.expires_after(std::chrono::milliseconds(250));
+            co_await timer.async_wait(tuple_awaitable);
+            for (const auto& peer : node_->nodes()) {
+                if (closing_ || !node_) co_return;
+                (void)co_await node_->request(peer.id, 1, ping, std::chrono::milliseconds(200));
+            }
+        }
+    }
+
     // Every checkpoint_ms, each shard that moved on since its last checkpoint hands the master a copy
     // of its state: if this process dies, the shard resumes elsewhere from there, and the gateway
     // replays what came after — nothing lost, nothing committed twice.
@@ -394,6 +437,9 @@ private:
             socket_.close(ignored);
         }
         done();
+        // The mesh node says goodbye (peers stop asking it at once) and closes, so that the
+        // io_context runs out of work and the process ends.
+        if (node_) asio::co_spawn(io_, node_->go_offline(), asio::detached);
         if (on_shutdown) on_shutdown();
     }
 
@@ -408,6 +454,8 @@ private:
     settings settings_;
     std::string name_;
     tcp::socket socket_;
+    std::unique_ptr<mesh::node> node_;  // --mesh; before slave_, whose hello announces it
+    mesh::membership_sync sync_;
     ms::slave slave_;
     std::map<std::uint32_t, shard> shards_;
     std::vector<std::uint32_t> touched_;
@@ -441,8 +489,9 @@ int main(int argc, char** argv) {
         else if (arg == "--stop-delay-ms") s.stop_delay_ms = std::stoi(value());
         else if (arg == "--ignore-shutdown") s.ignore_shutdown = true;
         else if (arg == "--checkpoint-ms") s.checkpoint_ms = std::stoi(value());
+        else if (arg == "--mesh") s.mesh = true;
         else {
-            fmt::print(stderr, "bot: unknown argument {}\nusage: bot --gateway HOST:PORT [--state-padding BYTES] [--soft-start-delay-ms MS] [--stop-delay-ms MS] [--ignore-shutdown] [--checkpoint-ms MS]\n", arg);
+            fmt::print(stderr, "bot: unknown argument {}\nusage: bot --gateway HOST:PORT [--state-padding BYTES] [--soft-start-delay-ms MS] [--stop-delay-ms MS] [--ignore-shutdown] [--checkpoint-ms MS] [--mesh]\n", arg);
             return 64;
         }
     }

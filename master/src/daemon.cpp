@@ -610,6 +610,7 @@ private:
             json::object so{{"id", s.id}, {"generation", s.generation}, {"pid", s.pid}, {"phase", s.phase},
                             {"connected", s.connected}, {"spawned_here", s.spawned_here}, {"shards", s.shards}};
             if (s.slot) so["slot"] = *s.slot; else so["slot"] = nullptr;
+            so["mesh"] = s.mesh.empty() ? json::value(nullptr) : json::value(s.mesh);
             slaves.push_back(std::move(so));
         }
         o["slaves"] = std::move(slaves);

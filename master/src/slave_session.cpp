@@ -99,6 +99,14 @@ void slave_session::handle_handshake(const p::frame_view& frame) {
         hello_ = slave_hello_info{.id = slave_, .pid = h->pid, .generation = h->generation, .shards = h->shards,
                                   .soft_started = h->soft_started, .stopped = h->stopped,
                                   .version_minor = h->version_minor};
+        if (h->has_mesh_node()) {
+            mesh_node_info node{.host = std::string(*h->mesh_host), .port = *h->mesh_port,
+                                .incarnation = *h->mesh_incarnation, .type = std::string(h->mesh_type.value_or(""))};
+            if (h->mesh_values) {
+                for (const auto& [k, v] : *h->mesh_values) node.values.emplace_back(k, v);
+            }
+            hello_->mesh = std::move(node);
+        }
         slave_nonce_.assign(h->nonce.begin(), h->nonce.end());
         return;
     }
@@ -159,6 +167,14 @@ void slave_session::handle(const p::frame_view& frame) {
             } else if constexpr (std::is_same_v<T, p::error_message>) {
                 host_.to_core(id, [&](supervisor& core, mono_time now) {
                     core.on_slave_error(id, std::string(msg.code), std::string(msg.message), now);
+                });
+            } else if constexpr (std::is_same_v<T, p::mesh_update>) {
+                std::optional<std::string> type;
+                if (msg.mesh_type) type = std::string(*msg.mesh_type);
+                std::vector<std::pair<std::string, std::string>> values;
+                for (const auto& [k, v] : msg.mesh_values) values.emplace_back(k, v);
+                host_.to_core(id, [&](supervisor& core, mono_time now) {
+                    core.on_mesh_update(id, std::move(type), std::move(values), now);
                 });
             } else if constexpr (std::is_same_v<T, p::application_frame>) {
                 refuse("unsupported", fmt::format("application event {} has no route yet", msg.event), false);

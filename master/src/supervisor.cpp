@@ -58,6 +58,7 @@ struct slave_rec {
     std::int64_t pid = 0;
     std::optional<connection_id> connection;
     std::uint32_t minor = 0;  // protocol minor version it speaks
+    std::optional<mesh_node_info> mesh;  // its node in the UDP mesh (1.2)
     bool alive = true;  // false once its process is known to be gone
     slave_phase phase = slave_phase::spawning;
     std::optional<mono_time> deadline;  // of the current phase (spawning, soft_starting, retiring, lost)
@@ -223,6 +224,41 @@ struct supervisor::state {
             return;
         }
         out.emplace_back(std::move(a));
+    }
+
+    // --- the mesh's embedded discovery ---------------------------------------------------------
+    // Every slave that runs a mesh node is listed to every such slave, whole, with a version that
+    // grows with each change. A node leaves the list when its slave is lost or dead, not when a
+    // connection merely drops (a master restart must not make the mesh forget its nodes).
+
+    std::uint64_t mesh_version = 0;  // seeded from first_id: see the constructor
+
+    void send_mesh_members(const slave_rec& to) {
+        if (!to.mesh || !to.connection || to.minor < 2) return;
+        protocol::mesh_members m{.version = mesh_version, .members = {}};
+        std::vector<protocol::string_map> values;  // views into the slaves' records
+        values.reserve(slaves.size());
+        for (const auto& [id, r] : slaves) {
+            if (!r.mesh || !r.alive) continue;
+            protocol::string_map& v = values.emplace_back();
+            for (const auto& [k, val] : r.mesh->values) v.emplace_back(k, val);
+            m.members.push_back({.id = r.id, .type = r.mesh->type, .host = r.mesh->host, .port = r.mesh->port,
+                                 .incarnation = r.mesh->incarnation, .values = v});
+        }
+        send(to, m);
+    }
+
+    void mesh_changed() {
+        ++mesh_version;
+        for (const auto& [id, r] : slaves) {
+            if (r.alive && r.connection) send_mesh_members(r);
+        }
+    }
+
+    void mesh_leave(slave_rec& r) {
+        if (!r.mesh) return;
+        r.mesh.reset();
+        mesh_changed();
     }
 
     slave_rec* find(const std::string& id) {
@@ -723,6 +759,7 @@ struct supervisor::state {
     void fail_slave(slave_rec& s, const std::string& reason) {
         if (s.phase == slave_phase::lost || !s.alive) return;
         log({.event = "slave_lost", .slave = s.id, .pid = s.pid, .reason = reason});
+        mesh_leave(s);
         std::size_t index = 0;
         if (pair_rec* p = pair_of(s.id, &index); p && p->to == s.id) fail_target(index, reason);
         if (s.connection) {
@@ -755,6 +792,7 @@ struct supervisor::state {
         if (!sp) return;
         slave_rec& s = *sp;
         s.alive = false;
+        mesh_leave(s);
         if (s.connection) {
             out.emplace_back(actions::close_connection{*s.connection, "slave_exited", reason});
             by_connection.erase(*s.connection);
@@ -1112,7 +1150,11 @@ struct supervisor::state {
 // ==============================================================================================
 
 supervisor::supervisor(supervisor_config config, std::uint64_t first_id)
-    : s_(std::make_unique<state>(config, first_id)) {}
+    : s_(std::make_unique<state>(config, first_id)) {
+    // Slaves ignore a membership list older than one they applied, and they outlive masters: the
+    // next master's versions must start above this one's (first_id grows with the wall clock).
+    s_->mesh_version = first_id;
+}
 supervisor::~supervisor() = default;
 
 const supervisor_config& supervisor::config() const noexcept { return s_->config; }
@@ -1205,12 +1247,22 @@ void supervisor::on_slave_connected(connection_id connection, const slave_hello_
     if (hello.pid > 0) r->pid = hello.pid;
     r->minor = hello.version_minor;
     r->connection = connection;
+    // Its mesh node joins (or changed, or is gone); either way it gets the list now, since it may
+    // have missed changes while it was away.
+    const std::optional<mesh_node_info> mesh = hello.version_minor >= 2 ? hello.mesh : std::nullopt;
+    const bool mesh_changed_now = r->mesh != mesh;
+    r->mesh = mesh;
     r->last_seen = now;
     r->next_heartbeat = now + s.ms(s.config.heartbeat_interval);
     s.by_connection[connection] = r->id;
     s.log({.event = "slave_connected", .slave = r->id, .generation = r->generation, .slot = r->slot, .pid = r->pid,
            .count = hello.shards.size()});
 
+    if (mesh_changed_now) {
+        s.mesh_changed();
+    } else {
+        s.send_mesh_members(*r);
+    }
     s.reconcile_reported_shards(*r, hello.shards, hello.stopped);
     s.reconcile_stopped_shards(*r, hello.stopped);
     switch (r->phase) {
@@ -1469,6 +1521,21 @@ void supervisor::on_slave_error(connection_id connection, std::string code, std:
     s.log({.event = "slave_reported_error", .slave = r->id, .reason = code + ": " + message});
 }
 
+void supervisor::on_mesh_update(connection_id connection, std::optional<std::string> type,
+                                std::vector<std::pair<std::string, std::string>> values, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    if (s.exited) return;
+    slave_rec* r = s.by_conn(connection);
+    if (!r || !r->mesh) return;  // no node announced: nothing to update
+    mesh_node_info updated = *r->mesh;
+    if (type) updated.type = std::move(*type);
+    updated.values = std::move(values);
+    if (updated == *r->mesh) return;
+    r->mesh = std::move(updated);
+    s.mesh_changed();
+}
+
 void supervisor::on_tick(mono_time now) {
     auto& s = *s_;
     s.now = now;
@@ -1663,7 +1730,8 @@ supervisor_status supervisor::status(mono_time now) const {
     }
     for (const auto& [id, r] : s.slaves) {
         st.slaves.push_back({.id = id, .slot = r.slot, .generation = r.generation, .pid = r.pid, .phase = name(r.phase),
-                             .connected = r.connection.has_value(), .spawned_here = r.ours, .shards = counts[id]});
+                             .connected = r.connection.has_value(), .spawned_here = r.ours, .shards = counts[id],
+                             .mesh = r.mesh ? fmt::format("{}:{}", r.mesh->host, r.mesh->port) : std::string()});
     }
     if (s.restart) {
         restart_status rs{.id = s.restart->id, .in_flight = s.in_flight, .elapsed_ms = ms_between(s.restart->started, now),

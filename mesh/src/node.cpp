@@ -104,6 +104,7 @@ struct node::impl {
         bool online = true;       // discovery says it exists; silence past offline_after says not
         bool draining = false;    // it announced it goes offline
         bool learned = false;     // from a probe, not from discovery: forgotten once long silent
+        bool visitor = false;     // learned while learn_from_probes is off: talks, but is no member
         std::size_t datagram = 1400;  // the datagram size used with this peer
         mono_time last_heard{};
         mono_time last_probe{};
@@ -138,6 +139,9 @@ struct node::impl {
     peer_record self;
     std::unique_ptr<packet_auth> auth;
     std::map<std::string, std::unique_ptr<peer>, std::less<>> peers;
+    // Peers discovery reported gone, kept a minute in case the same incarnation comes back.
+    std::map<std::string, std::pair<std::unique_ptr<peer>, mono_time>, std::less<>> departed;
+    static mono_time now_of() { return now_mono(); }
     std::unordered_map<std::uint64_t, peer*> by_incarnation;
     std::unordered_map<std::uint16_t, handler> handlers;
     std::unordered_map<std::uint16_t, async_handler> async_handlers;
@@ -299,6 +303,7 @@ struct node::impl {
             if (p->online && now - std::max(p->last_heard, p->since) >= opts.offline_after) set_online(*p, false);
         }
         for (const auto& id : forget) self_node.peer_down(id);
+        std::erase_if(departed, [&](const auto& d) { return now - d.second.second > std::chrono::minutes(1); });
         flush_all();
     }
 
@@ -546,7 +551,7 @@ struct node::impl {
             if (f.type == frame_type::probe) {
                 // A node that names itself joins (static discovery: knowing one address is enough
                 // for both to see each other); an anonymous pinger only gets the answer.
-                if (!f.id.empty() && opts.learn_from_probes && f.id != self.id) {
+                if (!f.id.empty() && f.id != self.id) {
                     learn({.id = std::string(f.id), .type = std::string(f.node_type),
                            .host = sender.address().to_string(), .port = sender.port(), .incarnation = h.sender});
                 }
@@ -641,11 +646,53 @@ struct node::impl {
         }
     }
 
+    // Probes every address of opts.static_peers (announcing this node, so it learns us) and makes
+    // each answerer a member; quickly until all answered, then every offline_after.
+    awaitable<void> static_discovery() {
+        auto a = alive;
+        asio::steady_timer pause(executor);
+        while (!closed) {
+            bool all = true;
+            for (const std::string& address : opts.static_peers) {
+                const auto colon = address.rfind(':');
+                boost::system::error_code ec;
+                const auto ip = asio::ip::make_address(address.substr(0, colon), ec);
+                if (colon == std::string::npos || ec) {
+                    log("warn", "mesh: static peer '" + address + "' is not IP:PORT");
+                    continue;
+                }
+                const auto port = static_cast<std::uint16_t>(std::strtoul(address.c_str() + colon + 1, nullptr, 10));
+                auto r = co_await self_node.probe(ip.to_string(), port, milliseconds(250), true);
+                if (!*a || closed) co_return;
+                if (!r) {
+                    all = false;
+                    continue;
+                }
+                if (r->id != self.id) {
+                    self_node.peer_up({.id = r->id, .type = r->type, .host = ip.to_string(), .port = port,
+                                       .incarnation = r->incarnation, .values = {}});
+                }
+            }
+            pause.expires_after(all ? opts.offline_after : milliseconds(500));
+            co_await pause.async_wait(tuple_awaitable);
+            if (!*a) co_return;
+        }
+    }
+
     // A peer found by probing (static discovery): one that has been silent for long is forgotten,
     // so that one-off visitors (the CLI's `mesh nodes`) do not pile up.
+    // Without learn_from_probes such a node is only a visitor (the CLI, say): it may talk to this
+    // node, but is no member — not in nodes(), no membership events.
+    bool adding_visitor = false;
+    bool learning = false;  // peer_up() called by learn(), not by discovery
     void learn(const peer_record& rec) {
+        const bool known = find(rec.id) != nullptr;
+        adding_visitor = !opts.learn_from_probes;
+        learning = true;
         self_node.peer_up(rec);
-        if (peer* p = find(rec.id); p && p->rec.incarnation == rec.incarnation) p->learned = true;
+        adding_visitor = false;
+        learning = false;
+        if (peer* p = find(rec.id); p && p->rec.incarnation == rec.incarnation && !known) p->learned = true;
     }
 
     std::unique_ptr<peer> make_peer(const peer_record& rec) {
@@ -728,6 +775,7 @@ boost::system::error_code node::start() {
     s.self.port = s.socket.local_endpoint().port();
     s.started = true;
     asio::co_spawn(s.executor, s.receive_loop(), asio::detached);
+    if (!s.opts.static_peers.empty()) asio::co_spawn(s.executor, s.static_discovery(), asio::detached);
     return {};
 }
 
@@ -761,6 +809,7 @@ std::string node::status_json() const {
     json::array peers;
     for (const auto& st : status()) {
         json::object o = record(st.record);
+        o["member"] = st.member;
         o["online"] = st.online;
         o["rtt_us"] = st.rtt ? json::value(std::chrono::duration<double, std::micro>(*st.rtt).count()) : json::value(nullptr);
         o["loss"] = st.loss;
@@ -929,14 +978,16 @@ awaitable<std::size_t> node::usend_many(std::vector<std::string> targets, std::u
 
 std::vector<peer_record> node::nodes() const {
     std::vector<peer_record> v;
-    for (const auto& [id, p] : impl_->peers) v.push_back(p->rec);
+    for (const auto& [id, p] : impl_->peers) {
+        if (!p->visitor) v.push_back(p->rec);
+    }
     return v;
 }
 
 std::vector<peer_record> node::nodes_by_type(std::string_view type) const {
     std::vector<peer_record> v;
     for (const auto& [id, p] : impl_->peers) {
-        if (p->rec.type == type) v.push_back(p->rec);
+        if (p->rec.type == type && !p->visitor) v.push_back(p->rec);
     }
     return v;
 }
@@ -958,6 +1009,7 @@ std::vector<peer_status> node::status() const {
         const auto& st = p->ch->stats();
         const double sent = static_cast<double>(st.segments_sent + st.segments_retransmitted);
         v.push_back({.record = p->rec,
+                     .member = !p->visitor,
                      .online = p->online,
                      .rtt = p->ch->srtt(),
                      .loss = sent > 0 ? static_cast<double>(st.segments_retransmitted) / sent : 0.0,
@@ -1044,11 +1096,19 @@ awaitable<std::optional<probe_result>> node::probe(std::string host, std::uint16
 void node::peer_up(const peer_record& rec) {
     auto& s = *impl_;
     if (rec.id == s.self.id || rec.incarnation == 0) return;
+    const bool visitor = s.adding_visitor;
     if (auto* p = s.find(rec.id)) {
         if (p->rec.incarnation == rec.incarnation) {
+            if (visitor) return;  // a probe from a peer discovery already reported: nothing new
             const bool moved = p->rec.host != rec.host || p->rec.port != rec.port;
             p->rec = rec;
             if (moved) p->endpoint = s.make_peer(rec)->endpoint;
+            if (!s.learning) p->learned = false;  // discovery reports it: not forgotten when silent
+            if (p->visitor) {  // discovery now reports it: a member from here on
+                p->visitor = false;
+                s.emit(membership_event::kind::join, rec.id);
+                s.emit(membership_event::kind::online, rec.id);
+            }
             return;
         }
         // Restarted: the old incarnation's requests will never be answered.
@@ -1056,11 +1116,24 @@ void node::peer_up(const peer_record& rec) {
         s.by_incarnation.erase(p->rec.incarnation);
         s.log("info", "mesh peer " + rec.id + " restarted");
         s.peers[rec.id] = s.make_peer(rec);
-    } else {
-        s.peers.emplace(rec.id, s.make_peer(rec));
-        s.log("info", "mesh peer " + rec.id + " joined (" + rec.host + ":" + std::to_string(rec.port) + ")");
+    } else if (auto gone = s.departed.find(rec.id); gone != s.departed.end() && gone->second.first->rec.incarnation == rec.incarnation) {
+        auto back = std::move(gone->second.first);
+        s.departed.erase(gone);
+        back->rec = rec;
+        s.peers.emplace(rec.id, std::move(back));
+        s.log("info", "mesh peer " + rec.id + " is back");
         s.emit(membership_event::kind::join, rec.id);
         s.emit(membership_event::kind::online, rec.id);
+    } else {
+        s.departed.erase(rec.id);
+        auto fresh = s.make_peer(rec);
+        fresh->visitor = visitor;
+        s.peers.emplace(rec.id, std::move(fresh));
+        if (!visitor) {
+            s.log("info", "mesh peer " + rec.id + " joined (" + rec.host + ":" + std::to_string(rec.port) + ")");
+            s.emit(membership_event::kind::join, rec.id);
+            s.emit(membership_event::kind::online, rec.id);
+        }
     }
     s.by_incarnation[rec.incarnation] = s.find(rec.id);
     s.wake_progress();
@@ -1074,6 +1147,10 @@ void node::peer_down(std::string_view id) {
     const std::string name = it->first;
     s.stop_requests_to(name, it->second->rec.incarnation, "the peer left");
     s.by_incarnation.erase(it->second->rec.incarnation);
+    // Kept for a while: discovery may report the same incarnation back (its slave reconnected to
+    // the master, say), and the peer's side of the channel lives on — a fresh one here would not
+    // match its sequence numbers.
+    s.departed[name] = {std::move(it->second), impl::now_of()};
     s.peers.erase(it);
     s.log("info", "mesh peer " + name + " left");
     s.emit(membership_event::kind::offline, name);

@@ -105,7 +105,11 @@ struct slave::impl : std::enable_shared_from_this<impl> {
                 .generation = opts.generation,
                 .pid = ::getpid(),
                 .max_state_size = opts.max_state_size,
-                .log = [this](std::string_view level, std::string text) { opts.log(level, text); }};
+                .log = [this](std::string_view level, std::string text) { opts.log(level, text); },
+                .mesh = opts.mesh,
+                .mesh_members = [this](std::vector<mesh::peer_record> others) {
+                    if (on.mesh_members) on.mesh_members(std::move(others));
+                }};
     }
 
     // Delivers a worker's completion back onto the strand, if the slave still exists.
@@ -409,6 +413,12 @@ void slave::stop() {
 void slave::checkpoint(std::uint32_t shard, std::vector<std::byte> state) {
     asio::post(impl_->strand, [self = impl_, shard, state = std::move(state)] {
         if (self->core.checkpoint(shard, state)) self->flush();
+    });
+}
+
+void slave::update_mesh(mesh::peer_record node) {
+    asio::post(impl_->strand, [self = impl_, node = std::move(node)] {
+        if (self->core.update_mesh(node)) self->flush();
     });
 }
 

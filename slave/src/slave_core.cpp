@@ -145,6 +145,20 @@ void slave_core::on_frame(const p::frame_view& frame) {
                 if (auto r = retained_.find(msg.shard); r != retained_.end() && r->second.epoch == msg.epoch) retained_.erase(r);
             } else if constexpr (std::is_same_v<T, p::heartbeat> || std::is_same_v<T, p::shard_migration_start>) {
                 // Liveness only; the migration notice needs no answer.
+            } else if constexpr (std::is_same_v<T, p::mesh_members>) {
+                // Lists can cross (a master restart): only a newer one replaces what was applied.
+                if (msg.version <= mesh_version_) return;
+                mesh_version_ = msg.version;
+                if (!config_.mesh_members) return;
+                std::vector<mesh::peer_record> others;
+                for (const auto& m : msg.members) {
+                    if (config_.mesh && m.incarnation == config_.mesh->incarnation) continue;  // this node
+                    mesh::peer_record r{.id = std::string(m.id), .type = std::string(m.type), .host = std::string(m.host),
+                                        .port = m.port, .incarnation = m.incarnation, .values = {}};
+                    for (const auto& [k, v] : m.values) r.values.emplace(std::string(k), std::string(v));
+                    others.push_back(std::move(r));
+                }
+                config_.mesh_members(std::move(others));
             } else if constexpr (std::is_same_v<T, p::error_message>) {
                 // A detaching master is an expected goodbye, not a failure: the shards stay here.
                 const bool goodbye = msg.code == "master_detaching";
@@ -155,6 +169,15 @@ void slave_core::on_frame(const p::frame_view& frame) {
             }
         },
         m);
+}
+
+bool slave_core::update_mesh(const mesh::peer_record& node) {
+    config_.mesh = node;
+    if (link_ != link_state::ready) return false;  // the next hello carries it
+    p::string_map values;
+    for (const auto& [k, v] : node.values) values.emplace_back(k, v);
+    send(p::mesh_update{.mesh_type = std::string_view(node.type), .mesh_values = values});
+    return true;
 }
 
 void slave_core::handle(const p::auth_challenge& m) {
@@ -169,15 +192,25 @@ void slave_core::handle(const p::auth_challenge& m) {
     master_nonce_.assign(m.nonce.begin(), m.nonce.end());
     const std::vector<p::shard_epoch> held = shards();
     const std::vector<p::shard_epoch> kept = retained();
-    send(p::slave_hello{.version_major = p::current_version.major,
-                        .version_minor = p::current_version.minor,
-                        .slave_id = config_.slave_id,
-                        .pid = static_cast<std::uint32_t>(config_.pid),
-                        .generation = config_.generation,
-                        .nonce = p::bytes_view(slave_nonce_),
-                        .shards = held,
-                        .soft_started = soft_started_,
-                        .stopped = kept});
+    p::slave_hello hello{.version_major = p::current_version.major,
+                         .version_minor = p::current_version.minor,
+                         .slave_id = config_.slave_id,
+                         .pid = static_cast<std::uint32_t>(config_.pid),
+                         .generation = config_.generation,
+                         .nonce = p::bytes_view(slave_nonce_),
+                         .shards = held,
+                         .soft_started = soft_started_,
+                         .stopped = kept};
+    p::string_map mesh_values;
+    if (const auto& node = config_.mesh) {
+        hello.mesh_host = node->host;
+        hello.mesh_port = node->port;
+        hello.mesh_incarnation = node->incarnation;
+        hello.mesh_type = node->type;
+        for (const auto& [k, v] : node->values) mesh_values.emplace_back(k, v);
+        hello.mesh_values = mesh_values;
+    }
+    send(hello);
     const p::proof mac = p::slave_proof(config_.secret, m.nonce, p::bytes_view(slave_nonce_), config_.slave_id);
     send(p::auth_proof{.mac = p::bytes_view(mac)});
     link_ = link_state::awaiting_welcome;

@@ -11,6 +11,7 @@
 
 #include <meshmaster/protocol/auth.hpp>
 #include <meshmaster/protocol/frame.hpp>
+#include <meshmaster/mesh/discovery.hpp>
 #include <meshmaster/protocol/messages.hpp>
 #include <meshmaster/protocol/state_transfer.hpp>
 #include <meshmaster/slave/completion.hpp>
@@ -48,6 +49,10 @@ struct core_config {
     std::size_t state_chunk_size = protocol::default_state_chunk_size;
     /// Where the core reports what the operator should know ("info"/"warn"/"error", text).
     std::function<void(std::string_view level, std::string text)> log;
+    /// This process's node in the UDP mesh, announced in every hello (protocol 1.2); unset: none.
+    std::optional<mesh::peer_record> mesh;
+    /// The mesh's membership (every other node), each time the master sends a newer list.
+    std::function<void(std::vector<mesh::peer_record>)> mesh_members;
 };
 
 class slave_core {
@@ -68,6 +73,9 @@ public:
     /// The worker's current state of a shard it runs, for the master to keep in case this process
     /// dies. False (and nothing sent) when not connected or the shard is not running here.
     bool checkpoint(std::uint32_t shard, std::span<const std::byte> state);
+    /// The mesh node's type or values changed: remembered for later hellos, and sent now
+    /// (mesh_update) if the link is up. True if a frame was queued.
+    bool update_mesh(const mesh::peer_record& node);
 
     /// Called every heartbeat interval: sends a heartbeat when authenticated.
     void tick(std::uint64_t progress);
@@ -130,6 +138,7 @@ private:
     void send_stopped(std::uint32_t shard, const retained_state& r);
 
     core_config config_;
+    std::uint64_t mesh_version_ = 0;  // of the newest membership list applied
     link_state link_ = link_state::disconnected;
     protocol::nonce slave_nonce_{};
     std::vector<std::byte> master_nonce_;

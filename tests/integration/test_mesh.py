@@ -207,5 +207,77 @@ class Tools(unittest.TestCase):
             redis.wait(10)
 
 
+class StaticDiscovery(unittest.TestCase):
+    def test_a_node_finds_a_static_address_that_comes_up_later_and_both_become_members(self):
+        port_a, port_b = free_port(), free_port()
+        a = Server(port_a, extra=("--id", "a", "--static", f"127.0.0.1:{port_b}"))
+        self.addCleanup(a.close)
+        time.sleep(0.7)  # b is not there yet: a keeps probing
+        b = Server(port_b, extra=("--id", "b"))
+        self.addCleanup(b.close)
+        key = tempfile.NamedTemporaryFile("w", delete=False)
+        key.write(BENCH_KEY)
+        key.close()
+        self.addCleanup(os.unlink, key.name)
+
+        def members(port):
+            out = subprocess.run([MESHMASTER, "mesh", "nodes", f"127.0.0.1:{port}", "--key-file", key.name, "--json"],
+                                 capture_output=True, text=True, timeout=30)
+            peers = json.loads(out.stdout)["peers"] if out.returncode == 0 else []
+            return {p["id"] for p in peers if p["member"] and p["online"] and p["type"] == "bench"}  # not the CLI itself
+
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (members(port_a) == {"b"} and members(port_b) == {"a"}):
+            time.sleep(0.2)
+        self.assertEqual(members(port_a), {"b"})
+        self.assertEqual(members(port_b), {"a"})
+
+
+class Embedded(unittest.TestCase):
+    """Embedded discovery: bots run mesh nodes, announce them to meshmaster in their hellos, and get
+    the fleet's membership back; the key comes from the fleet secret. No other configuration."""
+
+    def peers_of(self, master, address):
+        out = subprocess.run([MESHMASTER, "mesh", "nodes", address, "-c", master.config, "--json"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return {p["id"]: p for p in json.loads(out.stdout)["peers"] if p["member"]}
+
+    def wait_for_mesh(self, master, expected, timeout=10):
+        """Every bot's node lists exactly the other bots as members (from the master's lists, not
+        from their probes: the bots do not learn from probes), online and answering."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = master.status()
+            nodes = {s["id"]: s["mesh"] for s in status["slaves"] if s["phase"] == "running"}
+            views = {}
+            if set(nodes) == expected and all(nodes.values()):
+                views = {slave: self.peers_of(master, address) for slave, address in nodes.items()}
+                if all(set(v) == expected - {slave} and all(p["online"] and p["messages_in"] > 0 for p in v.values())
+                       for slave, v in views.items()):
+                    return nodes
+            if time.monotonic() > deadline:
+                self.fail(f"the mesh did not converge to {sorted(expected)}: {nodes} {views}")
+            time.sleep(0.2)
+
+    def test_bots_find_each_other_through_the_master_and_follow_a_rolling_restart(self):
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
+        from support import Fleet  # noqa: E402
+        with Fleet(shards=6, slaves=3, rate=50, bot_args=("--mesh",)) as fleet:
+            master = fleet.master
+            master.wait_running()
+            first = self.wait_for_mesh(master, {"s0-g1", "s1-g1", "s2-g1"})
+            self.assertTrue(all(a.startswith("127.0.0.1:") for a in first.values()), first)
+
+            out = master.cli("restart", "--wait")
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            master.wait_running()
+            # The retired bots left the mesh; the new ones found each other.
+            self.wait_for_mesh(master, {"s0-g2", "s1-g2", "s2-g2"})
+            self.assertEqual(fleet.gateway.drain(), "drained")
+            report = fleet.gateway.report()
+        self.assertEqual((report["lost"], report["duplicated"]), (0, 0))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

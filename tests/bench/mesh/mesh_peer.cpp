@@ -2,7 +2,7 @@
 // echoes requests and checks one-way streams, and a client that measures. Same command line as
 // the other peers of the benchmark (README.md there):
 //
-//   mesh_peer server --port P [--bind A]
+//   mesh_peer server --port P [--bind A] [--id ID] [--static HOST:PORT ...]
 //   mesh_peer client --host H --port P --test rr|oneway|bulk|requests --count N --size B
 //
 // Both use static discovery (the client probes the server's address; each learns the other) and
@@ -49,6 +49,8 @@ struct args {
     std::size_t datagram = 0;  // 0: the node's defaults (1400, and 65000 towards loopback peers)
     std::size_t concurrency = 64;
     bool insecure = false;
+    std::string id = "server";               // server: its node id
+    std::vector<std::string> static_peers;   // server: other servers to find (static discovery)
 };
 
 args parse(int argc, char** argv) {
@@ -66,6 +68,8 @@ args parse(int argc, char** argv) {
         else if (k == "--datagram") a.datagram = std::stoull(v);
         else if (k == "--concurrency") a.concurrency = std::stoull(v);
         else if (k == "--insecure") { a.insecure = true; --i; }
+        else if (k == "--id") a.id = v;
+        else if (k == "--static") a.static_peers.push_back(v);
         else {
             std::fprintf(stderr, "unknown option %s\n", k.c_str());
             std::exit(64);
@@ -133,7 +137,9 @@ struct verdict {
 
 int run_server(const args& a) {
     asio::io_context io;
-    mesh::node n(io.get_executor(), options(a, "server", a.port));
+    mesh::node_options o = options(a, a.id, a.port);
+    o.static_peers = a.static_peers;
+    mesh::node n(io.get_executor(), std::move(o));
     verdict v;
     n.command(cmd_echo, [](const mesh::incoming& in) { return mesh::reply::respond(in.payload); });
     n.command(cmd_stream, [&](const mesh::incoming& in) {

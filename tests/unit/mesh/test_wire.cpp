@@ -1,5 +1,6 @@
 // The datagram format: frames round-trip, sequence numbers widen across 2^32, and malformed input
 // is refused with a reason instead of read past its end.
+#include <meshmaster/mesh/membership_sync.hpp>
 #include <meshmaster/mesh/packet_auth.hpp>
 #include <meshmaster/mesh/wire.hpp>
 
@@ -161,4 +162,29 @@ TEST_CASE("replay window: each number once, old ones refused, gaps and jumps han
     CHECK_FALSE(w.accept(9'999));
     CHECK(w.accept(10'001));
     CHECK(w.highest() == 10'001);
+}
+
+TEST_CASE("membership_sync: whole lists become the ups and downs in between") {
+    struct recorder : mm::discovery_sink {
+        std::vector<std::string> events;
+        void peer_up(const mm::peer_record& p) override { events.push_back("up " + p.id + " " + std::to_string(p.incarnation)); }
+        void peer_down(std::string_view id) override { events.push_back("down " + std::string(id)); }
+    } sink;
+    mm::membership_sync sync;
+    const mm::peer_record a{.id = "a", .host = "10.0.0.1", .port = 1, .incarnation = 1};
+    const mm::peer_record b{.id = "b", .host = "10.0.0.2", .port = 2, .incarnation = 2};
+    sync.apply({a, b}, sink);
+    CHECK(sink.events == std::vector<std::string>{"up a 1", "up b 2"});
+    sink.events.clear();
+    sync.apply({a, b}, sink);  // the same list again: nothing
+    CHECK(sink.events.empty());
+    mm::peer_record b2 = b;
+    b2.incarnation = 3;  // b restarted
+    mm::peer_record a2 = a;
+    a2.values["zone"] = "eu";
+    sync.apply({a2, b2}, sink);
+    CHECK(sink.events == std::vector<std::string>{"up a 1", "up b 3"});
+    sink.events.clear();
+    sync.apply({b2}, sink);
+    CHECK(sink.events == std::vector<std::string>{"down a"});
 }

@@ -21,8 +21,13 @@ namespace {
 const std::string secret = "a shared secret for the tests";
 
 // Plays the master: encodes frames into the core, decodes what the core writes back.
+core_config test_config() {
+    return {.slave_id = "s0-g1", .secret = secret, .generation = 1, .pid = 77, .state_chunk_size = 64};
+}
+
 struct master_side {
-    slave_core core{{.slave_id = "s0-g1", .secret = secret, .generation = 1, .pid = 77, .state_chunk_size = 64}};
+    explicit master_side(core_config config = test_config()) : core(std::move(config)) {}
+    slave_core core;
     p::nonce master_nonce = p::random_nonce();
     std::vector<std::string> log;
 
@@ -340,4 +345,47 @@ TEST_CASE("a (restarted) master gets the last checkpoints again right after the 
     auto out = m.written();
     REQUIRE(out.size() == 1);
     CHECK(std::get<p::checkpoint>(out[0]) == p::checkpoint{.shard = 3, .epoch = 4, .state = p::bytes_view::of("cp")});
+}
+
+TEST_CASE("embedded discovery: the hello announces the mesh node, newer member lists reach the worker") {
+    std::vector<std::vector<mesh::peer_record>> lists;
+    core_config config = test_config();
+    config.mesh = mesh::peer_record{.id = "s0-g1", .type = "bot", .host = "127.0.0.1", .port = 7400, .incarnation = 42,
+                                    .values = {{"zone", "eu"}}};
+    config.mesh_members = [&](std::vector<mesh::peer_record> others) { lists.push_back(std::move(others)); };
+    master_side m(config);
+    const auto hello = m.connect();
+    REQUIRE(hello.has_mesh_node());
+    CHECK(*hello.mesh_host == "127.0.0.1");
+    CHECK(*hello.mesh_port == 7400);
+    CHECK(*hello.mesh_incarnation == 42);
+    CHECK(*hello.mesh_type == "bot");
+    REQUIRE(hello.mesh_values);
+    CHECK(*hello.mesh_values == p::string_map{{"zone", "eu"}});
+
+    const p::string_map room{{"shards", "0-7"}};
+    m.deliver(p::mesh_members{.version = 10,
+                              .members = {{.id = "s0-g1", .type = "bot", .host = "127.0.0.1", .port = 7400, .incarnation = 42},
+                                          {.id = "s1-g1", .type = "room", .host = "127.0.0.1", .port = 7401,
+                                           .incarnation = 43, .values = room}}});
+    REQUIRE(lists.size() == 1);
+    REQUIRE(lists[0].size() == 1);  // itself left out
+    CHECK(lists[0][0] == mesh::peer_record{.id = "s1-g1", .type = "room", .host = "127.0.0.1", .port = 7401,
+                                           .incarnation = 43, .values = {{"shards", "0-7"}}});
+    // An older list (one that crossed a newer one, say) changes nothing.
+    m.deliver(p::mesh_members{.version = 9, .members = {}});
+    CHECK(lists.size() == 1);
+    m.deliver(p::mesh_members{.version = 11, .members = {}});
+    REQUIRE(lists.size() == 2);
+    CHECK(lists[1].empty());
+
+    // New values go to the master at once, and into later hellos.
+    (void)m.written();
+    mesh::peer_record changed = *config.mesh;
+    changed.values["load"] = "0.5";
+    CHECK(m.core.update_mesh(changed));
+    const auto out = m.written();
+    REQUIRE(out.size() == 1);
+    const auto& update = std::get<p::mesh_update>(out[0]);
+    CHECK(update.mesh_values == p::string_map{{"load", "0.5"}, {"zone", "eu"}});
 }

@@ -18,6 +18,7 @@ struct slave_status {
     bool connected = false;
     bool spawned_here = false;
     std::uint32_t shards = 0;
+    std::string mesh;  ///< its mesh node's HOST:PORT (embedded discovery); empty: none
 };
 
 struct shard_status {

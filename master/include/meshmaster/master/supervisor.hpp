@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -39,6 +40,17 @@ namespace meshmaster::master {
 using mono_time = std::chrono::nanoseconds;
 
 /// What an authenticated slave said about itself in its hello.
+/// A slave's node in the UDP mesh, as its hello announced it (protocol 1.2): the master lists every
+/// such node to every such slave (mesh_members), which is the mesh's embedded discovery.
+struct mesh_node_info {
+    std::string host;
+    std::uint16_t port = 0;
+    std::uint64_t incarnation = 0;
+    std::string type;
+    std::vector<std::pair<std::string, std::string>> values;
+    friend bool operator==(const mesh_node_info&, const mesh_node_info&) = default;
+};
+
 struct slave_hello_info {
     std::string id;
     std::int64_t pid = 0;
@@ -48,6 +60,7 @@ struct slave_hello_info {
     /// Shards it stopped whose handed-back state it still keeps (protocol 1.1).
     std::vector<protocol::shard_epoch> stopped;
     std::uint32_t version_minor = 0;  ///< 1.1 slaves get checkpoints and handoff_complete
+    std::optional<mesh_node_info> mesh;  ///< its mesh node, if it runs one (1.2)
 };
 
 /// The id the master gives the slave it spawns for `slot` in `generation`: "s<slot>-g<generation>".
@@ -128,6 +141,9 @@ public:
                        mono_time now);
     /// `progress`: the slave's event-loop counter (0 from slaves that do not report one).
     void on_heartbeat(connection_id connection, std::uint64_t progress, mono_time now);
+    /// The slave's mesh node changed its type (if given) or values (mesh_update, 1.2).
+    void on_mesh_update(connection_id connection, std::optional<std::string> type,
+                        std::vector<std::pair<std::string, std::string>> values, mono_time now);
     /// An error frame from the slave (it refused something); logged.
     void on_slave_error(connection_id connection, std::string code, std::string message, mono_time now);
 

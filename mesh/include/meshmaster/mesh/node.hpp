@@ -59,8 +59,14 @@ struct node_options {
     std::chrono::milliseconds drain_timeout{2000};  ///< go_offline() waits this long at most
     std::size_t socket_buffer = std::size_t{16} << 20;  ///< SO_RCVBUF / SO_SNDBUF asked for
     /// An authenticated probe from a node discovery has not reported makes it a peer (how static
-    /// discovery works: one side knowing the other's address is enough).
+    /// discovery works: one side knowing the other's address is enough). Off (when discovery is
+    /// the membership, as with meshmaster's embedded discovery), such a node is only a visitor:
+    /// it can talk to this one (the CLI's `mesh nodes`), but is not in nodes() and raises no
+    /// membership events.
     bool learn_from_probes = true;
+    /// Static discovery: "HOST:PORT" of nodes to find by probing, until they answer and again
+    /// every offline_after (a restart shows as a new incarnation). Both sides become members.
+    std::vector<std::string> static_peers;
     /// Log lines (level "info", "warn", "error"); default: none.
     std::function<void(std::string_view level, std::string_view message)> log;
 };
@@ -106,6 +112,7 @@ struct membership_event {
 /// One line of the status list (in the spirit of rdoorn/cluster's).
 struct peer_status {
     peer_record record;
+    bool member = true;  ///< false: a visitor (known from its probe, not from discovery)
     bool online = false;
     std::optional<std::chrono::nanoseconds> rtt;
     double loss = 0;  ///< share of segments sent that had to be sent again

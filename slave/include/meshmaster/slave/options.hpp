@@ -1,9 +1,12 @@
 // How a slave finds and authenticates to its master.
 #pragma once
 
+#include <meshmaster/mesh/discovery.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -27,6 +30,12 @@ struct options {
     std::chrono::milliseconds handshake_timeout{5'000};
     /// Largest shard state accepted from the master or handed back to it.
     std::uint64_t max_state_size = std::uint64_t{256} << 20;
+
+    /// This process's node in the UDP mesh (its self() record, with id = slave_id), for embedded
+    /// discovery: announced in every hello; the master lists it to the fleet's other nodes and
+    /// sends their list back (handlers::mesh_members). Unset: no mesh node. The node's key is
+    /// mesh::mesh_key_from_fleet_secret(secret) — no extra configuration, no key on the wire.
+    std::optional<mesh::peer_record> mesh;
 
     /// TLS to the master, on when set: the PEM file of the CA (or the master's self-signed
     /// certificate) the master's certificate must verify against. Read when the slave is

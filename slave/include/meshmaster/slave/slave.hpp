@@ -37,6 +37,7 @@
 // should ignore SIGPIPE so that it survives a master restart.
 #pragma once
 
+#include <meshmaster/mesh/discovery.hpp>
 #include <meshmaster/protocol/messages.hpp>
 #include <meshmaster/slave/completion.hpp>
 #include <meshmaster/slave/options.hpp>
@@ -68,6 +69,10 @@ struct handlers {
     std::function<void(shard_grant, completion<std::vector<std::byte>>)> stop_shard;
     std::function<void(shard_grant, std::span<const std::byte> state, completion<>)> resume_shard;
     std::function<void(completion<>)> shutdown;
+    /// Embedded discovery (with options::mesh set): every other mesh node of the fleet, each time
+    /// the master sends a newer list. Hand it to a mesh::membership_sync feeding the mesh::node.
+    /// Called on the slave's strand or thread.
+    std::function<void(std::vector<mesh::peer_record>)> mesh_members;
 };
 
 class slave {
@@ -89,6 +94,9 @@ public:
     /// starting over. Call it from time to time for each shard, from any thread; it is dropped when
     /// the master is unreachable or the shard is not running here.
     void checkpoint(std::uint32_t shard, std::vector<std::byte> state);
+    /// The mesh node's type or values changed (node.set_value, say): the master updates its
+    /// record and lists it to everyone. From any thread.
+    void update_mesh(mesh::peer_record node);
     /// The shards this process holds, with their epochs.
     [[nodiscard]] std::vector<protocol::shard_epoch> shards() const;
     /// The master asked for a shutdown and the worker completed it.
