@@ -239,8 +239,9 @@ struct sent_frame {
     std::uint64_t epoch = 0;
     std::uint64_t migration = 0;
 };
-std::vector<sent_frame> frames_to(const std::vector<action>& acts, connection_id connection) {
-    std::vector<sent_frame> out;
+// Calls f(event id, message) for each frame the core sent on `connection`, decoded.
+template <class F>
+void for_each_message_to(const std::vector<action>& acts, connection_id connection, F f) {
     for (const auto& a : acts) {
         const auto* send = std::get_if<actions::send_frame>(&a);
         if (!send || send->connection != connection) continue;
@@ -250,15 +251,20 @@ std::vector<sent_frame> frames_to(const std::vector<action>& acts, connection_id
             auto next = d.next();
             if (!next || !*next) break;
             auto m = meshmaster::protocol::decode(**next);
-            if (!m) continue;
-            sent_frame f{.event = std::string(meshmaster::protocol::to_string(
-                             static_cast<meshmaster::protocol::event_id>((**next).event)))};
-            if (const auto* x = std::get_if<meshmaster::protocol::stop_shard>(&*m)) f = {f.event, x->shard, x->epoch, x->migration_id};
-            if (const auto* x = std::get_if<meshmaster::protocol::resume>(&*m)) f = {f.event, x->shard, x->epoch, x->migration_id};
-            if (const auto* x = std::get_if<meshmaster::protocol::start_shard>(&*m)) f = {f.event, x->shard, x->epoch, 0};
-            out.push_back(f);
+            if (m) f(static_cast<meshmaster::protocol::event_id>((**next).event), *m);
         }
     }
+}
+
+std::vector<sent_frame> frames_to(const std::vector<action>& acts, connection_id connection) {
+    std::vector<sent_frame> out;
+    for_each_message_to(acts, connection, [&](meshmaster::protocol::event_id event, const meshmaster::protocol::message& m) {
+        sent_frame f{.event = std::string(meshmaster::protocol::to_string(event))};
+        if (const auto* x = std::get_if<meshmaster::protocol::stop_shard>(&m)) f = {f.event, x->shard, x->epoch, x->migration_id};
+        if (const auto* x = std::get_if<meshmaster::protocol::resume>(&m)) f = {f.event, x->shard, x->epoch, x->migration_id};
+        if (const auto* x = std::get_if<meshmaster::protocol::start_shard>(&m)) f = {f.event, x->shard, x->epoch, 0};
+        out.push_back(f);
+    });
     return out;
 }
 
@@ -390,23 +396,13 @@ namespace {
 std::vector<std::pair<std::uint64_t, std::vector<std::string>>> mesh_lists_to(const std::vector<action>& acts,
                                                                                 connection_id connection) {
     std::vector<std::pair<std::uint64_t, std::vector<std::string>>> out;
-    for (const auto& a : acts) {
-        const auto* send = std::get_if<actions::send_frame>(&a);
-        if (!send || send->connection != connection) continue;
-        meshmaster::protocol::frame_decoder d;
-        d.feed(send->frames);
-        while (true) {
-            auto next = d.next();
-            if (!next || !*next) break;
-            auto m = meshmaster::protocol::decode(**next);
-            if (!m) continue;
-            if (const auto* x = std::get_if<meshmaster::protocol::mesh_members>(&*m)) {
-                std::vector<std::string> ids;
-                for (const auto& member : x->members) ids.emplace_back(member.id);
-                out.emplace_back(x->version, std::move(ids));
-            }
+    for_each_message_to(acts, connection, [&](meshmaster::protocol::event_id, const meshmaster::protocol::message& m) {
+        if (const auto* x = std::get_if<meshmaster::protocol::mesh_members>(&m)) {
+            std::vector<std::string> ids;
+            for (const auto& member : x->members) ids.emplace_back(member.id);
+            out.emplace_back(x->version, std::move(ids));
         }
-    }
+    });
     return out;
 }
 

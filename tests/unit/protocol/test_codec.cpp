@@ -3,8 +3,9 @@
 #include <meshmaster/protocol/codec.hpp>
 #include <meshmaster/protocol/version.hpp>
 
+#include "body_builder.hpp"
+
 #include <doctest/doctest.h>
-#include <msgpack.hpp>
 
 #include <string>
 
@@ -12,36 +13,6 @@ using namespace meshmaster::protocol;
 
 namespace {
 
-// Builds a body with msgpack-c.
-struct body_builder {
-    msgpack::sbuffer buffer;
-    msgpack::packer<msgpack::sbuffer> pk{buffer};
-
-    body_builder& map(std::uint32_t n) { pk.pack_map(n); return *this; }
-    body_builder& array(std::uint32_t n) { pk.pack_array(n); return *this; }
-    body_builder& key(std::string_view k) { return str(k); }
-    body_builder& str(std::string_view s) {
-        pk.pack_str(static_cast<std::uint32_t>(s.size()));
-        pk.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
-        return *this;
-    }
-    body_builder& bin(std::string_view s) {
-        pk.pack_bin(static_cast<std::uint32_t>(s.size()));
-        pk.pack_bin_body(s.data(), static_cast<std::uint32_t>(s.size()));
-        return *this;
-    }
-    template <class T>
-    body_builder& value(const T& v) { pk.pack(v); return *this; }
-    body_builder& nil() { pk.pack_nil(); return *this; }
-    body_builder& raw(std::initializer_list<unsigned> bytes) {
-        for (unsigned b : bytes) {
-            const char c = static_cast<char>(b);
-            buffer.write(&c, 1);
-        }
-        return *this;
-    }
-    bytes_view bytes() const { return {reinterpret_cast<const std::byte*>(buffer.data()), buffer.size()}; }
-};
 
 template <class M>
 error decode_error(const body_builder& b) {

@@ -4,8 +4,9 @@
 #include <meshmaster/protocol/frame_decoder.hpp>
 #include <meshmaster/protocol/version.hpp>
 
+#include "body_builder.hpp"
+
 #include <doctest/doctest.h>
-#include <msgpack.hpp>
 
 #include <array>
 #include <string>
@@ -14,39 +15,6 @@ using namespace meshmaster::protocol;
 
 namespace {
 
-struct body_builder {
-    msgpack::sbuffer buffer;
-    msgpack::packer<msgpack::sbuffer> pk{buffer};
-
-    body_builder& map(std::uint32_t n) { pk.pack_map(n); return *this; }
-    body_builder& array(std::uint32_t n) { pk.pack_array(n); return *this; }
-    body_builder& key(std::string_view k) { return str(k); }
-    body_builder& str(std::string_view s) {
-        pk.pack_str(static_cast<std::uint32_t>(s.size()));
-        pk.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
-        return *this;
-    }
-    body_builder& bin(std::string_view s) {
-        pk.pack_bin(static_cast<std::uint32_t>(s.size()));
-        pk.pack_bin_body(s.data(), static_cast<std::uint32_t>(s.size()));
-        return *this;
-    }
-    template <class T>
-    body_builder& value(const T& v) { pk.pack(v); return *this; }
-    body_builder& raw(std::initializer_list<unsigned> bytes) {
-        for (unsigned b : bytes) {
-            const char c = static_cast<char>(b);
-            buffer.write(&c, 1);
-        }
-        return *this;
-    }
-    // [id, type, host, port, incarnation, {}] with the given port/incarnation/host.
-    body_builder& member(std::string_view id, std::string_view host = "10.0.0.1", std::uint64_t port = 7946,
-                         std::uint64_t incarnation = 1) {
-        return array(6).str(id).str("bot").str(host).value(port).value(incarnation).map(0);
-    }
-    bytes_view bytes() const { return {reinterpret_cast<const std::byte*>(buffer.data()), buffer.size()}; }
-};
 
 // The decoding error as text, or "ok". (body_builder can be neither copied nor moved: its packer
 // refers to its buffer, so helpers build into one they own and report only the outcome.)
