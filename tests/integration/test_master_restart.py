@@ -11,26 +11,31 @@ from support import Fleet, assert_single_owners, free_port
 
 
 class MasterRestart(unittest.TestCase):
+    def away_and_back(self, fleet, go_away):
+        """The master goes away (`go_away`), the shards keep running without it, and the next
+        master adopts the same slaves with the same table. Returns the pids of the slaves."""
+        master, gateway = fleet.master, fleet.gateway
+        before = master.wait_running()
+        table = {s["shard"]: (s["owner"], s["epoch"]) for s in before["shards"]}
+        pids = sorted(s["pid"] for s in before["slaves"])
+        go_away(master)
+        processed = gateway.report()["processed"]
+        time.sleep(0.4)
+        self.assertGreater(gateway.report()["processed"], processed + before["shard_count"] * 200 * 0.2,
+                           "the shards kept running without a master")
+        self.assertTrue(all(os.path.exists(f"/proc/{pid}") for pid in pids))
+        master.start()
+        after = master.wait_running(timeout=10)
+        assert_single_owners(self, after)
+        self.assertEqual({s["shard"]: (s["owner"], s["epoch"]) for s in after["shards"]}, table)
+        self.assertEqual(sorted(s["pid"] for s in after["slaves"]), pids, "adopted, not respawned")
+        return pids
+
     def test_slaves_survive_and_are_adopted(self):
         # A fixed port: the slaves reconnect to where the master was.
         with Fleet(shards=16, slaves=2, rate=200, listen=f"127.0.0.1:{free_port()}") as fleet:
             master, gateway = fleet.master, fleet.gateway
-            before = master.wait_running()
-            table = {s["shard"]: (s["owner"], s["epoch"]) for s in before["shards"]}
-            pids = sorted(s["pid"] for s in before["slaves"])
-
-            master.crash()
-            processed = gateway.report()["processed"]
-            time.sleep(0.5)
-            self.assertGreater(gateway.report()["processed"], processed + 16 * 200 * 0.3,
-                               "the shards kept running while the master was down")
-            self.assertTrue(all(os.path.exists(f"/proc/{pid}") for pid in pids))
-
-            master.start()
-            after = master.wait_running(timeout=10)
-            assert_single_owners(self, after)
-            self.assertEqual({s["shard"]: (s["owner"], s["epoch"]) for s in after["shards"]}, table)
-            self.assertEqual(sorted(s["pid"] for s in after["slaves"]), pids, "adopted, not respawned")
+            pids = self.away_and_back(fleet, lambda m: m.crash())
             names = [e["event"] for e in master.events()]
             self.assertEqual(names.count("slave_adopted"), 2)
             self.assertEqual(names.count("shard_adopted"), 16)
@@ -77,28 +82,18 @@ class MasterRestart(unittest.TestCase):
         # master adopts them. No shard changes hands, so no shard pauses.
         with Fleet(shards=16, slaves=2, rate=200, listen=f"127.0.0.1:{free_port()}") as fleet:
             master, gateway = fleet.master, fleet.gateway
-            before = master.wait_running()
-            table = {s["shard"]: (s["owner"], s["epoch"]) for s in before["shards"]}
-            pids = sorted(s["pid"] for s in before["slaves"])
+            master.wait_running()
             handoffs = gateway.report()["handoffs"]
 
-            out = master.cli("stop", "--leave-slaves")
-            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
-            self.assertIn("detaching", out.stdout)
-            self.assertEqual(master.process.wait(10), 0)
-            last = master.events()[-1]
-            self.assertEqual((last["event"], last["count"]), ("master_detached", 2))
-            processed = gateway.report()["processed"]
-            time.sleep(0.4)
-            self.assertGreater(gateway.report()["processed"], processed + 16 * 200 * 0.2,
-                               "the shards kept running without a master")
-            self.assertTrue(all(os.path.exists(f"/proc/{pid}") for pid in pids))
+            def leave(m):
+                out = m.cli("stop", "--leave-slaves")
+                self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+                self.assertIn("detaching", out.stdout)
+                self.assertEqual(m.process.wait(10), 0)
+                last = m.events()[-1]
+                self.assertEqual((last["event"], last["count"]), ("master_detached", 2))
 
-            master.start()
-            after = master.wait_running(timeout=10)
-            assert_single_owners(self, after)
-            self.assertEqual({s["shard"]: (s["owner"], s["epoch"]) for s in after["shards"]}, table)
-            self.assertEqual(sorted(s["pid"] for s in after["slaves"]), pids, "adopted, not respawned")
+            self.away_and_back(fleet, leave)
             self.assertEqual(len(master.events("slave_adopted")), 2)
             self.assertEqual(gateway.drain(), "drained")
             report = gateway.report()
