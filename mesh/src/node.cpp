@@ -683,25 +683,69 @@ struct node::impl {
     // so that one-off visitors (the CLI's `mesh nodes`) do not pile up.
     // Without learn_from_probes such a node is only a visitor (the CLI, say): it may talk to this
     // node, but is no member — not in nodes(), no membership events.
-    bool adding_visitor = false;
-    bool learning = false;  // peer_up() called by learn(), not by discovery
-    void learn(const peer_record& rec) {
-        const bool known = find(rec.id) != nullptr;
-        adding_visitor = !opts.learn_from_probes;
-        learning = true;
-        self_node.peer_up(rec);
-        adding_visitor = false;
-        learning = false;
-        if (peer* p = find(rec.id); p && p->rec.incarnation == rec.incarnation && !known) p->learned = true;
+    void learn(const peer_record& rec) { add_peer(rec, true); }
+
+    // A peer reported by discovery (peer_up) or by its own probe (learn, from_probe).
+    void add_peer(const peer_record& rec, bool from_probe) {
+        if (rec.id == self.id || rec.incarnation == 0) return;
+        const bool visitor = from_probe && !opts.learn_from_probes;
+        if (auto* p = find(rec.id)) {
+            if (p->rec.incarnation == rec.incarnation) {
+                if (visitor) return;  // a probe from a peer discovery already reported: nothing new
+                const bool moved = p->rec.host != rec.host || p->rec.port != rec.port;
+                p->rec = rec;
+                if (moved) p->endpoint = endpoint_of(rec);
+                if (!from_probe) p->learned = false;  // discovery reports it: not forgotten when silent
+                if (p->visitor) {  // discovery now reports it: a member from here on
+                    p->visitor = false;
+                    emit(membership_event::kind::join, rec.id);
+                    emit(membership_event::kind::online, rec.id);
+                }
+                return;
+            }
+            // Restarted: the old incarnation's requests will never be answered.
+            stop_requests_to(rec.id, p->rec.incarnation, "the peer restarted");
+            by_incarnation.erase(p->rec.incarnation);
+            log("info", "mesh peer " + rec.id + " restarted");
+            peers[rec.id] = make_peer(rec);
+        } else if (auto gone = departed.find(rec.id); gone != departed.end() && gone->second.first->rec.incarnation == rec.incarnation) {
+            auto back = std::move(gone->second.first);
+            departed.erase(gone);
+            back->rec = rec;
+            back->learned = from_probe;
+            peers.emplace(rec.id, std::move(back));
+            log("info", "mesh peer " + rec.id + " is back");
+            emit(membership_event::kind::join, rec.id);
+            emit(membership_event::kind::online, rec.id);
+        } else {
+            departed.erase(rec.id);
+            auto fresh = make_peer(rec);
+            fresh->visitor = visitor;
+            fresh->learned = from_probe;
+            peers.emplace(rec.id, std::move(fresh));
+            if (!visitor) {
+                log("info", "mesh peer " + rec.id + " joined (" + rec.host + ":" + std::to_string(rec.port) + ")");
+                emit(membership_event::kind::join, rec.id);
+                emit(membership_event::kind::online, rec.id);
+            }
+        }
+        by_incarnation[rec.incarnation] = find(rec.id);
+        wake_progress();
+        schedule_flush();
+    }
+
+    udp::endpoint endpoint_of(const peer_record& rec) {
+        boost::system::error_code ec;
+        const auto address = asio::ip::make_address(rec.host, ec);
+        if (ec) log("warn", "mesh peer " + rec.id + ": '" + rec.host + "' is not an IP address");
+        return udp::endpoint(address, rec.port);
     }
 
     std::unique_ptr<peer> make_peer(const peer_record& rec) {
         auto p = std::make_unique<peer>();
         p->rec = rec;
         p->since = now_mono();
-        boost::system::error_code ec;
-        p->endpoint = udp::endpoint(asio::ip::make_address(rec.host, ec), rec.port);
-        if (ec) log("warn", "mesh peer " + rec.id + ": '" + rec.host + "' is not an IP address");
+        p->endpoint = endpoint_of(rec);
         const channel_config cfg = channel_config_for(p->endpoint);
         p->datagram = cfg.max_datagram;
         p->ch = std::make_unique<channel>(cfg);
@@ -1093,52 +1137,7 @@ awaitable<std::optional<probe_result>> node::probe(std::string host, std::uint16
     co_return result;
 }
 
-void node::peer_up(const peer_record& rec) {
-    auto& s = *impl_;
-    if (rec.id == s.self.id || rec.incarnation == 0) return;
-    const bool visitor = s.adding_visitor;
-    if (auto* p = s.find(rec.id)) {
-        if (p->rec.incarnation == rec.incarnation) {
-            if (visitor) return;  // a probe from a peer discovery already reported: nothing new
-            const bool moved = p->rec.host != rec.host || p->rec.port != rec.port;
-            p->rec = rec;
-            if (moved) p->endpoint = s.make_peer(rec)->endpoint;
-            if (!s.learning) p->learned = false;  // discovery reports it: not forgotten when silent
-            if (p->visitor) {  // discovery now reports it: a member from here on
-                p->visitor = false;
-                s.emit(membership_event::kind::join, rec.id);
-                s.emit(membership_event::kind::online, rec.id);
-            }
-            return;
-        }
-        // Restarted: the old incarnation's requests will never be answered.
-        s.stop_requests_to(rec.id, p->rec.incarnation, "the peer restarted");
-        s.by_incarnation.erase(p->rec.incarnation);
-        s.log("info", "mesh peer " + rec.id + " restarted");
-        s.peers[rec.id] = s.make_peer(rec);
-    } else if (auto gone = s.departed.find(rec.id); gone != s.departed.end() && gone->second.first->rec.incarnation == rec.incarnation) {
-        auto back = std::move(gone->second.first);
-        s.departed.erase(gone);
-        back->rec = rec;
-        s.peers.emplace(rec.id, std::move(back));
-        s.log("info", "mesh peer " + rec.id + " is back");
-        s.emit(membership_event::kind::join, rec.id);
-        s.emit(membership_event::kind::online, rec.id);
-    } else {
-        s.departed.erase(rec.id);
-        auto fresh = s.make_peer(rec);
-        fresh->visitor = visitor;
-        s.peers.emplace(rec.id, std::move(fresh));
-        if (!visitor) {
-            s.log("info", "mesh peer " + rec.id + " joined (" + rec.host + ":" + std::to_string(rec.port) + ")");
-            s.emit(membership_event::kind::join, rec.id);
-            s.emit(membership_event::kind::online, rec.id);
-        }
-    }
-    s.by_incarnation[rec.incarnation] = s.find(rec.id);
-    s.wake_progress();
-    s.schedule_flush();
-}
+void node::peer_up(const peer_record& rec) { impl_->add_peer(rec, false); }
 
 void node::peer_down(std::string_view id) {
     auto& s = *impl_;

@@ -88,6 +88,10 @@ def process_starts(master):
     return starts
 
 
+def events_line(report, drained):
+    return f"  events              {report['processed']:,} processed, {report['lost']} lost, {report['duplicated']} duplicated ({drained})"
+
+
 def master_restarts(count):
     rebuilds, downtimes, processed = [], [], []
     fleet = Fleet(shards=64, slaves=4, rate=200, listen=f"127.0.0.1:{free_port()}")
@@ -169,7 +173,7 @@ def main():
     print(f"  SIGKILL recovery    {percentiles(kr)}   (kill -> every shard of the slave processing again)")
     print(f"  SIGSTOP detection   {percentiles(sd)}")
     print(f"  SIGSTOP recovery    {percentiles(sr)}")
-    print(f"  events              {report['processed']:,} processed, {report['lost']} lost, {report['duplicated']} duplicated ({drained})")
+    print(events_line(report, drained))
     with Fleet(shards=64, slaves=4, rate=200, settings={"heartbeat": {"interval": "50ms", "misses": 4}}) as fleet:
         nd, nr = kill_or_stop(fleet, "kill", args.kills_without_spare, spare=False)
         starts = process_starts(fleet.master)
@@ -178,13 +182,13 @@ def main():
     print("the same without a spare: the replacement is spawned first")
     print(f"  SIGKILL recovery    {percentiles(nr)}")
     print(f"  process start       {percentiles(starts)}   (spawn -> authenticated hello, the bot connects to its gateway first)")
-    print(f"  events              {report['processed']:,} processed, {report['lost']} lost, {report['duplicated']} duplicated ({drained})")
+    print(events_line(report, drained))
     rb, down, during, drained, report = master_restarts(args.master_restarts)
     print("master SIGKILLed and restarted, 4 slaves x 16 shards")
     print(f"  rebuild             {percentiles(rb)}   (last slave reconnected -> table rebuilt)")
     print(f"  master start        {percentiles(down)}   (exec -> table rebuilt)")
     print(f"  while it was down   {min(during):,.0f}..{max(during):,.0f} events/s still committed (of {64 * 200:,})")
-    print(f"  events              {report['processed']:,} processed, {report['lost']} lost, {report['duplicated']} duplicated ({drained})")
+    print(events_line(report, drained))
     base, peak, hwm, dropped = stalled_slave()
     print("a new slave frozen while 16 x 2 MiB states are sent to it (limits.max_output = 8 MiB)")
     print(f"  master RSS          {base:.1f} MiB before (32 checkpoints of 2 MiB held), peak {peak:.1f} MiB over 5 s"
