@@ -24,16 +24,14 @@ send_status channel::send(std::span<const std::byte> head, std::span<const std::
     const std::size_t size = head.size() + body.size();
     if (size > cfg_.max_message_size || size > 0xFFFF'FFFFu) return send_status::too_large;
     if (queued_bytes_ >= cfg_.send_buffer) return send_status::buffer_full;
-    // One allocation per message, shared by its segments until the last is acknowledged.
-    std::shared_ptr<std::byte[]> buffer = std::make_shared_for_overwrite<std::byte[]>(std::max<std::size_t>(size, 1));
-    if (!head.empty()) std::memcpy(buffer.get(), head.data(), head.size());
-    if (!body.empty()) std::memcpy(buffer.get() + head.size(), body.data(), body.size());
     const std::size_t n = std::max<std::size_t>(1, (size + payload_ - 1) / payload_);
+    std::byte* bytes = store(size, base_ + segs_.size() + n - 1);
+    if (!head.empty()) std::memcpy(bytes, head.data(), head.size());
+    if (!body.empty()) std::memcpy(bytes + head.size(), body.data(), body.size());
     for (std::size_t i = 0; i < n; ++i) {
         out_segment& s = segs_.emplace_back();
-        s.message = buffer;
+        s.bytes = bytes + i * payload_;
         s.message_size = static_cast<std::uint32_t>(size);
-        s.offset = static_cast<std::uint32_t>(i * payload_);
         s.length = static_cast<std::uint32_t>(std::min(payload_, size - i * payload_));
         s.first = i == 0;
         s.last = i + 1 == n;
@@ -43,7 +41,42 @@ send_status channel::send(std::span<const std::byte> head, std::span<const std::
     return send_status::queued;
 }
 
-void channel::acked(std::uint64_t seq, mono_time, mono_time& newest_sent, bool& progress) {
+std::byte* channel::store(std::size_t size, std::uint64_t last_seq) {
+    if (blocks_.empty() || blocks_.back().capacity - blocks_.back().used < size) {
+        block b;
+        if (size <= block_size && !spare_blocks_.empty()) {
+            b = std::move(spare_blocks_.back());
+            spare_blocks_.pop_back();
+        } else {
+            b.capacity = std::max(size, block_size);
+            b.bytes = std::make_unique_for_overwrite<std::byte[]>(b.capacity);
+        }
+        b.used = 0;
+        blocks_.push_back(std::move(b));
+    }
+    block& b = blocks_.back();
+    std::byte* at = b.bytes.get() + b.used;
+    b.used += size;
+    b.last_seq = last_seq;
+    return at;
+}
+
+// After the cumulative point moved: blocks whose segments are all acknowledged go (the newest one
+// stays, emptied, for the messages to come).
+void channel::release_blocks() {
+    while (!blocks_.empty() && blocks_.front().last_seq < base_) {
+        if (blocks_.size() == 1) {
+            blocks_.front().used = 0;
+            return;
+        }
+        if (blocks_.front().capacity == block_size && spare_blocks_.size() * block_size < cfg_.max_in_flight_bytes + block_size) {
+            spare_blocks_.push_back(std::move(blocks_.front()));
+        }
+        blocks_.pop_front();
+    }
+}
+
+void channel::acked(std::uint64_t seq, mono_time now, mono_time& newest_sent, bool& progress) {
     out_segment* s = seg(seq);
     if (!s || s->acked || s->transmissions == 0) return;
     s->acked = true;
@@ -55,8 +88,27 @@ void channel::acked(std::uint64_t seq, mono_time, mono_time& newest_sent, bool& 
     // Karn: only a segment sent once says how long a round trip takes, and when it was sent. An
     // ack of a retransmitted one may be for the first copy, late in a queue; taking the
     // retransmission's time would declare everything sent before it lost (RFC 8985 allows it
-    // past min_rtt, but queues here are milliseconds deep where min_rtt is microseconds).
-    if (s->transmissions == 1) {
+    // past min_rtt, but queues here are milliseconds deep where min_rtt is microseconds). Unless
+    // the copy before was found lost by packets sent after it being acknowledged: then it is
+    // gone, the ack is for the retransmission, and it tells how far delivery got. Without that,
+    // a lost retransmission behind a full window (nothing new sent after it) waited for the
+    // timer: at 10 % loss, most of the time lost to loss was such stalls.
+    bool trusted = s->transmissions == 1;
+    if (!trusted && s->lost_for_sure) {
+        // Acknowledged sooner after the retransmission than any round trip takes: the copy before
+        // arrived after all, late — the path reorders. Found lost for sure was wrong: widen the
+        // reordering window (RFC 8985's reo_wnd_mult) and stop trusting packet counts.
+        // As RFC 8985 does with DSACKs: one step wider per such ack, back to a quarter of
+        // min_rtt after 16 repairs that were needed.
+        if (now - s->last_sent < min_rtt_) {
+            reorder_mult_ = std::min<std::uint32_t>(reorder_mult_ + 1, 64);
+            needed_repairs_ = 0;
+        } else {
+            trusted = true;
+            if (++needed_repairs_ >= 16) reorder_mult_ = 1;
+        }
+    }
+    if (trusted) {
         newest_sent = std::max(newest_sent, s->last_sent);
         rack_packet_ = std::max(rack_packet_, s->packet);
     }
@@ -74,15 +126,24 @@ void channel::on_ack(const ack_frame& ack, mono_time now) {
         segs_.pop_front();
         ++base_;
     }
+    release_blocks();
+    sacked_.erase_below(base_);
+    // Every ack repeats the ranges the receiver holds: only what is new in them is news.
     for (const auto& r : ack.ranges) {
         const std::uint64_t from = std::max(r.first, base_);
         const std::uint64_t to = std::min(r.first + r.count, next_new_);
-        for (std::uint64_t q = from; q < to; ++q) acked(q, now, newest_sent, progress);
+        if (from >= to) continue;
+        sacked_.insert_reporting_new(from, to, [&](std::uint64_t a, std::uint64_t b) {
+            for (std::uint64_t q = a; q < b; ++q) acked(q, now, newest_sent, progress);
+        });
     }
     if (ack.cumulative >= base_) peer_edge_ = ack.cumulative + ack.window;
     if (newest_sent != mono_time{}) {
         rtt_sample(now - newest_sent);
-        rack_sent_ = std::max(rack_sent_, newest_sent);
+        if (newest_sent >= rack_sent_) {
+            rack_sent_ = newest_sent;
+            rack_rtt_ = now - newest_sent;
+        }
     }
     if (progress) {
         failed_ = false;  // it answers again (a partition healed)
@@ -109,20 +170,31 @@ void channel::rtt_sample(nanoseconds r) {
     backoff_ = 0;
 }
 
-void channel::mark_lost(std::uint64_t seq) {
+void channel::mark_lost(std::uint64_t seq, bool for_sure) {
     out_segment* s = seg(seq);
     if (!s || s->acked || s->lost) return;
     s->lost = true;
+    s->lost_for_sure = for_sure;
     --in_flight_;
     in_flight_bytes_ -= s->length;
     lost_.push_back(seq);
 }
 
-// Every transmission older than the newest one known delivered, by more than the reordering window
-// in time or by three packets, is lost. (The packet threshold catches losses among datagrams sent
-// in one batch, which share a send time.)
-void channel::detect_losses(mono_time) {
-    const nanoseconds reorder = min_rtt_ == nanoseconds::max() ? nanoseconds(0) : min_rtt_ / 4;
+// A quarter of the minimum round trip, times what reordering seen so far asked for, but never
+// past the smoothed round trip (RFC 8985, 6.2).
+nanoseconds channel::reorder_window() const noexcept {
+    if (min_rtt_ == nanoseconds::max()) return nanoseconds(0);
+    const nanoseconds w = min_rtt_ / 4 * reorder_mult_;
+    return srtt_ ? std::min(w, *srtt_) : w;
+}
+
+// A transmission sent before the newest one known delivered is lost once three packets after it
+// were delivered, or once it is older than that one by the reordering window, or (RFC 8985's
+// timer: nothing else may come to tell, behind a full window, say) once a round trip and the
+// reordering window have passed since it was sent. Packets sent in one batch share a send time;
+// their order is their packet number.
+void channel::detect_losses(mono_time now) {
+    const nanoseconds reorder = reorder_window();
     while (!sent_order_.empty()) {
         const auto [seq, t] = sent_order_.front();
         out_segment* s = seg(seq);
@@ -130,13 +202,28 @@ void channel::detect_losses(mono_time) {
             sent_order_.pop_front();  // delivered, or superseded by a later transmission
             continue;
         }
-        if (t + reorder < rack_sent_ || s->packet + 3 <= rack_packet_) {
-            mark_lost(seq);
+        const bool before_delivered = s->packet < rack_packet_;
+        // Counting packets assumes the path keeps their order: only until it was seen not to.
+        const bool by_count = s->packet + 3 <= rack_packet_;
+        if (t + reorder < rack_sent_ || by_count || (before_delivered && now - t >= rack_rtt_ + reorder)) {
+            mark_lost(seq, true);
             sent_order_.pop_front();
             continue;
         }
         break;
     }
+}
+
+// When the oldest outstanding transmission, sent before one already delivered, is due to be called
+// lost by the time rule above.
+std::optional<mono_time> channel::rack_deadline() const {
+    for (const auto& [seq, t] : sent_order_) {
+        const out_segment* s = seq >= base_ && seq < base_ + segs_.size() ? &segs_[seq - base_] : nullptr;
+        if (!s || s->acked || s->lost || s->last_sent != t) continue;
+        if (s->packet >= rack_packet_) return std::nullopt;
+        return t + rack_rtt_ + reorder_window();
+    }
+    return std::nullopt;
 }
 
 bool channel::can_send_new() const {
@@ -161,7 +248,7 @@ bool channel::write_segment(packet_writer& packet, std::uint64_t seq, mono_time 
     out_segment& s = segs_[seq - base_];
     data_frame f{.first = s.first, .last = s.last, .sequence = seq,
                  .message_size = s.first ? s.message_size : 0,
-                 .bytes = std::span<const std::byte>(s.message.get() + s.offset, s.length)};
+                 .bytes = std::span<const std::byte>(s.bytes, s.length)};
     if (!packet.data(f)) return false;
     if (s.transmissions++ == 0) {
         ++stats_.segments_sent;
@@ -202,9 +289,12 @@ bool channel::accept_in_order(bool first, bool last, std::uint32_t size, std::sp
         if (assembly_.capacity() == 0 && !spare_.empty()) {
             assembly_ = std::move(spare_.back());  // a buffer handed back by recycle(): no allocation
             spare_.pop_back();
+            spare_bytes_ -= assembly_.capacity();
         }
         assembly_.clear();
-        assembly_.reserve(std::min<std::size_t>(size, 1 << 16));  // grows as bytes arrive, not as claimed
+        // Room for the whole message up to 1 MiB at once; beyond, it grows as bytes arrive rather
+        // than as claimed.
+        assembly_.reserve(std::min<std::size_t>(size, std::size_t{1} << 20));
     } else if (!assembling_) {
         return false;
     }
@@ -240,11 +330,31 @@ bool channel::on_data(const data_frame& d, mono_time now) {
         in_segment s{.first = d.first, .last = d.last, .message_size = d.message_size,
                       .bytes = std::vector<std::byte>(d.bytes.begin(), d.bytes.end())};
         ooo_.emplace(seq, std::move(s));
+        ooo_ranges_.insert(seq, seq + 1);
         need_ack(true, now);  // a gap: tell the sender now, so it can repair it now
         return true;
     }
     const bool had_gap = !ooo_.empty();
     if (!accept_in_order(d.first, d.last, d.message_size, d.bytes)) return !(broken_ = true);
+    return advance(had_gap, d, now);
+}
+
+channel::data_outcome channel::on_data_direct(const data_frame& d, mono_time now) {
+    if (broken_ || !d.first || !d.last || d.sequence != cum_ || assembling_ || !delivered_.empty() ||
+        d.message_size != d.bytes.size() || d.message_size > cfg_.max_message_size) {
+        return {.ok = on_data(d, now)};
+    }
+    // In order and whole, and nothing waits before it (so the window is open): it is delivered
+    // as it stands.
+    ++stats_.segments_received;
+    ++stats_.messages_received;
+    stats_.bytes_received += d.bytes.size();
+    const bool had_gap = !ooo_.empty();
+    if (!advance(had_gap, d, now)) return {.ok = false};
+    return {.ok = true, .message = d.bytes};
+}
+
+bool channel::advance(bool had_gap, const data_frame& d, mono_time now) {
     ++cum_;
     while (!ooo_.empty() && ooo_.begin()->first == cum_) {
         auto node = ooo_.extract(ooo_.begin());
@@ -252,13 +362,20 @@ bool channel::on_data(const data_frame& d, mono_time now) {
         if (!accept_in_order(s.first, s.last, s.message_size, s.bytes)) return !(broken_ = true);
         ++cum_;
     }
+    if (had_gap) ooo_ranges_.erase_below(cum_);
     unacked_bytes_ += d.bytes.size() + data_frame_overhead(d.first);
     need_ack(had_gap || unacked_bytes_ >= 2 * cfg_.max_datagram, now);
     return true;
 }
 
+// At most 64 buffers of at most 1 MiB, 4 MiB in all: enough to reuse the buffers of a stream
+// of messages up to 1 MiB without holding much memory for a peer that went quiet.
 void channel::recycle(std::vector<std::byte>&& message) {
-    if (spare_.size() < 64 && message.capacity() > 0 && message.capacity() <= (1 << 16)) spare_.push_back(std::move(message));
+    const std::size_t size = message.capacity();
+    if (spare_.size() < 64 && size > 0 && size <= (std::size_t{1} << 20) && spare_bytes_ + size <= (std::size_t{4} << 20)) {
+        spare_bytes_ += size;
+        spare_.push_back(std::move(message));
+    }
 }
 
 std::optional<std::vector<std::byte>> channel::take_message() {
@@ -283,13 +400,14 @@ void channel::write_ack(packet_writer& packet, bool data_follows) {
     if (data_follows) room_ranges = std::min<std::size_t>(room_ranges, 4);
     room_ranges = std::min(room_ranges, max_sack_ranges);
     ranges_.clear();
-    for (const auto& [seq, s] : ooo_) {
-        if (!ranges_.empty() && ranges_.back().first + ranges_.back().count == seq && ranges_.back().count < 0xFFFF) {
-            ++ranges_.back().count;
-        } else {
-            if (ranges_.size() == room_ranges) break;
-            ranges_.push_back({seq, 1});
+    for (const auto& [from, last] : ooo_ranges_.ranges()) {
+        std::uint64_t first = from;
+        while (first < last && ranges_.size() < room_ranges) {  // a range's count is 16 bits on the wire
+            const auto count = static_cast<std::uint32_t>(std::min<std::uint64_t>(last - first, 0xFFFF));
+            ranges_.push_back({first, count});
+            first += count;
         }
+        if (ranges_.size() == room_ranges) break;
     }
     const std::uint32_t window = advertised_window();
     if (!packet.ack(cum_, window, ranges_)) return;
@@ -343,12 +461,14 @@ std::optional<mono_time> channel::next_deadline() const {
     auto earliest = [&](mono_time t) { at = at ? std::min(*at, t) : t; };
     if (ack_pending_) earliest(ack_deadline_);
     if (auto r = rto_deadline()) earliest(*r);
+    if (auto r = rack_deadline()) earliest(*r);
     if (probe_at_) earliest(*probe_at_);
     return at;
 }
 
 void channel::on_timer(mono_time now) {
     if (ack_pending_ && now >= ack_deadline_) ack_now_ = true;
+    if (auto deadline = rack_deadline(); deadline && now >= *deadline) detect_losses(now);
     if (auto deadline = rto_deadline(); deadline && now >= *deadline) {
         // Only the oldest outstanding segment is sent again (as TCP does): a timer that fired
         // because the round trip grew under load must not resend the whole window. If it was
@@ -359,7 +479,7 @@ void channel::on_timer(mono_time now) {
             sent_order_.pop_front();
             const out_segment* s = seg(seq);
             if (s && !s->acked && !s->lost && s->last_sent == t) {
-                mark_lost(seq);
+                mark_lost(seq, false);
                 break;
             }
         }

@@ -24,6 +24,7 @@
 // Thread safety: none; one thread drives a channel. Time is passed in and never goes backwards.
 #pragma once
 
+#include <meshmaster/mesh/range_set.hpp>
 #include <meshmaster/mesh/wire.hpp>
 
 #include <chrono>
@@ -90,6 +91,15 @@ public:
     /// False if the segment breaks the protocol (a message larger than allowed, a segment that
     /// does not fit the message it continues): the peer is broken and the channel with it.
     bool on_data(const data_frame& data, mono_time now);
+    /// on_data() without a copy where it can: a segment that is a whole message, next in order
+    /// with no message waiting before it, is returned (its bytes are the caller's, in the
+    /// datagram) and counts as taken. Messages that segment completes beyond it (held out of
+    /// order) wait for take_message() as usual. The receive path of most small messages.
+    struct data_outcome {
+        bool ok = true;  ///< false: as on_data() returning false
+        std::optional<std::span<const std::byte>> message;
+    };
+    data_outcome on_data_direct(const data_frame& data, mono_time now);
     /// The next complete message, in order.
     std::optional<std::vector<std::byte>> take_message();
     [[nodiscard]] std::size_t messages_ready() const noexcept { return delivered_.size(); }
@@ -126,12 +136,12 @@ public:
 
 private:
     struct out_segment {
-        std::shared_ptr<std::byte[]> message;  // the whole message, shared by its segments
+        const std::byte* bytes = nullptr;  // in a block of blocks_
         std::uint32_t message_size = 0;
-        std::uint32_t offset = 0;
         std::uint32_t length = 0;
         bool first = false, last = false;
         bool acked = false, lost = false;
+        bool lost_for_sure = false;  // its last loss was found by later packets, not by the timer
         std::uint16_t transmissions = 0;
         mono_time last_sent{};
         std::uint64_t packet = 0;  // which write() carried its last transmission
@@ -146,11 +156,14 @@ private:
     void acked(std::uint64_t seq, mono_time now, mono_time& newest_sent, bool& progress);
     void rtt_sample(std::chrono::nanoseconds r);
     void detect_losses(mono_time now);
-    void mark_lost(std::uint64_t seq);
+    [[nodiscard]] std::chrono::nanoseconds reorder_window() const noexcept;
+    [[nodiscard]] std::optional<mono_time> rack_deadline() const;
+    void mark_lost(std::uint64_t seq, bool for_sure);  // for_sure: found by RACK, not by the timer
     [[nodiscard]] bool can_send_new() const;
     [[nodiscard]] std::optional<mono_time> rto_deadline() const;
     bool write_segment(packet_writer& packet, std::uint64_t seq, mono_time now);
     bool accept_in_order(bool first, bool last, std::uint32_t size, std::span<const std::byte> bytes);
+    bool advance(bool had_gap, const data_frame& d, mono_time now);  // past an in-order segment
     [[nodiscard]] std::uint32_t advertised_window() const noexcept;
     void write_ack(packet_writer& packet, bool data_follows);
     bool has_lost();  // pops stale entries: true if a segment waits for retransmission
@@ -162,6 +175,23 @@ private:
     bool broken_ = false;
     channel_stats stats_;
 
+    // Message bytes until their segments are acknowledged. Segments leave strictly in sequence
+    // order (cumulatively), so the bytes live in a FIFO of blocks: one copy per message and no
+    // allocation per message; a block goes once its last segment is acknowledged.
+    struct block {
+        std::unique_ptr<std::byte[]> bytes;
+        std::size_t capacity = 0, used = 0;
+        std::uint64_t last_seq = 0;  // the newest segment in it
+    };
+    static constexpr std::size_t block_size = std::size_t{256} << 10;
+    std::byte* store(std::size_t size, std::uint64_t last_seq);
+    void release_blocks();
+    std::deque<block> blocks_;
+    // Emptied block_size blocks, kept for the next ones: a stream of large messages would
+    // otherwise take fresh pages from the kernel for every block (page faults, not copies, were
+    // the sender's cost). Enough for the bytes in flight.
+    std::vector<block> spare_blocks_;
+
     // sender
     std::deque<out_segment> segs_;  // sequences base_ .. base_ + size - 1
     std::uint64_t base_ = 0;        // oldest not yet acknowledged cumulatively
@@ -171,6 +201,7 @@ private:
     std::uint64_t messages_acked_ = 0;
     std::uint64_t in_flight_ = 0;   // sent, not acknowledged, not declared lost
     std::uint64_t in_flight_bytes_ = 0;
+    range_set sacked_;              // selectively acknowledged beyond base_
     std::deque<std::uint64_t> lost_;                                  // to retransmit, oldest first
     std::deque<std::pair<std::uint64_t, mono_time>> sent_order_;     // (seq, time) by transmission
     std::optional<std::chrono::nanoseconds> srtt_;
@@ -179,6 +210,9 @@ private:
     std::chrono::nanoseconds min_rtt_ = std::chrono::nanoseconds::max();
     std::uint32_t backoff_ = 0;
     mono_time rack_sent_{};          // newest transmission time known delivered
+    std::chrono::nanoseconds rack_rtt_{};  // and the round trip it took
+    std::uint32_t reorder_mult_ = 1;       // grows with each retransmission found needless
+    std::uint32_t needed_repairs_ = 0;     // retransmissions found needed since the last needless one
     std::uint64_t packets_written_ = 0;  // write() calls that wrote something: a packet counter
     std::uint64_t rack_packet_ = 0;      // the newest packet known delivered (first transmissions)
     std::optional<mono_time> probe_at_;  // zero window: when to probe
@@ -186,11 +220,13 @@ private:
     // receiver
     std::uint64_t cum_ = 0;  // next sequence expected
     std::map<std::uint64_t, in_segment> ooo_;
+    range_set ooo_ranges_;  // the sequences in ooo_, as the SACK ranges to send
     bool assembling_ = false;
     std::uint32_t assembling_size_ = 0;
     std::uint32_t assembling_segments_ = 0;
     std::vector<std::byte> assembly_;
-    std::vector<std::vector<std::byte>> spare_;  // recycled message buffers (at most 64, ≤ 64 KiB each)
+    std::vector<std::vector<std::byte>> spare_;  // recycled message buffers (see recycle())
+    std::size_t spare_bytes_ = 0;
     std::deque<std::pair<std::vector<std::byte>, std::uint32_t>> delivered_;  // message, its segments
     std::uint32_t undelivered_segments_ = 0;
     std::size_t unacked_bytes_ = 0;  // received since the last ack was sent
