@@ -143,6 +143,7 @@ struct node::impl {
     std::map<std::string, std::pair<std::unique_ptr<peer>, mono_time>, std::less<>> departed;
     static mono_time now_of() { return now_mono(); }
     std::unordered_map<std::uint64_t, peer*> by_incarnation;
+    std::uint64_t peer_changes = 0;  // peers removed or replaced so far: a peer* held may be stale
     std::unordered_map<std::uint16_t, handler> handlers;
     std::unordered_map<std::uint16_t, async_handler> async_handlers;
     std::unordered_map<std::uint64_t, pending_request> requests;
@@ -214,10 +215,17 @@ struct node::impl {
             const int r = ::sendmmsg(socket.native_handle(), out_msgs.data() + done, static_cast<unsigned>(out_count - done), 0);
             if (r < 0) {
                 if (errno == EINTR) continue;
-                // A full socket buffer drops the datagrams like the network would: the channels
-                // repair reliable data, and unreliable data was allowed to be lost.
-                counters.send_errors += out_count - done;
-                break;
+                // A full socket buffer drops the rest like the network would: the channels repair
+                // reliable data, and unreliable data was allowed to be lost. Any other error is
+                // the first datagram's own (a firewall's EPERM, an unreachable address): it alone
+                // is dropped, and the batch goes on.
+                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+                    counters.send_errors += out_count - done;
+                    break;
+                }
+                ++counters.send_errors;
+                ++done;
+                continue;
             }
             for (std::size_t i = done; i < done + static_cast<std::size_t>(r); ++i) {
                 if (peer* p = out_peer[i]) {
@@ -516,31 +524,45 @@ struct node::impl {
         const std::uint64_t queued_before = p->ch->queued_bytes();
         frame_reader r(d);
         frame_reader::frame f;
-        const std::uint64_t incarnation = p->rec.incarnation;
+        // A handler may make the peer go away (peer_down from inside it), and p with it.
+        const std::uint64_t changes = peer_changes;
+        const auto gone = [&] { return peer_changes != changes; };
         while (r.next(f, p->ch->data_reference(), p->ch->ack_reference())) {
             switch (f.type) {
                 case frame_type::ack: p->ch->on_ack(f.ack, now); break;
-                case frame_type::data:
-                    if (!p->ch->on_data(f.data, now)) {
+                case frame_type::data: {
+                    // Small messages go to their handler straight from the datagram, as they
+                    // come: no copy, and what they complete is delivered before the next frame.
+                    const auto in = p->ch->on_data_direct(f.data, now);
+                    if (!in.ok) {
                         ++counters.bad_frame;
                         log("warn", fmt_peer(*p, " broke the protocol (a segment that does not fit its message)"));
                     }
+                    if (in.message) dispatch(*p, *in.message);
+                    if (!gone() && !deliver_ready(*p, gone)) return;
                     break;
+                }
                 case frame_type::udata: dispatch(*p, f.bytes); break;
                 case frame_type::probe: answer_probe(f.token, h->sender, sender); break;
                 case frame_type::reply: complete_probe(f, *h, now); break;
                 case frame_type::bye: on_bye(*p, f.reason); break;
             }
-            // A handler may have made the peer go away (peer_down from inside it).
-            if (by_incarnation.find(h->sender) == by_incarnation.end() || p->rec.incarnation != incarnation) return;
+            if (gone()) return;
         }
         if (r.error()) ++counters.bad_frame;
-        while (auto m = p->ch->take_message()) {
-            dispatch(*p, *m);
-            if (by_incarnation.find(h->sender) == by_incarnation.end() || p->rec.incarnation != incarnation) return;
-            p->ch->recycle(std::move(*m));
-        }
         if (p->ch->messages_acked() != acked_before || p->ch->queued_bytes() != queued_before) wake_progress();
+    }
+
+    // Hands the channel's complete messages to their handlers; false if the peer went away.
+    template <class Gone>
+    bool deliver_ready(peer& p, const Gone& gone) {
+        while (p.ch->messages_ready() > 0) {
+            auto m = p.ch->take_message();
+            dispatch(p, *m);
+            if (gone()) return false;
+            p.ch->recycle(std::move(*m));
+        }
+        return true;
     }
 
     void handle_stranger(std::span<const std::byte> d, const packet_header& h, const udp::endpoint& sender, mono_time now) {
@@ -628,6 +650,19 @@ struct node::impl {
         return static_cast<std::size_t>(r);
     }
 
+    // A few batches at most, so that timers and output get their turn; then one flush.
+    std::size_t receive_and_flush() {
+        const mono_time now = now_mono();
+        std::size_t received = 0;
+        for (int round = 0; round < 8 && !closed; ++round) {
+            const std::size_t n = receive_batch(now);
+            received += n;
+            if (n < in_batch) break;
+        }
+        if (received > 0 && !closed) flush_all();
+        return received;
+    }
+
     awaitable<void> receive_loop() {
         auto a = alive;
         while (!closed) {
@@ -637,12 +672,18 @@ struct node::impl {
                 if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) co_return;
                 continue;
             }
-            const mono_time now = now_mono();
-            for (int round = 0; round < 8 && !closed; ++round) {
-                if (receive_batch(now) < in_batch) break;
-            }
+            receive_and_flush();
             if (!*a) co_return;
-            flush_all();
+            if (opts.busy_poll.count() <= 0) continue;
+            // Busy polling: read again after every turn of the executor (the application's
+            // continuations, timers, flushes run in between) until quiet for busy_poll.
+            auto quiet_until = std::chrono::steady_clock::now() + opts.busy_poll;
+            while (!closed && std::chrono::steady_clock::now() < quiet_until) {
+                co_await asio::post(executor, asio::use_awaitable);
+                if (!*a) co_return;
+                if (!closed && receive_and_flush() > 0) quiet_until = std::chrono::steady_clock::now() + opts.busy_poll;
+                if (!*a) co_return;
+            }
         }
     }
 
@@ -706,6 +747,7 @@ struct node::impl {
             // Restarted: the old incarnation's requests will never be answered.
             stop_requests_to(rec.id, p->rec.incarnation, "the peer restarted");
             by_incarnation.erase(p->rec.incarnation);
+            ++peer_changes;
             log("info", "mesh peer " + rec.id + " restarted");
             peers[rec.id] = make_peer(rec);
         } else if (auto gone = departed.find(rec.id); gone != departed.end() && gone->second.first->rec.incarnation == rec.incarnation) {
@@ -865,6 +907,7 @@ std::string node::status_json() const {
         o["messages_out"] = st.messages_out;
         o["last_heard_ms"] = st.last_heard.count();
         o["retransmitted"] = st.retransmitted;
+        o["timeouts"] = st.timeouts;
         o["duplicates_dropped"] = st.duplicates_dropped;
         o["beyond_window_dropped"] = st.beyond_window_dropped;
         peers.push_back(std::move(o));
@@ -941,13 +984,21 @@ awaitable<outcome> node::request(std::string target, std::uint16_t command, byte
     co_return o;
 }
 
+node::send_result node::try_send(std::string_view target, std::uint16_t command, std::span<const std::byte> payload) {
+    auto& s = *impl_;
+    impl::peer* p = s.find(target);
+    if (!p || !p->online || p->draining || s.closed) return send_result::no_peer;
+    if (payload.size() + msg_header > s.opts.channel.max_message_size) return send_result::too_large;
+    if (p->ch->queued_bytes() >= s.opts.channel.send_buffer) return send_result::full;
+    return s.send_message(*p, msg_kind::oneway, command, 0, payload) ? send_result::queued : send_result::no_peer;
+}
+
 awaitable<bool> node::send(std::string target, std::uint16_t command, bytes payload) {
     auto& s = *impl_;
     auto a = s.alive;
     while (true) {
-        impl::peer* p = s.find(target);
-        if (!p || !p->online || p->draining || s.closed) co_return false;
-        if (p->ch->queued_bytes() < s.opts.channel.send_buffer) co_return s.send_message(*p, msg_kind::oneway, command, 0, payload);
+        const send_result r = try_send(target, command, payload);
+        if (r != send_result::full) co_return r == send_result::queued;
         co_await s.wait_progress(milliseconds(50));
         if (!*a) co_return false;
     }
@@ -1064,6 +1115,7 @@ std::vector<peer_status> node::status() const {
                      .messages_in = st.messages_received,
                      .messages_out = st.messages_sent,
                      .retransmitted = st.segments_retransmitted,
+                     .timeouts = st.rto_expirations,
                      .duplicates_dropped = st.duplicates_dropped,
                      .beyond_window_dropped = st.beyond_window_dropped,
                      .last_heard = p->last_heard == mono_time{} ? milliseconds(-1)
@@ -1146,6 +1198,7 @@ void node::peer_down(std::string_view id) {
     const std::string name = it->first;
     s.stop_requests_to(name, it->second->rec.incarnation, "the peer left");
     s.by_incarnation.erase(it->second->rec.incarnation);
+    ++s.peer_changes;
     // Kept for a while: discovery may report the same incarnation back (its slave reconnected to
     // the master, say), and the peer's side of the channel lives on — a fresh one here would not
     // match its sequence numbers.

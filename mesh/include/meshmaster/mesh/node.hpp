@@ -58,6 +58,11 @@ struct node_options {
     std::chrono::milliseconds offline_after{2000};  ///< then call it offline
     std::chrono::milliseconds drain_timeout{2000};  ///< go_offline() waits this long at most
     std::size_t socket_buffer = std::size_t{16} << 20;  ///< SO_RCVBUF / SO_SNDBUF asked for
+    /// Busy polling: after the last datagram, keep reading the socket for this long (between the
+    /// executor's other work) before sleeping in the reactor. A datagram that comes meanwhile is
+    /// read without a wake-up, which costs more than the rest of a round trip when the peers run
+    /// on other CPUs (or machines). Costs the CPU it spins while traffic flows; 0: never spins.
+    std::chrono::microseconds busy_poll{0};
     /// An authenticated probe from a node discovery has not reported makes it a peer (how static
     /// discovery works: one side knowing the other's address is enough). Off (when discovery is
     /// the membership, as with meshmaster's embedded discovery), such a node is only a visitor:
@@ -119,6 +124,7 @@ struct peer_status {
     std::uint64_t packets_in = 0, packets_out = 0, bytes_in = 0, bytes_out = 0;
     std::uint64_t messages_in = 0, messages_out = 0;
     std::uint64_t retransmitted = 0;           ///< segments sent again
+    std::uint64_t timeouts = 0;                ///< retransmission timer expirations (stalls, tail losses)
     std::uint64_t duplicates_dropped = 0;      ///< segments that arrived twice (a lost or slow ack)
     std::uint64_t beyond_window_dropped = 0;   ///< segments past the window this node advertised
     std::chrono::milliseconds last_heard{};  ///< ago
@@ -174,6 +180,12 @@ public:
     /// Reliable one-way: delivered exactly once and in order unless the peer goes away. Completes
     /// once queued; waits while the peer's queue is full. False: unknown or offline peer.
     boost::asio::awaitable<bool> send(std::string node, std::uint16_t command, bytes payload);
+    /// send() without waiting, and without a copy of the payload on the way (it is copied once,
+    /// into the peer's queue): the path for streams of small messages. `full`: the peer's queue
+    /// holds send_buffer bytes already (co_await send() waits for room); `no_peer`: unknown,
+    /// offline or going offline, or this node is closed; `too_large`: past max_message_size.
+    enum class send_result : std::uint8_t { queued, full, no_peer, too_large };
+    send_result try_send(std::string_view node, std::uint16_t command, std::span<const std::byte> payload);
     /// Unreliable one-way, at most one datagram. False: unknown peer or too large.
     bool usend(std::string_view node, std::uint16_t command, std::span<const std::byte> payload);
     /// Reliable to many, at most `limit` unacknowledged deliveries at once; completes when every
