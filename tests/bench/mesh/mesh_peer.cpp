@@ -2,14 +2,23 @@
 // echoes requests and checks one-way streams, and a client that measures. Same command line as
 // the other peers of the benchmark (README.md there):
 //
-//   mesh_peer server --port P [--bind A] [--id ID] [--static HOST:PORT ...]
-//   mesh_peer client --host H --port P --test rr|oneway|bulk|requests --count N --size B
+//   mesh_peer server --port P [--bind A] [--id ID] [--static HOST:PORT ...] [--check full|sampled]
+//   mesh_peer client --host H --port P --test rr|oneway|bulk|requests --count N --size B [--check ...]
+//   (both: [--busy-poll MICROSECONDS], node_options::busy_poll)
 //
 // Both use static discovery (the client probes the server's address; each learns the other) and
 // authentication with --secret (default: a fixed benchmark key; --insecure turns it off). The
 // server checks that one-way messages arrive exactly once and in order with intact payloads; the
 // client's last request asks it for that verdict, prints one JSON line and exits 1 if anything
 // was lost, duplicated, reordered or corrupted.
+//
+// --check full (the default, what the integration tests use): every payload byte follows from the
+// message's sequence number and the server checks them all. --check sampled (what mesh_bench.py
+// passes): the message format of the other benchmark peers (bench_common.hpp: a header, a tag
+// over kind, sequence and size, a pattern sampled every 4 KiB, built once and not refilled), so
+// that the mesh does the same work per message as ZeroMQ and ENet do beside it.
+#include "bench_common.hpp"
+
 #include <meshmaster/mesh/node.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -49,6 +58,8 @@ struct args {
     std::size_t datagram = 0;  // 0: the node's defaults (1400, and 65000 towards loopback peers)
     std::size_t concurrency = 64;
     bool insecure = false;
+    bool sampled = false;                    // --check sampled: bench_common.hpp's message format
+    unsigned long busy_poll_us = 0;          // node_options::busy_poll
     std::string id = "server";               // server: its node id
     std::vector<std::string> static_peers;   // server: other servers to find (static discovery)
 };
@@ -70,6 +81,8 @@ args parse(int argc, char** argv) {
         else if (k == "--insecure") { a.insecure = true; --i; }
         else if (k == "--id") a.id = v;
         else if (k == "--static") a.static_peers.push_back(v);
+        else if (k == "--check" && (v == "full" || v == "sampled")) a.sampled = v == "sampled";
+        else if (k == "--busy-poll") a.busy_poll_us = std::stoul(v);
         else {
             std::fprintf(stderr, "unknown option %s\n", k.c_str());
             std::exit(64);
@@ -121,6 +134,7 @@ bool intact(std::span<const std::byte> b, std::uint64_t& seq) {
 mesh::node_options options(const args& a, std::string id, std::uint16_t port) {
     mesh::node_options o{.id = std::move(id), .type = "bench", .bind = a.bind, .port = port, .secret = a.secret,
                          .insecure = a.insecure};
+    o.busy_poll = std::chrono::microseconds(a.busy_poll_us);
     if (a.datagram) {  // one size for every peer
         o.channel.max_datagram = a.datagram;
         o.loopback_datagram = a.datagram;
@@ -144,7 +158,15 @@ int run_server(const args& a) {
     n.command(cmd_echo, [](const mesh::incoming& in) { return mesh::reply::respond(in.payload); });
     n.command(cmd_stream, [&](const mesh::incoming& in) {
         std::uint64_t seq = 0;
-        if (!intact(in.payload, seq)) {
+        bool ok = false;
+        if (a.sampled) {
+            const auto d = bench::decode(in.payload);
+            ok = d && d->k == bench::kind::data;
+            seq = ok ? d->seq : 0;
+        } else {
+            ok = intact(in.payload, seq);
+        }
+        if (!ok) {
             ++v.corrupt;
         } else if (seq != v.expected_next) {
             ++v.out_of_order;  // lost, duplicated or reordered: each breaks the sequence
@@ -269,10 +291,18 @@ awaitable<int> client(const args& a, mesh::node& n) {
     // oneway / bulk: a stream of reliable one-way messages, then the server's verdict.
     auto reset = co_await n.request(server, cmd_reset, {}, std::chrono::milliseconds(5000), 3);
     if (!reset.ok()) co_return 1;
+    bench::message_writer sampled(a.size);
     const auto t0 = clock_type::now();
     for (std::uint64_t i = 0; i < a.count; ++i) {
-        fill(payload, i);
-        const bool queued = co_await n.send(server, cmd_stream, payload);
+        std::span<const std::byte> m = payload;
+        if (a.sampled) {
+            m = sampled.make(bench::kind::data, i);
+        } else {
+            fill(payload, i);
+        }
+        // Without waiting while there is room; co_await send() waits for room when there is not.
+        bool queued = n.try_send(server, cmd_stream, m) == mesh::node::send_result::queued;
+        if (!queued) queued = co_await n.send(server, cmd_stream, mesh::bytes(m.begin(), m.end()));
         if (!queued) {
             std::fprintf(stderr, "mesh_peer: the server went offline after %llu messages\n", static_cast<unsigned long long>(i));
             co_return 1;
