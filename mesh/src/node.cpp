@@ -23,6 +23,7 @@
 #include <set>
 #include <cerrno>
 #include <cstring>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <unordered_map>
@@ -175,13 +176,23 @@ struct node::impl {
 
     // Datagrams leave in batches: each is built in a slot of out_storage, and one sendmmsg(2) per
     // flush (or per full batch) sends them all — one system call instead of one per datagram.
+    // With UDP GSO, a run of datagrams to one peer (all of one size but the last, which is padded
+    // to make it so) goes down the stack as one: the kernel cuts it, or the NIC does, or on
+    // loopback and veth a receiver with GRO takes it whole.
     static constexpr std::size_t batch_max = 64;
+    static constexpr std::size_t gso_max_segments = 64;    // UDP_MAX_SEGMENTS
+    static constexpr std::size_t gso_max_bytes = 65000;    // one IP packet's worth
     std::vector<std::byte> out_storage;
     std::array<mmsghdr, batch_max> out_msgs{};
     std::array<iovec, batch_max> out_iov{};
     std::array<sockaddr_storage, batch_max> out_addr{};
+    std::array<socklen_t, batch_max> out_addr_size{};
     std::array<peer*, batch_max> out_peer{};
+    std::array<std::size_t, batch_max> group_first{}, group_size{};  // datagrams per mmsghdr
+    std::array<std::array<char, CMSG_SPACE(sizeof(std::uint16_t))>, batch_max> out_cmsg{};
     std::size_t out_count = 0;
+    bool gso = false;  // UDP_SEGMENT works here (probed at start; off after a refusal)
+    bool gro = false;  // UDP_GRO is on: a read may hold several datagrams of one size
 
     // The largest datagram this node sends or takes: its configured size, or the loopback one.
     std::size_t slot_size() const { return std::max(opts.channel.max_datagram, opts.loopback_datagram); }
@@ -193,6 +204,9 @@ struct node::impl {
                              {.keyed = auth != nullptr, .sender = self.incarnation, .receiver = receiver, .number = ++packet_number});
     }
 
+    // Whether datagrams of this size to one peer can go as one GSO send.
+    bool gso_worth(std::size_t datagram) const { return gso && datagram * 2 <= gso_max_bytes; }
+
     // Queues the datagram `w` built (in the current slot) for `to`.
     void transmit(packet_writer& w, const udp::endpoint& to, peer* p) {
         auto d = w.finish();
@@ -200,37 +214,84 @@ struct node::impl {
         const std::size_t i = out_count++;
         out_iov[i] = {d.data(), d.size()};
         std::memcpy(&out_addr[i], to.data(), to.size());
-        out_msgs[i].msg_hdr = {};
-        out_msgs[i].msg_hdr.msg_name = &out_addr[i];
-        out_msgs[i].msg_hdr.msg_namelen = static_cast<socklen_t>(to.size());
-        out_msgs[i].msg_hdr.msg_iov = &out_iov[i];
-        out_msgs[i].msg_hdr.msg_iovlen = 1;
+        out_addr_size[i] = static_cast<socklen_t>(to.size());
         out_peer[i] = p;
         if (out_count == batch_max) send_batch();
     }
 
+    // Groups datagrams from `from` on into mmsghdrs: a run to one address, each of the run's first
+    // size but the last, within the GSO limits, is one; anything else goes alone.
+    std::size_t build_groups(std::size_t from) {
+        std::size_t m = 0;
+        for (std::size_t i = from; i < out_count; ++m) {
+            const std::size_t size = out_iov[i].iov_len;
+            std::size_t n = 1, total = size;
+            if (out_peer[i] && gso_worth(size)) {
+                while (i + n < out_count && n < gso_max_segments && out_peer[i + n] == out_peer[i] &&
+                       out_iov[i + n - 1].iov_len == size && out_iov[i + n].iov_len <= size &&
+                       total + out_iov[i + n].iov_len <= gso_max_bytes && out_addr_size[i + n] == out_addr_size[i] &&
+                       std::memcmp(&out_addr[i + n], &out_addr[i], out_addr_size[i]) == 0) {
+                    total += out_iov[i + n].iov_len;
+                    ++n;
+                }
+            }
+            msghdr& h = out_msgs[m].msg_hdr;
+            h = {};
+            h.msg_name = &out_addr[i];
+            h.msg_namelen = out_addr_size[i];
+            h.msg_iov = &out_iov[i];
+            h.msg_iovlen = n;
+            if (n > 1) {
+                h.msg_control = out_cmsg[m].data();
+                h.msg_controllen = out_cmsg[m].size();
+                cmsghdr* c = CMSG_FIRSTHDR(&h);
+                c->cmsg_level = SOL_UDP;
+                c->cmsg_type = UDP_SEGMENT;
+                c->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
+                const auto segment = static_cast<std::uint16_t>(size);
+                std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
+            }
+            group_first[m] = i;
+            group_size[m] = n;
+            i += n;
+        }
+        return m;
+    }
+
     void send_batch() {
-        std::size_t done = 0;
-        while (done < out_count) {
-            const int r = ::sendmmsg(socket.native_handle(), out_msgs.data() + done, static_cast<unsigned>(out_count - done), 0);
+        std::size_t groups = build_groups(0), done = 0;
+        while (done < groups) {
+            const int r = ::sendmmsg(socket.native_handle(), out_msgs.data() + done, static_cast<unsigned>(groups - done), 0);
             if (r < 0) {
                 if (errno == EINTR) continue;
                 // A full socket buffer drops the rest like the network would: the channels repair
-                // reliable data, and unreliable data was allowed to be lost. Any other error is
-                // the first datagram's own (a firewall's EPERM, an unreachable address): it alone
-                // is dropped, and the batch goes on.
+                // reliable data, and unreliable data was allowed to be lost.
                 if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-                    counters.send_errors += out_count - done;
+                    for (std::size_t g = done; g < groups; ++g) counters.send_errors += group_size[g];
                     break;
                 }
-                ++counters.send_errors;
+                // A device without checksum offload, or a path MTU below the segment size, refuses
+                // GSO: from here on every datagram goes alone.
+                if (group_size[done] > 1 && (errno == EIO || errno == EINVAL)) {
+                    gso = false;
+                    log("warn", "mesh: UDP GSO refused (" + std::string(std::strerror(errno)) + "); sending datagrams one by one");
+                    groups = build_groups(group_first[done]);  // what is left, regrouped from the first mmsghdr
+                    done = 0;
+                    continue;
+                }
+                // Any other error is this message's own (a firewall's EPERM, an unreachable
+                // address): it alone is dropped, and the batch goes on.
+                counters.send_errors += group_size[done];
                 ++done;
                 continue;
             }
-            for (std::size_t i = done; i < done + static_cast<std::size_t>(r); ++i) {
-                if (peer* p = out_peer[i]) {
-                    ++p->packets_out;
-                    p->bytes_out += out_iov[i].iov_len;
+            for (std::size_t g = done; g < done + static_cast<std::size_t>(r); ++g) {
+                if (group_size[g] > 1) ++counters.gso_sends;
+                for (std::size_t i = group_first[g]; i < group_first[g] + group_size[g]; ++i) {
+                    if (peer* p = out_peer[i]) {
+                        ++p->packets_out;
+                        p->bytes_out += out_iov[i].iov_len;
+                    }
                 }
             }
             done += static_cast<std::size_t>(r);
@@ -256,6 +317,8 @@ struct node::impl {
                 if (!p.udata.empty()) p.udata.pop_front();  // cannot fit any datagram (usend checks)
                 break;
             }
+            // More follows for this peer: full size, so that the run can go as one GSO send.
+            if (gso_worth(p.datagram) && wants_output(p, now)) w.pad();
             transmit(w, p.endpoint, &p);
         }
     }
@@ -546,6 +609,7 @@ struct node::impl {
                 case frame_type::probe: answer_probe(f.token, h->sender, sender); break;
                 case frame_type::reply: complete_probe(f, *h, now); break;
                 case frame_type::bye: on_bye(*p, f.reason); break;
+                case frame_type::padding: break;  // never yielded: it ends the frames
             }
             if (gone()) return;
         }
@@ -621,8 +685,11 @@ struct node::impl {
     std::array<iovec, in_batch> in_iov{};
     std::array<sockaddr_storage, in_batch> in_addr{};
 
+    std::array<std::array<char, CMSG_SPACE(sizeof(int))>, in_batch> in_cmsg{};
+
     std::size_t receive_batch(mono_time now) {
-        const std::size_t slot = std::max<std::size_t>(slot_size(), 2048);
+        // With GRO a read may hold up to 64 KiB of datagrams of one size.
+        const std::size_t slot = std::max<std::size_t>(slot_size(), gro ? 65536 : 2048);
         if (in_storage.size() < in_batch * slot) in_storage.resize(in_batch * slot);
         for (std::size_t i = 0; i < in_batch; ++i) {
             in_iov[i] = {in_storage.data() + i * slot, slot};
@@ -631,11 +698,15 @@ struct node::impl {
             in_msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
             in_msgs[i].msg_hdr.msg_iov = &in_iov[i];
             in_msgs[i].msg_hdr.msg_iovlen = 1;
+            if (gro) {
+                in_msgs[i].msg_hdr.msg_control = in_cmsg[i].data();
+                in_msgs[i].msg_hdr.msg_controllen = in_cmsg[i].size();
+            }
         }
         const int r = ::recvmmsg(socket.native_handle(), in_msgs.data(), in_batch, MSG_DONTWAIT, nullptr);
         if (r <= 0) return 0;
         for (int i = 0; i < r && !closed; ++i) {
-            const auto& h = in_msgs[static_cast<std::size_t>(i)].msg_hdr;
+            auto& h = in_msgs[static_cast<std::size_t>(i)].msg_hdr;
             if (h.msg_flags & MSG_TRUNC) {  // larger than our datagram size: not from a peer of ours
                 ++counters.truncated;
                 continue;
@@ -643,9 +714,21 @@ struct node::impl {
             udp::endpoint sender;
             std::memcpy(sender.data(), h.msg_name, h.msg_namelen);
             sender.resize(h.msg_namelen);
-            on_datagram(std::span<const std::byte>(static_cast<const std::byte*>(h.msg_iov->iov_base),
-                                                   in_msgs[static_cast<std::size_t>(i)].msg_len),
-                        sender, now);
+            const std::span<const std::byte> read(static_cast<const std::byte*>(h.msg_iov->iov_base),
+                                                  in_msgs[static_cast<std::size_t>(i)].msg_len);
+            // Coalesced by GRO: the datagrams are `segment` bytes each, the last maybe fewer.
+            std::size_t segment = read.size();
+            for (cmsghdr* c = gro ? CMSG_FIRSTHDR(&h) : nullptr; c; c = CMSG_NXTHDR(&h, c)) {
+                if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+                    int size = 0;
+                    std::memcpy(&size, CMSG_DATA(c), sizeof size);
+                    if (size > 0) segment = static_cast<std::size_t>(size);
+                }
+            }
+            if (segment < read.size()) ++counters.gro_reads;
+            for (std::size_t at = 0; at < read.size() && !closed; at += segment) {
+                on_datagram(read.subspan(at, std::min(segment, read.size() - at)), sender, now);
+            }
         }
         return static_cast<std::size_t>(r);
     }
@@ -856,6 +939,13 @@ boost::system::error_code node::start() {
     if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0) {
         s.socket.set_option(asio::socket_base::send_buffer_size(size), ec);
     }
+    // UDP GSO and GRO where the kernel has them (Linux 4.18 / 5.0): setting a segment size of 0
+    // succeeds only where UDP_SEGMENT exists; without, every datagram goes alone.
+    if (s.opts.udp_offload) {
+        const int zero = 0, one = 1;
+        s.gso = ::setsockopt(fd, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0;
+        s.gro = ::setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
+    }
     ec.clear();
     s.self.host = address.to_string();
     s.self.port = s.socket.local_endpoint().port();
@@ -919,6 +1009,8 @@ std::string node::status_json() const {
     json::object self = record(impl_->self);
     self["online"] = is_self_online();
     self["authenticated"] = impl_->auth != nullptr;
+    self["offload"] = json::object{{"gso", impl_->gso}, {"gro", impl_->gro}, {"gso_sends", c.gso_sends},
+                                   {"gro_reads", c.gro_reads}};
     return json::serialize(json::object{{"self", std::move(self)}, {"peers", std::move(peers)}, {"dropped", std::move(dropped)}});
 }
 

@@ -2,6 +2,7 @@
 
 #include <boost/endian/conversion.hpp>
 
+#include <algorithm>
 #include <cstring>
 
 namespace meshmaster::mesh {
@@ -161,6 +162,11 @@ bool packet_writer::bye(std::uint8_t reason) {
     return true;
 }
 
+void packet_writer::pad() noexcept {
+    if (used_ < limit_) std::memset(buf_.data() + used_, 0, limit_ - used_);
+    used_ = std::max(used_, limit_);
+}
+
 std::span<std::byte> packet_writer::finish() noexcept { return buf_.first(used_ + (keyed_ ? tag_size : 0)); }
 
 std::optional<packet_header> read_header(std::span<const std::byte> d, drop_reason& why) noexcept {
@@ -199,6 +205,13 @@ bool frame_reader::next(frame& out, std::uint64_t data_reference, std::uint64_t 
     const auto type = c.take<std::uint8_t>();
     out.type = static_cast<frame_type>(type);
     switch (out.type) {
+        case frame_type::padding:
+            // The rest is zeros, or the datagram is malformed.
+            if (std::any_of(rest_.begin(), rest_.end(), [](std::byte b) { return b != std::byte{0}; })) {
+                error_ = true;
+            }
+            rest_ = {};
+            return false;
         case frame_type::ack: {
             out.ack.cumulative = widen(c.take<std::uint32_t>(), ack_reference);
             out.ack.window = c.take<std::uint32_t>();

@@ -57,6 +57,10 @@ class Network:
         _run("ip", "link", "set", peer, "netns", ns)
         _run("ip", "netns", "exec", ns, "ip", "addr", "add", f"{self.subnet}.{n + 10}/24", "dev", peer)
         _run("ip", "netns", "exec", ns, "ip", "link", "set", peer, "up")
+        # A veth passes a UDP GSO run (up to 64 datagrams in one buffer) whole, where a NIC cuts it
+        # before the wire: the nftables rules here would drop or pass a run at once. Segments of
+        # one make the stack cut runs before the veth, so rules see datagrams as a wire carries them.
+        _run("ip", "netns", "exec", ns, "ip", "link", "set", peer, "gso_max_segs", "1")
         _run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
 
     def drop(self, name, percent):

@@ -95,6 +95,30 @@ class LossyNetwork(unittest.TestCase):
 
 
 class Loopback(unittest.TestCase):
+    def test_1400_byte_datagrams_with_and_without_udp_gso_gro(self):
+        # On loopback a GSO run reaches a GRO socket whole: the server reads it as one and cuts it.
+        # Without offload (--no-offload, as on kernels without it) every datagram goes alone.
+        for offload in ([], ["--no-offload"]):
+            with self.subTest(offload=offload or "on"):
+                port = free_port()
+                server = Server(port, extra=["--datagram", "1400", *offload])
+                self.addCleanup(server.close)
+                rc, r, err = client("--port", str(port), "--datagram", "1400", *offload, "--test", "oneway",
+                                    "--count", "100000", "--size", "64", timeout=60)
+                self.assertEqual(rc, 0, err)
+                self.assertTrue(r["exactly_once_in_order"], r)
+                with tempfile.NamedTemporaryFile("w") as key:
+                    key.write(BENCH_KEY)
+                    key.flush()
+                    out = subprocess.run([MESHMASTER, "mesh", "nodes", f"127.0.0.1:{port}", "--key-file", key.name,
+                                          "--json"], capture_output=True, text=True, timeout=30)
+                self.assertEqual(out.returncode, 0, out.stderr)
+                offloaded = json.loads(out.stdout)["self"]["offload"]
+                if offload:
+                    self.assertEqual((offloaded["gso"], offloaded["gro"], offloaded["gro_reads"]), (False, False, 0))
+                else:
+                    self.assertGreater(offloaded["gro_reads"], 0, offloaded)
+
     def test_a_peer_with_the_wrong_key_gets_nothing(self):
         port = free_port()
         server = Server(port)

@@ -4,7 +4,7 @@
 //
 //   mesh_peer server --port P [--bind A] [--id ID] [--static HOST:PORT ...] [--check full|sampled]
 //   mesh_peer client --host H --port P --test rr|oneway|bulk|requests --count N --size B [--check ...]
-//   (both: [--busy-poll MICROSECONDS], node_options::busy_poll)
+//   (both: [--busy-poll MICROSECONDS] [--no-offload], node_options::busy_poll and udp_offload)
 //
 // Both use static discovery (the client probes the server's address; each learns the other) and
 // authentication with --secret (default: a fixed benchmark key; --insecure turns it off). The
@@ -60,6 +60,7 @@ struct args {
     bool insecure = false;
     bool sampled = false;                    // --check sampled: bench_common.hpp's message format
     unsigned long busy_poll_us = 0;          // node_options::busy_poll
+    bool udp_offload = true;                 // node_options::udp_offload (--no-offload: off)
     std::string id = "server";               // server: its node id
     std::vector<std::string> static_peers;   // server: other servers to find (static discovery)
 };
@@ -67,8 +68,21 @@ struct args {
 args parse(int argc, char** argv) {
     args a;
     if (argc > 1) a.role = argv[1];
-    for (int i = 2; i + 1 < argc; i += 2) {
-        const std::string k = argv[i], v = argv[i + 1];
+    for (int i = 2; i < argc; ++i) {
+        const std::string k = argv[i];
+        if (k == "--insecure") {
+            a.insecure = true;
+            continue;
+        }
+        if (k == "--no-offload") {
+            a.udp_offload = false;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            std::fprintf(stderr, "%s needs a value\n", k.c_str());
+            std::exit(64);
+        }
+        const std::string v = argv[++i];
         if (k == "--host") a.host = v;
         else if (k == "--bind") a.bind = v;
         else if (k == "--port") a.port = static_cast<std::uint16_t>(std::stoul(v));
@@ -78,7 +92,6 @@ args parse(int argc, char** argv) {
         else if (k == "--secret") a.secret = v;
         else if (k == "--datagram") a.datagram = std::stoull(v);
         else if (k == "--concurrency") a.concurrency = std::stoull(v);
-        else if (k == "--insecure") { a.insecure = true; --i; }
         else if (k == "--id") a.id = v;
         else if (k == "--static") a.static_peers.push_back(v);
         else if (k == "--check" && (v == "full" || v == "sampled")) a.sampled = v == "sampled";
@@ -135,6 +148,7 @@ mesh::node_options options(const args& a, std::string id, std::uint16_t port) {
     mesh::node_options o{.id = std::move(id), .type = "bench", .bind = a.bind, .port = port, .secret = a.secret,
                          .insecure = a.insecure};
     o.busy_poll = std::chrono::microseconds(a.busy_poll_us);
+    o.udp_offload = a.udp_offload;
     if (a.datagram) {  // one size for every peer
         o.channel.max_datagram = a.datagram;
         o.loopback_datagram = a.datagram;

@@ -85,6 +85,29 @@ TEST_CASE("a frame that does not fit is refused whole, and the datagram stays va
     CHECK(w.finish().size() == mm::header_size + mm::tag_size);
 }
 
+TEST_CASE("padding fills a datagram to its size and ends the frames; anything but zeros after it is malformed") {
+    std::array<std::byte, 200> buffer{};
+    buffer.fill(std::byte{0xEE});  // a reused slot: padding must overwrite what was there
+    mm::packet_writer w(buffer, {.keyed = true, .sender = 1, .receiver = 2, .number = 3});
+    REQUIRE(w.bye(2));
+    w.pad();
+    CHECK(w.room() == 0);
+    auto d = w.finish();
+    CHECK(d.size() == buffer.size());  // the whole buffer, tag included: one size for GSO
+    mm::frame_reader r(d);
+    mm::frame_reader::frame f;
+    REQUIRE(r.next(f, 0, 0));
+    CHECK(f.type == mm::frame_type::bye);
+    CHECK_FALSE(r.next(f, 0, 0));  // the padding: the end
+    CHECK_FALSE(r.error());
+
+    d[mm::header_size + 10] = std::byte{1};  // inside the padding
+    mm::frame_reader bad(d);
+    REQUIRE(bad.next(f, 0, 0));
+    CHECK_FALSE(bad.next(f, 0, 0));
+    CHECK(bad.error());
+}
+
 TEST_CASE("malformed datagrams: each is refused with its reason, never read past the end") {
     mm::drop_reason why{};
     std::array<std::byte, 1400> buffer{};

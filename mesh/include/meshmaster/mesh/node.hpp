@@ -63,6 +63,10 @@ struct node_options {
     /// read without a wake-up, which costs more than the rest of a round trip when the peers run
     /// on other CPUs (or machines). Costs the CPU it spins while traffic flows; 0: never spins.
     std::chrono::microseconds busy_poll{0};
+    /// UDP GSO (a run of datagrams to one peer handed to the kernel as one) and GRO (several read
+    /// as one), where the kernel has them; datagrams in such a run are padded to one size. Off:
+    /// one datagram per send and per read, as on kernels without them.
+    bool udp_offload = true;
     /// An authenticated probe from a node discovery has not reported makes it a peer (how static
     /// discovery works: one side knowing the other's address is enough). Off (when discovery is
     /// the membership, as with meshmaster's embedded discovery), such a node is only a visitor:
@@ -135,6 +139,8 @@ struct node_counters {
     std::uint64_t truncated = 0, bad_magic = 0, bad_frame = 0, bad_tag = 0, replayed = 0, wrong_receiver = 0;
     std::uint64_t unknown_sender = 0;  ///< authenticated, but from an incarnation discovery has not reported
     std::uint64_t send_errors = 0;
+    std::uint64_t gso_sends = 0;  ///< runs of datagrams handed to the kernel as one (UDP GSO)
+    std::uint64_t gro_reads = 0;  ///< reads that held several datagrams (UDP GRO)
 };
 
 /// The answer to probe(): who is at that address and how far.

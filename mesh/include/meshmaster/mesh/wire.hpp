@@ -23,6 +23,7 @@
 //                an anonymous pinger, not a node)
 //   reply  0x05  u64 token (the probe's), u8 n, n bytes of node id, u8 m, m bytes of node type
 //   bye    0x06  u8 reason: the sender goes offline; its incarnation is over
+//   pad    0x00  zeros to the end of the frames: makes datagrams one size, as UDP GSO needs
 //
 // Sequence numbers travel as their low 32 bits; both ends widen them against a reference they
 // share within a window far smaller than 2^31 (widen()).
@@ -70,7 +71,7 @@ struct data_frame {
     std::span<const std::byte> bytes;
 };
 
-enum class frame_type : std::uint8_t { ack = 1, data = 2, udata = 3, probe = 4, reply = 5, bye = 6 };
+enum class frame_type : std::uint8_t { padding = 0, ack = 1, data = 2, udata = 3, probe = 4, reply = 5, bye = 6 };
 
 inline constexpr std::size_t max_sack_ranges = 255;
 inline constexpr std::size_t ack_frame_size(std::size_t ranges) { return 1 + 4 + 4 + 1 + 6 * ranges; }
@@ -106,6 +107,8 @@ public:
     /// probe or reply; id and type ≤ 255 bytes each.
     bool probe(frame_type type, std::uint64_t token, std::string_view id, std::string_view node_type);
     bool bye(std::uint8_t reason);
+    /// Fills the room left with padding (the datagram then has the buffer's full size).
+    void pad() noexcept;
 
     /// The datagram so far, tag space included when keyed (the sealer fills it).
     [[nodiscard]] std::span<std::byte> finish() noexcept;
@@ -138,7 +141,8 @@ public:
         std::string_view id, node_type;    ///< probe, reply: who asks, who answers
         std::uint8_t reason = 0;           ///< bye
     };
-    /// False at the end or on a malformed frame. `reference` widens sequence numbers.
+    /// False at the end (padding ends the frames too) or on a malformed frame. `reference`
+    /// widens sequence numbers.
     bool next(frame& out, std::uint64_t data_reference, std::uint64_t ack_reference);
     [[nodiscard]] bool error() const noexcept { return error_; }
 
