@@ -316,7 +316,7 @@ bool channel::on_data(const data_frame& d, mono_time now) {
     if (broken_) return false;
     ++stats_.segments_received;
     const std::uint64_t seq = d.sequence;
-    if (seq < cum_ || ooo_.contains(seq)) {
+    if (seq < cum_ || (seq - cum_ < ooo_.size() && ooo_[seq - cum_].present)) {
         ++stats_.duplicates_dropped;  // its ack was lost, or it was sent twice: say so at once
         need_ack(true, now);
         return true;
@@ -327,14 +327,11 @@ bool channel::on_data(const data_frame& d, mono_time now) {
         return true;
     }
     if (seq != cum_) {
-        in_segment s{.first = d.first, .last = d.last, .message_size = d.message_size,
-                      .bytes = std::vector<std::byte>(d.bytes.begin(), d.bytes.end())};
-        ooo_.emplace(seq, std::move(s));
-        ooo_ranges_.insert(seq, seq + 1);
+        hold(seq, d);
         need_ack(true, now);  // a gap: tell the sender now, so it can repair it now
         return true;
     }
-    const bool had_gap = !ooo_.empty();
+    const bool had_gap = ooo_held_ > 0;
     if (!accept_in_order(d.first, d.last, d.message_size, d.bytes)) return !(broken_ = true);
     return advance(had_gap, d, now);
 }
@@ -349,17 +346,42 @@ channel::data_outcome channel::on_data_direct(const data_frame& d, mono_time now
     ++stats_.segments_received;
     ++stats_.messages_received;
     stats_.bytes_received += d.bytes.size();
-    const bool had_gap = !ooo_.empty();
+    const bool had_gap = ooo_held_ > 0;
     if (!advance(had_gap, d, now)) return {.ok = false};
     return {.ok = true, .message = d.bytes};
 }
 
+// Keeps a segment beyond the gap, in a reused buffer (at most 4 MiB of them kept).
+void channel::hold(std::uint64_t seq, const data_frame& d) {
+    const std::size_t i = seq - cum_;
+    if (i >= ooo_.size()) ooo_.resize(i + 1);
+    in_segment& s = ooo_[i];
+    if (s.bytes.capacity() == 0 && !segment_spare_.empty()) {
+        s.bytes = std::move(segment_spare_.back());
+        segment_spare_.pop_back();
+        segment_spare_bytes_ -= s.bytes.capacity();
+    }
+    s.bytes.assign(d.bytes.begin(), d.bytes.end());
+    s.present = true;
+    s.first = d.first;
+    s.last = d.last;
+    s.message_size = d.message_size;
+    ++ooo_held_;
+    ooo_ranges_.insert(seq, seq + 1);
+}
+
 bool channel::advance(bool had_gap, const data_frame& d, mono_time now) {
     ++cum_;
-    while (!ooo_.empty() && ooo_.begin()->first == cum_) {
-        auto node = ooo_.extract(ooo_.begin());
-        const in_segment& s = node.mapped();
+    if (!ooo_.empty()) ooo_.pop_front();  // the slot of the segment just taken
+    while (!ooo_.empty() && ooo_.front().present) {
+        in_segment& s = ooo_.front();
         if (!accept_in_order(s.first, s.last, s.message_size, s.bytes)) return !(broken_ = true);
+        --ooo_held_;
+        if (segment_spare_bytes_ + s.bytes.capacity() <= (std::size_t{4} << 20)) {
+            segment_spare_bytes_ += s.bytes.capacity();
+            segment_spare_.push_back(std::move(s.bytes));
+        }
+        ooo_.pop_front();
         ++cum_;
     }
     if (had_gap) ooo_ranges_.erase_below(cum_);

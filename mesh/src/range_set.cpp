@@ -9,10 +9,18 @@ void range_set::insert(std::uint64_t first, std::uint64_t last) {
     if (first >= last) return;
     auto it = ranges_.upper_bound(first);
     if (it != ranges_.begin() && std::prev(it)->second >= first) {
-        --it;  // the range before touches or overlaps: grow it
-        first = it->first;
+        // The range before touches or overlaps: grow it in place (the common case, a run of
+        // arrivals), then swallow what it reaches.
+        auto grown = std::prev(it);
+        if (grown->second >= last) return;
+        grown->second = last;
+        while (it != ranges_.end() && it->first <= grown->second) {
+            grown->second = std::max(grown->second, it->second);
+            it = ranges_.erase(it);
+        }
+        return;
     }
-    // Swallow every range that starts within (or right at the end of) the new one.
+    // A range of its own, swallowing every range that starts within (or right at the end of) it.
     while (it != ranges_.end() && it->first <= last) {
         last = std::max(last, it->second);
         it = ranges_.erase(it);

@@ -132,7 +132,7 @@ public:
     [[nodiscard]] std::uint64_t ack_reference() const noexcept { return base_; }
     /// Segments held for the application (out of order, or complete but not taken): bounded by
     /// receive_window plus one message.
-    [[nodiscard]] std::size_t held_segments() const noexcept { return ooo_.size() + undelivered_segments_; }
+    [[nodiscard]] std::size_t held_segments() const noexcept { return ooo_held_ + undelivered_segments_; }
 
 private:
     struct out_segment {
@@ -147,6 +147,7 @@ private:
         std::uint64_t packet = 0;  // which write() carried its last transmission
     };
     struct in_segment {
+        bool present = false;
         bool first = false, last = false;
         std::uint32_t message_size = 0;
         std::vector<std::byte> bytes;
@@ -219,8 +220,15 @@ private:
 
     // receiver
     std::uint64_t cum_ = 0;  // next sequence expected
-    std::map<std::uint64_t, in_segment> ooo_;
-    range_set ooo_ranges_;  // the sequences in ooo_, as the SACK ranges to send
+    // Out-of-order segments by position: ooo_[i] is sequence cum_ + i (ooo_[0], the gap, is
+    // never present). Under loss nearly every segment passes through here, so it is a deque (no
+    // tree, no node per segment) and segment buffers are reused.
+    std::deque<in_segment> ooo_;
+    std::size_t ooo_held_ = 0;  // present in ooo_
+    range_set ooo_ranges_;      // the same sequences, as the SACK ranges to send
+    std::vector<std::vector<std::byte>> segment_spare_;  // emptied segment buffers
+    std::size_t segment_spare_bytes_ = 0;
+    void hold(std::uint64_t seq, const data_frame& d);
     bool assembling_ = false;
     std::uint32_t assembling_size_ = 0;
     std::uint32_t assembling_segments_ = 0;
