@@ -96,10 +96,9 @@ void channel::acked(std::uint64_t seq, mono_time now, mono_time& newest_sent, bo
     bool trusted = s->transmissions == 1;
     if (!trusted && s->lost_for_sure) {
         // Acknowledged sooner after the retransmission than any round trip takes: the copy before
-        // arrived after all, late — the path reorders. Found lost for sure was wrong: widen the
-        // reordering window (RFC 8985's reo_wnd_mult) and stop trusting packet counts.
-        // As RFC 8985 does with DSACKs: one step wider per such ack, back to a quarter of
-        // min_rtt after 16 repairs that were needed.
+        // arrived after all, late (the path reorders, or delays some datagrams more than others).
+        // Widen the reordering window, as RFC 8985 does on DSACKs (reo_wnd_mult: one step per such
+        // ack, back to a quarter of min_rtt after 16 repairs that were needed).
         if (now - s->last_sent < min_rtt_) {
             reorder_mult_ = std::min<std::uint32_t>(reorder_mult_ + 1, 64);
             needed_repairs_ = 0;

@@ -48,7 +48,11 @@ struct channel_config {
     std::uint64_t max_in_flight_bytes = std::uint64_t{2} << 20;  ///< and bytes (fits a receive buffer)
     std::uint64_t max_message_size = std::uint64_t{16} << 20;
     std::uint64_t send_buffer = std::uint64_t{64} << 20;  ///< bytes queued before send() refuses
-    std::chrono::nanoseconds min_rto = std::chrono::milliseconds(5);
+    /// The RTO's floor: above the delayed-ack time plus a loaded round trip in a data centre. An
+    /// early expiry costs one segment sent again (only the oldest is resent); a late one stalls
+    /// a stream behind a lost tail (200k × 64 B at 10 % loss between namespaces: a median of
+    /// ×0.59 of lossless goodput with a 5 ms floor, ×0.76 with 2 ms).
+    std::chrono::nanoseconds min_rto = std::chrono::milliseconds(2);
     std::chrono::nanoseconds initial_rto = std::chrono::milliseconds(100);
     std::chrono::nanoseconds max_rto = std::chrono::seconds(1);
     std::chrono::nanoseconds ack_delay = std::chrono::milliseconds(1);
