@@ -47,7 +47,11 @@ struct channel_config {
     std::uint32_t send_window = 16384;     ///< segments in flight at most
     std::uint64_t max_in_flight_bytes = std::uint64_t{2} << 20;  ///< and bytes (fits a receive buffer)
     std::uint64_t max_message_size = std::uint64_t{16} << 20;
-    std::uint64_t send_buffer = std::uint64_t{64} << 20;  ///< bytes queued before send() refuses
+    /// Bytes queued before send() refuses. Enough to keep max_in_flight_bytes going; more only
+    /// lets a sender run further ahead, and bytes queued that far ahead are out of the CPU's
+    /// caches when they go out (with 64 MiB, loopback throughput was 60 % of what 8 MiB gives:
+    /// 64 B one-way 10.3M against 17.5M msgs/s, 64 KiB 2.15 against 3.37 GB/s; mesh_peer, pinned).
+    std::uint64_t send_buffer = std::uint64_t{8} << 20;
     /// The RTO's floor: above the delayed-ack time plus a loaded round trip in a data centre. An
     /// early expiry costs one segment sent again (only the oldest is resent); a late one stalls
     /// a stream behind a lost tail (200k × 64 B at 10 % loss between namespaces: a median of
