@@ -196,11 +196,11 @@ void channel::detect_losses(mono_time now) {
     const nanoseconds reorder = reorder_window();
     while (!sent_order_.empty()) {
         const auto [seq, t] = sent_order_.front();
-        out_segment* s = seg(seq);
-        if (!s || s->acked || s->lost || s->last_sent != t) {
+        if (!outstanding(sent_order_.front())) {
             sent_order_.pop_front();  // delivered, or superseded by a later transmission
             continue;
         }
+        const out_segment* s = seg(seq);
         const bool before_delivered = s->packet < rack_packet_;
         // Counting packets assumes the path keeps their order: only until it was seen not to.
         const bool by_count = s->packet + 3 <= rack_packet_;
@@ -216,13 +216,16 @@ void channel::detect_losses(mono_time now) {
 // When the oldest outstanding transmission, sent before one already delivered, is due to be called
 // lost by the time rule above.
 std::optional<mono_time> channel::rack_deadline() const {
-    for (const auto& [seq, t] : sent_order_) {
-        const out_segment* s = seq >= base_ && seq < base_ + segs_.size() ? &segs_[seq - base_] : nullptr;
-        if (!s || s->acked || s->lost || s->last_sent != t) continue;
-        if (s->packet >= rack_packet_) return std::nullopt;
-        return t + rack_rtt_ + reorder_window();
+    const transmission* oldest = oldest_outstanding();
+    if (!oldest || seg(oldest->first)->packet >= rack_packet_) return std::nullopt;
+    return oldest->second + rack_rtt_ + reorder_window();
+}
+
+const channel::transmission* channel::oldest_outstanding() const {
+    for (const transmission& x : sent_order_) {
+        if (outstanding(x)) return &x;
     }
-    return std::nullopt;
+    return nullptr;
 }
 
 bool channel::can_send_new() const {
@@ -233,14 +236,9 @@ bool channel::can_send_new() const {
 }
 
 std::optional<mono_time> channel::rto_deadline() const {
-    if (in_flight_ == 0) return std::nullopt;
-    for (const auto& [seq, t] : sent_order_) {
-        const out_segment* s = seq >= base_ && seq < base_ + segs_.size() ? &segs_[seq - base_] : nullptr;
-        if (s && !s->acked && !s->lost && s->last_sent == t) {
-            return t + std::min(cfg_.max_rto, rto_ * (std::int64_t{1} << std::min<std::uint32_t>(backoff_, 20)));
-        }
-    }
-    return std::nullopt;
+    const transmission* oldest = in_flight_ > 0 ? oldest_outstanding() : nullptr;
+    if (!oldest) return std::nullopt;
+    return oldest->second + std::min(cfg_.max_rto, rto_ * (std::int64_t{1} << std::min<std::uint32_t>(backoff_, 20)));
 }
 
 bool channel::write_segment(packet_writer& packet, std::uint64_t seq, mono_time now) {
@@ -449,7 +447,7 @@ bool channel::has_lost() {
 bool channel::wants_output(mono_time now) const {
     if (ack_pending_ && (ack_now_ || now >= ack_deadline_)) return true;
     for (std::uint64_t seq : lost_) {
-        const out_segment* s = seq >= base_ && seq < base_ + segs_.size() ? &segs_[seq - base_] : nullptr;
+        const out_segment* s = seg(seq);
         if (s && !s->acked && s->lost) return true;
     }
     return can_send_new();
@@ -496,11 +494,10 @@ void channel::on_timer(mono_time now) {
         // really lost with the rest, its acknowledgement lets RACK find the others.
         ++stats_.rto_expirations;
         while (!sent_order_.empty()) {
-            const auto [seq, t] = sent_order_.front();
+            const transmission x = sent_order_.front();
             sent_order_.pop_front();
-            const out_segment* s = seg(seq);
-            if (s && !s->acked && !s->lost && s->last_sent == t) {
-                mark_lost(seq, false);
+            if (outstanding(x)) {
+                mark_lost(x.first, false);
                 break;
             }
         }

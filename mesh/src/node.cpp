@@ -304,7 +304,8 @@ struct node::impl {
     }
 
     void flush_peer(peer& p, mono_time now) {
-        for (int guard = 0; guard < 4096 && wants_output(p, now); ++guard) {
+        bool more = wants_output(p, now);
+        for (int guard = 0; guard < 4096 && more; ++guard) {
             packet_writer w = writer(p.rec.incarnation, p.datagram);
             if (p.bye && w.bye(*p.bye)) p.bye.reset();
             if (p.probe_due && w.probe(frame_type::probe, 0, self.id, self.type)) {
@@ -318,7 +319,8 @@ struct node::impl {
                 break;
             }
             // More follows for this peer: full size, so that the run can go as one GSO send.
-            if (gso_worth(p.datagram) && wants_output(p, now)) w.pad();
+            more = wants_output(p, now);
+            if (more && gso_worth(p.datagram)) w.pad();
             transmit(w, p.endpoint, &p);
         }
     }

@@ -30,10 +30,10 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
-#include <map>
 #include <memory>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace meshmaster::mesh {
@@ -162,6 +162,17 @@ private:
     };
 
     out_segment* seg(std::uint64_t seq) { return seq >= base_ && seq < base_ + segs_.size() ? &segs_[seq - base_] : nullptr; }
+    const out_segment* seg(std::uint64_t seq) const {
+        return seq >= base_ && seq < base_ + segs_.size() ? &segs_[seq - base_] : nullptr;
+    }
+    using transmission = std::pair<std::uint64_t, mono_time>;  // (seq, when): an entry of sent_order_
+    // The transmission is still waiting for its fate: not acknowledged, not declared lost, and not
+    // superseded by a later transmission of the same segment.
+    [[nodiscard]] bool outstanding(const transmission& x) const {
+        const out_segment* s = seg(x.first);
+        return s && !s->acked && !s->lost && s->last_sent == x.second;
+    }
+    [[nodiscard]] const transmission* oldest_outstanding() const;
     void acked(std::uint64_t seq, mono_time now, mono_time& newest_sent, bool& progress);
     void rtt_sample(std::chrono::nanoseconds r);
     void detect_losses(mono_time now);
@@ -212,7 +223,7 @@ private:
     std::uint64_t in_flight_bytes_ = 0;
     range_set sacked_;              // selectively acknowledged beyond base_
     std::deque<std::uint64_t> lost_;                                  // to retransmit, oldest first
-    std::deque<std::pair<std::uint64_t, mono_time>> sent_order_;     // (seq, time) by transmission
+    std::deque<transmission> sent_order_;  // by transmission; stale entries are skipped, popped lazily
     std::optional<std::chrono::nanoseconds> srtt_;
     std::chrono::nanoseconds rttvar_{};
     std::chrono::nanoseconds rto_;
