@@ -1,4 +1,5 @@
 #include "daemon.hpp"
+#include "fleet_secret.hpp"
 
 #include "checkpoint_store.hpp"
 #include "event_log.hpp"
@@ -76,12 +77,6 @@ void log_line(std::string_view level, std::string_view msg, json::object extra =
     (void)!::write(STDERR_FILENO, line.data(), line.size());
 }
 
-std::string hex(const p::nonce& bytes) {
-    std::string s;
-    for (std::byte b : bytes) s += fmt::format("{:02x}", static_cast<unsigned>(b));
-    return s;
-}
-
 // The slave link is plain TCP or, with [tls] set, TLS over it. TLS and the HMAC handshake both run
 // because they prove different things: TLS keeps the link confidential and tamper-proof on the wire
 // and lets the slave check it reached the real master (PKI); the HMAC challenge-response proves the
@@ -129,9 +124,10 @@ public:
     }
 
     int run() {
+        // The secret first: a refused one must not leave a bound port or a control socket behind.
+        if (int rc = load_secret(); rc != 0) return rc;
         if (int rc = listen(); rc != 0) return rc;
         if (int rc = open_control(); rc != 0) return rc;
-        if (int rc = load_secret(); rc != 0) return rc;
         if (int rc = load_tls(); rc != 0) return rc;
         origin_ = std::chrono::steady_clock::now();
 
@@ -760,26 +756,15 @@ private:
     }
 
     int load_secret() {
-        if (!cfg_.secret_file.empty()) {
-            std::ifstream in(cfg_.secret_file);
-            if (!in) {
-                log_line("error", fmt::format("cannot read the secret file {}", cfg_.secret_file));
-                return 78;
-            }
-            std::stringstream content;
-            content << in.rdbuf();
-            secret_ = content.str();
-            while (!secret_.empty() && (secret_.back() == '\n' || secret_.back() == '\r')) secret_.pop_back();
-        } else if (const char* env = std::getenv("MESHMASTER_SECRET"); env && *env) {
-            secret_ = env;
-        } else {
-            secret_ = hex(p::random_nonce());
+        auto secret = load_fleet_secret(cfg_.secret_file);
+        if (!secret) {
+            log_line("error", secret.error().message);
+            return 78;
+        }
+        secret_ = std::move(secret->value);
+        if (secret->generated) {
             log_line("warn", "no secret_file and no MESHMASTER_SECRET: generated a secret, so only the slaves this "
                              "master spawns can join");
-        }
-        if (secret_.size() < 16) {
-            log_line("error", "the secret is shorter than 16 bytes");
-            return 78;
         }
         session_settings_ = {.master_id = cfg_.master_id, .secret = secret_, .max_frame_size = cfg_.max_frame_size,
                              .max_state_size = cfg_.max_state_size};

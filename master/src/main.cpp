@@ -3,7 +3,10 @@
 #include "cli.hpp"
 #include "daemon.hpp"
 #include "daemon_config.hpp"
+#include "fleet_secret.hpp"
 #include "mesh_cli.hpp"
+
+#include <meshmaster/protocol/version.hpp>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -65,7 +68,10 @@ void print_errors(const std::vector<std::string>& errors) {
 int main(int argc, char** argv) {
     CLI::App app{"meshmaster: zero-downtime supervisor for sharded worker fleets"};
     app.require_subcommand(1);
-    app.set_version_flag("--version", "meshmaster 0.1.0 (protocol 1.0)");
+    // The protocol version is the constant the handshake announces (auth_challenge, slave_hello).
+    app.set_version_flag("--version", fmt::format("meshmaster {} (protocol {}.{})", MESHMASTER_VERSION,
+                                                  meshmaster::protocol::current_version.major,
+                                                  meshmaster::protocol::current_version.minor));
 
     run_flags flags;
     auto* run = app.add_subcommand("run", "run the daemon");
@@ -173,6 +179,12 @@ int main(int argc, char** argv) {
         }
         auto& config = std::get<daemon_config>(built);
         if (*check) {
+            // The secret is checked as `run` checks it (file mode, length), without printing it.
+            auto secret = load_fleet_secret(config.secret_file);
+            if (!secret) {
+                print_errors({secret.error().message});
+                return 78;
+            }
             fmt::print("configuration ok: {} shards over {} slaves, listening on {}, {} moves in flight{}\n",
                        config.supervisor.shard_count, config.supervisor.slave_count, config.listen,
                        config.supervisor.migration_concurrency,

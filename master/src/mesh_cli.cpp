@@ -3,6 +3,7 @@
 #include <meshmaster/mesh/node.hpp>
 #include <meshmaster/mesh/packet_auth.hpp>
 #include <meshmaster/mesh/redis_discovery.hpp>
+#include <meshmaster/protocol/secret.hpp>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -46,8 +47,9 @@ std::optional<std::string> resolve_key(const mesh_key_source& k, int& rc) {
         if (auto v = read_trimmed(k.key_file)) return v;
         fmt::print(stderr, "cannot read the mesh key file {}\n", k.key_file);
     } else if (!k.secret_file.empty()) {
-        if (auto v = read_trimmed(k.secret_file)) return mesh::mesh_key_from_fleet_secret(*v);
-        fmt::print(stderr, "cannot read the secret file {}\n", k.secret_file);
+        auto secret = protocol::read_secret_file(k.secret_file);  // the master's rules: mode, length
+        if (secret) return mesh::mesh_key_from_fleet_secret(*secret);
+        fmt::print(stderr, "{}\n", secret.error().message);
     } else if (const char* env = std::getenv("MESHMASTER_SECRET"); env && *env) {
         return mesh::mesh_key_from_fleet_secret(env);
     } else {

@@ -1,27 +1,24 @@
 #include <meshmaster/slave/options.hpp>
 
+#include <meshmaster/protocol/secret.hpp>
+
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <unistd.h>
 
 namespace meshmaster::slave {
 
+namespace p = meshmaster::protocol;
+
 namespace {
 
 std::string env(const char* name) {
     const char* value = std::getenv(name);
     return value ? std::string(value) : std::string();
-}
-
-std::string trim_newline(std::string s) {
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-    return s;
 }
 
 // The master writes the secret into a pipe and hands the read end down: the secret never shows in
@@ -64,18 +61,14 @@ options options::from_environment() {
     if (const std::string generation = env("MESHMASTER_GENERATION"); !generation.empty()) {
         o.generation = std::strtoull(generation.c_str(), nullptr, 10);
     }
+    // The same rules as the master's (protocol/secret.hpp): a refused secret throws, naming its source.
     if (const std::string fd = env("MESHMASTER_SECRET_FD"); !fd.empty()) {
-        o.secret = read_secret_fd(fd);
+        o.secret = p::check_secret(read_secret_fd(fd), "MESHMASTER_SECRET_FD").value();
     } else if (const std::string file = env("MESHMASTER_SECRET_FILE"); !file.empty()) {
-        std::ifstream in(file);
-        if (!in) throw std::runtime_error("cannot read MESHMASTER_SECRET_FILE " + file);
-        std::stringstream content;
-        content << in.rdbuf();
-        o.secret = trim_newline(content.str());
+        o.secret = p::read_secret_file(file).value();
+    } else if (const std::string secret = env("MESHMASTER_SECRET"); !secret.empty()) {
+        o.secret = p::check_secret(secret, "MESHMASTER_SECRET").value();
     } else {
-        o.secret = env("MESHMASTER_SECRET");
-    }
-    if (o.secret.empty()) {
         throw std::runtime_error("no secret: set MESHMASTER_SECRET_FD, MESHMASTER_SECRET_FILE or MESHMASTER_SECRET");
     }
     o.tls_ca_file = env("MESHMASTER_TLS_CA");

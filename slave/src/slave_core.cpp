@@ -189,6 +189,13 @@ void slave_core::handle(const p::auth_challenge& m) {
         close("incompatible protocol version");
         return;
     }
+    // A short nonce would let a replayed proof pass: docs/protocol.md fixes it at 32 bytes.
+    if (m.nonce.size() != p::nonce_size) {
+        send_error("auth_failed", fmt::format("the challenge's nonce is {} bytes, not {}", m.nonce.size(), p::nonce_size),
+                   {}, {}, true);
+        close("the master sent a malformed challenge");
+        return;
+    }
     master_nonce_.assign(m.nonce.begin(), m.nonce.end());
     const std::vector<p::shard_epoch> held = shards();
     const std::vector<p::shard_epoch> kept = retained();

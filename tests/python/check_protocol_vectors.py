@@ -6,13 +6,18 @@ implementation nobody on this project wrote), and checks for every event that:
 - the body decodes to the JSON printed under the vector;
 - every field is one the section's table lists, with the table's type, and every required field
   is present;
-- re-encoding the decoded body gives back exactly the same bytes.
+- re-encoding the decoded body gives back exactly the same bytes;
+- the handshake's worked example ("Authentication"): Python's own hmac and hashlib recompute the
+  bytes each side signs and both MACs from the stated secret, nonces and slave id, and the
+  auth_challenge, slave_hello, auth_proof and welcome vectors carry exactly those values.
 
 A section may hold several vectors: the first is named after the event, further ones
 `<event>_<variant>` (e.g. `slave_hello_mesh`, a 1.2 hello with a mesh node), each with its JSON.
 
 Usage: check_protocol_vectors.py docs/protocol.md
 """
+import hashlib
+import hmac
 import ipaddress
 import json
 import re
@@ -24,6 +29,73 @@ import msgpack
 SECTION = re.compile(r"^### (\d+) · `(\w+)`")
 APPLICATION_SECTION = re.compile(r"^### Application events")
 ROW = re.compile(r"^\| `(\w+)` \| ([\w ]+) \| (yes|no)")
+
+
+def parse_auth(path):
+    """Returns ({"slave"|"master": the signed bytes}, the auth-example JSON) from the document."""
+    inputs, example, block, lines = {}, None, None, []
+    for line in open(path, encoding="utf-8"):
+        line = line.rstrip("\n")
+        if block:
+            if line.startswith("```"):
+                text = "\n".join(lines)
+                if block == "auth-example":
+                    example = json.loads(text)
+                elif block == "python":
+                    inputs.setdefault("python", []).append(text)
+                else:
+                    inputs[block] = bytes.fromhex(text)
+                block, lines = None, []
+            else:
+                lines.append(line)
+            continue
+        m = re.match(r"^```(?:mac-input (slave|master)|(auth-example)|(python))$", line)
+        if m:
+            block = m.group(1) or m.group(2) or m.group(3)
+    return inputs, example
+
+
+def check_auth(path, events):
+    """The worked example of the handshake, recomputed here from its stated inputs."""
+    inputs, example = parse_auth(path)
+    snippets = inputs.pop("python", [])
+    if example is None or set(inputs) != {"slave", "master"}:
+        return ["Authentication: the document needs an auth-example block and mac-input blocks for slave and master"]
+    problems = []
+    for snippet in snippets:  # the document's Python examples run as written
+        try:
+            exec(compile(snippet, f"{path} (python block)", "exec"), {})
+        except Exception as e:  # noqa: BLE001 - any failure of the example is the finding
+            problems.append(f"a python block of the document fails: {e!r}")
+    secret = example["secret"].encode()
+    n_m, n_s = bytes.fromhex(example["master_nonce"]), bytes.fromhex(example["slave_nonce"])
+    slave_id = example["slave_id"].encode()
+    if len(n_m) != 32 or len(n_s) != 32:
+        problems.append("Authentication: the example's nonces must be 32 bytes")
+    for side, proof_event in (("slave", "auth_proof"), ("master", "welcome")):
+        signed = f"meshmaster/1 {side}".encode() + b"\x00" + n_m + n_s + slave_id
+        if inputs[side] != signed:
+            problems.append(f"Authentication: the {side}'s signed bytes are {signed.hex()}, the document shows "
+                            f"{inputs[side].hex()}")
+        mac = hmac.new(secret, signed, hashlib.sha256).digest()
+        if example[f"{side}_mac"] != mac.hex():
+            problems.append(f"Authentication: HMAC-SHA256 gives the {side} MAC {mac.hex()}, the document says "
+                            f"{example[side + '_mac']}")
+        carried = body_of(events, proof_event).get("mac")
+        if carried != mac:
+            problems.append(f"{proof_event}: the vector's mac is {carried.hex() if carried else None}, "
+                            f"the {side} MAC of the example is {mac.hex()}")
+    if body_of(events, "auth_challenge").get("nonce") != n_m:
+        problems.append("auth_challenge: the vector's nonce is not the example's master nonce")
+    hello = body_of(events, "slave_hello")
+    if hello.get("nonce") != n_s or hello.get("slave_id", "").encode() != slave_id:
+        problems.append("slave_hello: the vector's nonce and slave_id are not the example's")
+    return problems
+
+
+def body_of(events, name):
+    frame = events.get(name, {}).get("vectors", {}).get(name, {}).get("vector")
+    return msgpack.unpackb(frame[8:], raw=False) if frame else {}
 
 
 def parse(path):
@@ -162,11 +234,12 @@ def main():
     if len(events) < 20:
         raise SystemExit(f"found only {len(events)} events in {sys.argv[1]}")
     problems = [p for name, event in events.items() for p in check(name, event)]
+    problems += check_auth(sys.argv[1], events)
     for p in problems:
         print("FAIL", p)
     vectors = sum(len(event["vectors"]) for event in events.values())
     print(f"python3-msgpack {'.'.join(map(str, msgpack.version))}: {len(events)} events, {vectors} vectors, "
-          f"{len(problems)} problems")
+          f"the handshake example's MACs recomputed with hmac/hashlib, {len(problems)} problems")
     return 1 if problems else 0
 
 

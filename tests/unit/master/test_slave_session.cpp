@@ -60,6 +60,33 @@ TEST_CASE("a wrong proof is refused, logged, and the supervisor never hears of t
     CHECK(h.core_inputs == 0);  // nothing to tell: it never joined
 }
 
+TEST_CASE("a hello whose nonce is not 32 bytes is refused even with a proof made over it") {
+    for (const std::size_t size : {std::size_t{0}, std::size_t{8}, std::size_t{31}, std::size_t{33}}) {
+        CAPTURE(size);
+        session_harness h;
+        std::optional<std::vector<std::byte>> master_nonce;
+        h.each_written([&](const p::message& m) {
+            if (const auto* c = std::get_if<p::auth_challenge>(&m)) master_nonce.emplace(c->nonce.begin(), c->nonce.end());
+        });
+        REQUIRE(master_nonce);
+        const std::vector<std::byte> slave_nonce(size, std::byte{0x5a});
+        std::vector<std::byte> out;
+        REQUIRE(p::encode(p::slave_hello{.version_major = p::current_version.major,
+                                         .version_minor = p::current_version.minor,
+                                         .slave_id = "w1",
+                                         .nonce = p::bytes_view(slave_nonce)},
+                          out)
+                    .has_value());
+        const p::proof mac = p::slave_proof(h.settings.secret, p::bytes_view(*master_nonce), p::bytes_view(slave_nonce), "w1");
+        REQUIRE(p::encode(p::auth_proof{.mac = p::bytes_view(mac)}, out).has_value());
+        h.feed(out);
+        CHECK_FALSE(h.session->authenticated());
+        CHECK(h.error_codes() == std::vector<std::string>{"auth_failed"});
+        CHECK(h.logged("auth_failed") == 1);
+        CHECK_FALSE(connected(h, "w1"));
+    }
+}
+
 TEST_CASE("any frame but hello, then proof, before authentication closes the connection") {
     session_harness h;
     SUBCASE("a heartbeat first") { h.feed(frame(p::heartbeat{.progress = 1})); }

@@ -1,5 +1,7 @@
 #include "examples.hpp"
 
+#include <meshmaster/protocol/auth.hpp>
+
 #include <array>
 #include <cstddef>
 
@@ -7,7 +9,7 @@ namespace meshmaster::protocol::test {
 
 namespace {
 
-// Stand-ins for random nonces and MACs: recognisable counting patterns.
+// Stand-ins for random nonces: recognisable counting patterns.
 template <std::size_t N>
 constexpr std::array<std::byte, N> counting(unsigned first) {
     std::array<std::byte, N> bytes{};
@@ -16,8 +18,10 @@ constexpr std::array<std::byte, N> counting(unsigned first) {
 }
 constexpr auto slave_nonce = counting<32>(0x00);
 constexpr auto master_nonce = counting<32>(0x40);
-constexpr auto slave_mac = counting<32>(0x80);
-constexpr auto master_mac = counting<32>(0xc0);
+// The handshake's MACs are real: computed from the documented example secret, both nonces and
+// the hello's slave id, so the document's auth_proof and welcome vectors can be recomputed.
+const proof slave_mac = slave_proof(example_secret, bytes_view(master_nonce), bytes_view(slave_nonce), "slave-3");
+const proof master_mac = master_proof(example_secret, bytes_view(master_nonce), bytes_view(slave_nonce), "slave-3");
 constexpr std::array<std::byte, 4> chunk_data{std::byte{0xde}, std::byte{0xad}, std::byte{0xbe},
                                               std::byte{0xef}};
 
@@ -74,7 +78,7 @@ const std::vector<std::pair<std::string_view, message>>& examples() {
                                         .state = bytes_view::of("seq=1234"),
                                         .state_size = 8}},
         {"auth_challenge", auth_challenge{.version_major = 1,
-                                          .version_minor = 0,
+                                          .version_minor = 2,
                                           .master_id = "master-a",
                                           .nonce = bytes_view(master_nonce)}},
         {"auth_proof", auth_proof{.mac = bytes_view(slave_mac)}},

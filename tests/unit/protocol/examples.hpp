@@ -10,6 +10,10 @@
 
 namespace meshmaster::protocol::test {
 
+/// The fleet secret of the document's handshake example ("Authentication" in docs/protocol.md):
+/// the auth_proof and welcome vectors carry the MACs computed with it.
+inline constexpr std::string_view example_secret = "correct horse battery staple";
+
 /// (name as in docs/protocol.md, message) for every event, in id order, plus one application frame.
 /// An event may have further examples named `<event>_<variant>` (e.g. slave_hello_mesh), each with
 /// its own vector in the event's section of the document.

@@ -108,6 +108,20 @@ TEST_CASE("a master that cannot prove the secret is refused") {
     CHECK(std::get<p::error_message>(out[0]).code == "auth_failed");
 }
 
+TEST_CASE("a challenge whose nonce is not 32 bytes is refused before anything is signed") {
+    for (const std::size_t size : {std::size_t{0}, std::size_t{16}, std::size_t{31}, std::size_t{33}}) {
+        CAPTURE(size);
+        master_side m;
+        m.core.on_connected();
+        const std::vector<std::byte> nonce(size, std::byte{7});
+        m.deliver(p::auth_challenge{.version_major = 1, .version_minor = 2, .nonce = p::bytes_view(nonce)});
+        auto out = m.written();
+        REQUIRE(out.size() == 1);  // no hello, no proof: only the refusal
+        CHECK(std::get<p::error_message>(out[0]).code == "auth_failed");
+        CHECK(m.core.close_reason().has_value());
+    }
+}
+
 TEST_CASE("a master of another major version is refused by name") {
     master_side m;
     m.core.on_connected();

@@ -63,7 +63,9 @@ struct options {
     /// MESHMASTER_SECRET_FD (a pipe the master wrote it into; read and closed here),
     /// MESHMASTER_SECRET_FILE, or MESHMASTER_SECRET, in that order; and for TLS
     /// MESHMASTER_TLS_CA (tls_ca_file) and MESHMASTER_TLS_SERVER_NAME (tls_server_name).
-    /// Throws std::runtime_error naming what is missing.
+    /// The secret follows the master's rules (docs/protocol.md, "The secret"): trailing CR/LF
+    /// dropped, at least 16 bytes, and a secret file that group or others may access is refused.
+    /// Throws std::runtime_error naming what is missing or refused.
     static options from_environment();
 };
 
