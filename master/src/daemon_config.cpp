@@ -77,6 +77,8 @@ const std::vector<setting>& settings() {
         {"respawn.backoff_min", "backoff-min", "first delay of a crash loop's backoff", [](c& d) -> setting_target { return &d.supervisor.respawn_backoff_min; }},
         {"respawn.backoff_max", "backoff-max", "longest delay of a crash loop's backoff", [](c& d) -> setting_target { return &d.supervisor.respawn_backoff_max; }},
         {"respawn.stable_after", "stable-after", "a slave living this long resets its slot's backoff", [](c& d) -> setting_target { return &d.supervisor.stable_after; }},
+        {"respawn.limit_burst", "start-limit-burst", "failed starts within respawn.limit_interval after which a slot is marked failed (0: retry forever)", [](c& d) -> setting_target { return &d.supervisor.start_limit_burst; }, 0, 1000},
+        {"respawn.limit_interval", "start-limit-interval", "the window of respawn.limit_burst, e.g. 10s", [](c& d) -> setting_target { return &d.supervisor.start_limit_interval; }},
         {"limits.max_frame", "max-frame", "largest frame body accepted, e.g. 16MiB", [](c& d) -> setting_target { return &d.max_frame_size; }},
         {"limits.max_state", "max-state", "largest shard state, e.g. 256MiB", [](c& d) -> setting_target { return &d.max_state_size; }},
         {"limits.state_chunk", "state-chunk", "states above this travel in chunks, e.g. 1MiB", [](c& d) -> setting_target { return &d.supervisor.state_chunk_size; }},
@@ -220,6 +222,9 @@ std::vector<std::string> validate(const daemon_config& c) {
     }
     if (s.respawn_backoff_min > s.respawn_backoff_max) {
         problems.push_back("respawn.backoff_min: must not exceed respawn.backoff_max");
+    }
+    if (s.start_limit_burst > 0 && s.start_limit_interval.count() <= 0) {
+        problems.push_back("respawn.limit_interval: must be more than 0 (or set respawn.limit_burst = 0 for no limit)");
     }
     if (c.max_frame_size < 4096 || c.max_frame_size > 0xFFFF'FFFFu) {
         problems.push_back("limits.max_frame: must be between 4KiB and 4GiB-1");

@@ -13,6 +13,7 @@
 //   [timeouts] spawn soft_start start stop resume shutdown handshake   (durations)
 //   [heartbeat] interval = "250ms"  misses = 8
 //   [respawn]  backoff_min = "100ms"  backoff_max = "30s"  stable_after = "10s"
+//              limit_burst = 5  limit_interval = "10s"   # then the slot is marked failed
 //   [limits]   max_frame = "16MiB"  max_state = "256MiB"  state_chunk = "1MiB"  max_connections = 1024
 //              max_output = "16MiB"
 //   [tls]      cert = "master.pem"  key = "master.key"  ca = "ca.pem"  server_name = "meshmaster.internal"

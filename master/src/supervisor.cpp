@@ -1,5 +1,7 @@
 #include <meshmaster/master/supervisor.hpp>
 
+#include "start_limit.hpp"
+
 #include <meshmaster/protocol/codec.hpp>
 #include <meshmaster/protocol/state_transfer.hpp>
 
@@ -70,6 +72,7 @@ struct slave_rec {
     bool spare = false;          // an idle slave kept ready to take over a slot
     std::uint64_t heartbeat_seq = 0;
     bool restart_target = false;
+    bool started = false;  // its hello was accepted: a death now is a crash, not a failed start
 
     [[nodiscard]] bool killable() const { return (ours || watched) && alive && pid > 0; }
     [[nodiscard]] bool usable() const {
@@ -133,6 +136,9 @@ struct slot_rec {
     std::uint64_t spawn_generation = 0;  // generation of the slot's latest spawn
     std::uint32_t spawn_serial = 0;      // spawns in that generation after the first
     std::optional<mono_time> respawn_at;
+    start_limit starts;
+    bool failed = false;  // given up after too many failed starts, until retried
+    std::string failure;
 };
 
 }  // namespace
@@ -176,6 +182,12 @@ struct supervisor::state {
     std::uint64_t next_id;
     std::uint64_t generation = 1;
     std::uint32_t spare_serial = 0;
+    // Spares that fail to start back off and give up like a slot (start limit); they have no slot.
+    start_limit spare_starts;
+    std::uint32_t spare_failures = 0;
+    std::optional<mono_time> spare_respawn_at;
+    bool spares_failed = false;
+    std::string spares_failure;
     std::set<std::string> used_ids;  // by a previous master (seed_ids)
     // Slaves a previous master left running (expect_slaves) that have not said hello yet, and
     // those killed for not coming back, whose exit must be seen before any shard is granted.
@@ -553,6 +565,7 @@ struct supervisor::state {
     void ensure_spares() {
         if (stopping || adopting() || !config.spawn_slaves) return;
         std::uint32_t have = 0;
+        std::vector<slave_rec*> idle;
         for (auto& [id, r] : slaves) {
             if (!r.spare || !r.alive || r.phase == slave_phase::lost || r.phase == slave_phase::retiring) continue;
             if (r.generation < generation && !restart) {
@@ -560,7 +573,15 @@ struct supervisor::state {
                 continue;
             }
             ++have;
+            if (r.phase == slave_phase::ready && r.connection) idle.push_back(&r);
         }
+        // Fewer spares wanted (a reload lowered slaves.spares): the extra ready ones go.
+        for (; have > config.spares && !idle.empty(); --have, idle.pop_back()) {
+            retire(*idle.back(), "more spares than slaves.spares");
+        }
+        // Spares that keep failing to start back off, and give up at the start limit.
+        if (spares_failed || (spare_respawn_at && now < *spare_respawn_at)) return;
+        spare_respawn_at.reset();
         while (have++ < config.spares) spawn(std::nullopt, fresh_spare_id());
     }
 
@@ -852,8 +873,9 @@ struct supervisor::state {
         if (s.slot && slots[*s.slot].active == s.id) {
             slot_rec& slot = slots[*s.slot];
             slot.active.clear();
-            if (!retired && !stopping && !promote_spare(*s.slot)) schedule_respawn(*s.slot, s);
+            if (!retired && !stopping && !promote_spare(*s.slot)) schedule_respawn(*s.slot, s, reason);
         }
+        if (was_spare && s.ours && !s.started && !stopping) spare_start_failed(s.id, reason);
         if (pair) {
             // A retiring source is done however it went (it may have been killed at its deadline).
             if (is_source && pair->phase == pair_phase::retiring) {
@@ -873,27 +895,91 @@ struct supervisor::state {
         advance_stop();
     }
 
-    void schedule_respawn(std::uint32_t slot_index, const slave_rec& dead) {
+    // The delay before the next start after `failures` quick deaths in a row: none after the first,
+    // then doubling from respawn_backoff_min up to respawn_backoff_max.
+    milliseconds backoff(std::uint32_t failures) const {
+        if (failures == 0) return milliseconds(0);
+        const auto factor = std::uint64_t{1} << std::min<std::uint32_t>(failures - 1, 20);
+        return std::min(config.respawn_backoff_max,
+                        milliseconds(config.respawn_backoff_min.count() * static_cast<std::int64_t>(factor)));
+    }
+
+    std::string start_limit_failure(std::uint32_t failed_starts, const std::string& last) const {
+        return fmt::format("{} starts failed within {} ms (respawn.limit_burst, respawn.limit_interval); the last: {}",
+                           failed_starts, config.start_limit_interval.count(), last);
+    }
+
+    void schedule_respawn(std::uint32_t slot_index, const slave_rec& dead, const std::string& reason) {
         if (stopping || !config.spawn_slaves) return;
         slot_rec& slot = slots[slot_index];
+        if (dead.ours && !dead.started && slot.starts.failed(now, config.start_limit_burst, config.start_limit_interval)) {
+            // The command cannot start: retrying forever would only hide it. The slot's shards stay
+            // unassigned (status says so) until a reload or `meshmaster restart` retries.
+            slot.failed = true;
+            slot.respawn_at.reset();
+            const std::uint32_t failed_starts = slot.starts.recent(now, config.start_limit_interval);
+            slot.failure = start_limit_failure(failed_starts, reason);
+            log({.event = "slot_failed", .slave = dead.id, .slot = slot_index,
+                 .duration_ms = static_cast<double>(config.start_limit_interval.count()), .count = failed_starts,
+                 .reason = reason});
+            return;
+        }
         const bool quick_death = now - dead.spawned_at < ms(config.stable_after);
         if (!quick_death) slot.failures = 0;
-        milliseconds delay{0};
-        if (slot.failures > 0) {
-            const auto factor = std::uint64_t{1} << std::min<std::uint32_t>(slot.failures - 1, 20);
-            delay = std::min(config.respawn_backoff_max,
-                             milliseconds(config.respawn_backoff_min.count() * static_cast<std::int64_t>(factor)));
-        }
+        const milliseconds delay = backoff(slot.failures);
         if (quick_death) ++slot.failures;
         slot.respawn_at = now + ms(delay);
         log({.event = "respawn_scheduled", .slave = dead.id, .slot = slot_index,
              .duration_ms = static_cast<double>(delay.count()), .count = slot.failures});
     }
 
+    // A spare that never came up: back off before the next, and give up at the start limit.
+    void spare_start_failed(const std::string& id, const std::string& reason) {
+        if (spare_starts.failed(now, config.start_limit_burst, config.start_limit_interval)) {
+            spares_failed = true;
+            spare_respawn_at.reset();
+            const std::uint32_t failed_starts = spare_starts.recent(now, config.start_limit_interval);
+            spares_failure = start_limit_failure(failed_starts, reason);
+            log({.event = "spares_failed", .slave = id,
+                 .duration_ms = static_cast<double>(config.start_limit_interval.count()), .count = failed_starts,
+                 .reason = reason});
+            return;
+        }
+        spare_respawn_at = now + ms(backoff(spare_failures++));
+    }
+
+    // Slots and spares given up after failed starts get a fresh start limit and start again now.
+    supervisor::retried_starts retry_failed_starts(const std::string& reason) {
+        supervisor::retried_starts done;
+        if (stopping || exited || adopting()) return done;
+        for (std::uint32_t i = 0; i < slots.size(); ++i) {
+            slot_rec& slot = slots[i];
+            if (!slot.failed) continue;
+            slot.failed = false;
+            slot.failure.clear();
+            slot.starts.reset();
+            slot.failures = 0;
+            log({.event = "slot_retried", .slot = i, .reason = reason});
+            done.slots.push_back(i);
+            if (slot.active.empty() && !promote_spare(i)) respawn(i);
+        }
+        if (spares_failed) {
+            spares_failed = false;
+            spares_failure.clear();
+            spare_starts.reset();
+            spare_failures = 0;
+            log({.event = "spares_retried", .reason = reason});
+            done.spares = true;
+            ensure_spares();
+        }
+        grant_orphans();
+        return done;
+    }
+
     void respawn(std::uint32_t slot_index) {
         slot_rec& slot = slots[slot_index];
         slot.respawn_at.reset();
-        if (!slot.active.empty() || stopping) return;
+        if (!slot.active.empty() || stopping || slot.failed) return;
         std::string id = fresh_id(slot_index);
         slot.active = id;
         spawn(slot_index, id);
@@ -909,6 +995,7 @@ struct supervisor::state {
         detaching = detach;
         restart_queued = false;
         for (auto& slot : slots) slot.respawn_at.reset();
+        spare_respawn_at.reset();
         if (restart) {
             restart->queue.clear();
             restart->failing = true;
@@ -1245,6 +1332,15 @@ void supervisor::on_slave_connected(connection_id connection, const slave_hello_
                .slot = r->slot, .pid = hello.pid, .count = hello.shards.size()});
     }
     if (hello.pid > 0) r->pid = hello.pid;
+    if (!r->started) {
+        // It started: the start limit of its slot (or of the spares) counts afresh.
+        r->started = true;
+        if (r->slot && *r->slot < s.slots.size() && s.slots[*r->slot].active == r->id) s.slots[*r->slot].starts.reset();
+        if (r->spare) {
+            s.spare_starts.reset();
+            s.spare_failures = 0;
+        }
+    }
     r->minor = hello.version_minor;
     r->connection = connection;
     // Its mesh node joins (or changed, or is gone); either way it gets the list now, since it may
@@ -1553,6 +1649,10 @@ void supervisor::on_tick(mono_time now) {
     for (std::uint32_t i = 0; i < s.slots.size(); ++i) {
         if (s.slots[i].respawn_at && now >= *s.slots[i].respawn_at) s.respawn(i);
     }
+    if (s.spare_respawn_at && now >= *s.spare_respawn_at) {
+        s.spare_respawn_at.reset();
+        s.ensure_spares();
+    }
 
     // Collect first: failing a slave changes the maps being walked.
     std::vector<std::pair<std::string, std::string>> to_fail;
@@ -1634,6 +1734,7 @@ std::optional<mono_time> supervisor::next_deadline() const {
     for (const auto& slot : s.slots) {
         if (slot.respawn_at) consider(*slot.respawn_at);
     }
+    if (s.spare_respawn_at) consider(*s.spare_respawn_at);
     const mono_time silence = s.ms(s.config.heartbeat_interval) * s.config.heartbeat_misses;
     for (const auto& [id, r] : s.slaves) {
         if (!r.alive) continue;
@@ -1654,24 +1755,41 @@ std::optional<mono_time> supervisor::next_deadline() const {
     return next;
 }
 
-void supervisor::request_restart(mono_time now, std::string reason) {
+supervisor::restart_request supervisor::request_restart(mono_time now, std::string reason) {
     auto& s = *s_;
     s.now = now;
-    if (s.stopping) {
-        s.log({.event = "restart_refused", .reason = "the master is stopping"});
-        return;
+    restart_request result;
+    if (s.stopping || s.exited) {
+        result.result = restart_request::outcome::refused;
+        result.refusal = s.detaching ? "the master is detaching (stop --leave-slaves): it exits, leaving the slaves running"
+                                     : "the master is stopping";
+        s.log({.event = "restart_refused", .reason = result.refusal});
+        return result;
     }
     if (s.restart) {
+        result.restart = s.restart->id;
         if (s.restart_queued) {
+            result.result = restart_request::outcome::already_queued;
             s.log({.event = "restart_already_queued", .restart = s.restart->id, .reason = reason});
         } else {
+            result.result = restart_request::outcome::queued;
             s.restart_queued = true;
             s.queued_reason = reason;
             s.log({.event = "restart_queued", .restart = s.restart->id, .reason = reason});
         }
-        return;
+    } else {
+        result.restart = s.next_id;  // the id begin_restart gives it
+        s.begin_restart(std::move(reason));
     }
-    s.begin_restart(std::move(reason));
+    // After begin_restart: slots started again now belong to the new generation.
+    result.retried = s.retry_failed_starts("restart requested");
+    return result;
+}
+
+supervisor::retried_starts supervisor::retry_failed_starts(mono_time now, std::string reason) {
+    auto& s = *s_;
+    s.now = now;
+    return s.retry_failed_starts(reason);
 }
 
 void supervisor::request_stop(mono_time now, bool immediate) {
@@ -1710,6 +1828,7 @@ void supervisor::apply_config(const supervisor_config& config, mono_time now) {
     next.spawn_slaves = s.config.spawn_slaves;
     s.config = next;
     s.pump_restart();
+    s.ensure_spares();  // slaves.spares may have changed
 }
 
 supervisor_status supervisor::status(mono_time now) const {
@@ -1720,13 +1839,35 @@ supervisor_status supervisor::status(mono_time now) const {
     st.restarts_failed = s.restarts_failed;
     st.restart_queued = s.restart_queued;
     st.stopping = s.stopping;
+    st.detaching = s.detaching;
+    if (s.adopting_until) st.adopting_ms = std::max(0.0, ms_between(now, *s.adopting_until));
+    st.spares = s.config.spares;
+    st.spares_failed = s.spares_failed;
+    st.spares_failure = s.spares_failure;
+    for (std::uint32_t i = 0; i < s.slots.size(); ++i) {
+        const slot_rec& slot = s.slots[i];
+        slot_status ss{.slot = i, .slave = slot.active, .failed = slot.failed,
+                       .failed_starts = slot.starts.recent(now, s.config.start_limit_interval), .failure = slot.failure};
+        if (slot.respawn_at) ss.respawn_in_ms = std::max(0.0, ms_between(now, *slot.respawn_at));
+        st.slots.push_back(std::move(ss));
+    }
+    std::vector<bool> seen_slot(s.slots.size(), false);
     std::map<std::string, std::uint32_t> counts;
     for (std::uint32_t i = 0; i < s.shards.size(); ++i) {
         const shard_rec& sh = s.shards[i];
-        st.shards.push_back({.shard = i, .owner = sh.owner, .epoch = sh.epoch, .phase = name(sh.phase)});
+        auto m = sh.migration ? s.migrations.find(sh.migration) : s.migrations.end();
+        const bool moving = m != s.migrations.end() && !m->second.recovery &&
+                            (sh.phase == shard_phase::stopping || sh.phase == shard_phase::resuming);
+        st.shards.push_back({.shard = i, .owner = sh.owner, .epoch = sh.epoch, .phase = name(sh.phase), .moving = moving});
         if (!sh.owner.empty()) ++counts[sh.owner];
         if (sh.phase == shard_phase::running) ++st.shards_running;
         if (s.checkpoints[i]) ++st.shards_checkpointed;
+        if (!s.slots.empty()) {
+            const std::uint32_t home = s.home_slot(i);
+            if (!seen_slot[home]) st.slots[home].first_shard = i;
+            seen_slot[home] = true;
+            st.slots[home].last_shard = i;
+        }
     }
     for (const auto& [id, r] : s.slaves) {
         st.slaves.push_back({.id = id, .slot = r.slot, .generation = r.generation, .pid = r.pid, .phase = name(r.phase),

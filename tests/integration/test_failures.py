@@ -148,7 +148,9 @@ class ProcessFailures(unittest.TestCase):
                 self.assertIn('"component":"slave-output","slave":"s1-g1.1"', log.read())
 
     def test_crash_loop_backs_off(self):
-        with Fleet(shards=2, slaves=1, rate=10, settings={"respawn": {"backoff_min": "50ms", "backoff_max": "400ms"}}) as fleet:
+        # limit_burst 0: no start limit, the backoff alone (the start limit is tested below).
+        with Fleet(shards=2, slaves=1, rate=10,
+                   settings={"respawn": {"backoff_min": "50ms", "backoff_max": "400ms", "limit_burst": 0}}) as fleet:
             master = fleet.master
             # A slave command that dies at once, every time.
             with open(master.config) as f:

@@ -821,6 +821,9 @@ std::optional<std::string> sim_world::run() {
     }
     for (int round = 0; round < 3000 && !violation_; ++round) {
         successor_if_detached();
+        // Slots given up after failed starts (kills landing before hellos) wait for the operator,
+        // who reloads the configuration.
+        if (!exited_ && !core_->retry_failed_starts(now_, "simulation: operator reload").empty()) take_and_apply();
         step_deliver_all();
         if (settled()) break;
         advance(100ms);

@@ -26,6 +26,22 @@ struct shard_status {
     std::string owner;  ///< empty when nobody runs it
     std::uint64_t epoch = 0;
     std::string_view phase;  ///< unowned, starting, running, stopping, resuming
+    /// In a planned handoff from one live slave to another (a rolling restart's move, or a drain):
+    /// stopping or resuming, but owned all along. Not set for a recovery (its holder died).
+    bool moving = false;
+};
+
+/// A slot: an even, contiguous share of the shards, and the slave that serves it.
+struct slot_status {
+    std::uint32_t slot = 0;
+    std::uint32_t first_shard = 0;  ///< its shards: first_shard .. last_shard
+    std::uint32_t last_shard = 0;
+    std::string slave;  ///< its slave (maybe still starting); empty: none
+    /// Given up after too many failed starts (the start limit) until a reload or restart retries.
+    bool failed = false;
+    std::uint32_t failed_starts = 0;  ///< within the start limit's interval
+    std::string failure;              ///< why it failed (the last failed start), when failed
+    std::optional<double> respawn_in_ms;  ///< a respawn is scheduled (backoff)
 };
 
 struct restart_status {
@@ -45,11 +61,31 @@ struct supervisor_status {
     std::uint64_t restarts_failed = 0;
     bool restart_queued = false;
     bool stopping = false;
+    bool detaching = false;  ///< stopping, leaving the slaves running (stop --leave-slaves)
+    /// After a crash of the previous master: how long it still waits for its slaves to report.
+    std::optional<double> adopting_ms;
     std::optional<restart_status> restart;
     std::vector<slave_status> slaves;
     std::vector<shard_status> shards;
+    std::vector<slot_status> slots;
+    std::uint32_t spares = 0;  ///< configured
+    bool spares_failed = false;  ///< spares stopped being spawned after too many failed starts
+    std::string spares_failure;
     std::uint32_t shards_running = 0;
     std::uint32_t shards_checkpointed = 0;  ///< shards with a state to resume from if their holder dies
 };
+
+/// What keeps the fleet from being healthy, one sentence per problem; empty when it is healthy.
+///
+/// Healthy means every configured shard runs: each is `running`, or `moving` (a planned handoff
+/// between two live slaves, as in a rolling restart, owned throughout) — a restart in progress is
+/// no degradation. Problems are: shards unassigned or still starting (named, with the state of
+/// their slot: failed, respawning after failed starts, no slave, its slave still starting), failed
+/// spares, an adoption in progress (shards the previous master's slaves have not reported yet are
+/// not known to run), and a master that is stopping or detaching.
+std::vector<std::string> fleet_problems(const supervisor_status& status);
+
+/// "4..7, 9, 12..13": shard numbers (ascending) as ranges.
+std::string shard_ranges(const std::vector<std::uint32_t>& shards);
 
 }  // namespace meshmaster::master

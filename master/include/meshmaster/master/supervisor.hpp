@@ -153,8 +153,26 @@ public:
     /// The earliest time on_tick has something to do, if any.
     [[nodiscard]] std::optional<mono_time> next_deadline() const;
 
-    /// A rolling restart. During one, a second request is queued (once) and logged.
-    void request_restart(mono_time now, std::string reason);
+    /// Slots (and spares) given up after too many failed starts, tried again.
+    struct retried_starts {
+        std::vector<std::uint32_t> slots;
+        bool spares = false;
+        [[nodiscard]] bool empty() const { return slots.empty() && !spares; }
+    };
+    /// What became of a restart request.
+    struct restart_request {
+        enum class outcome { started, queued, already_queued, refused };
+        outcome result = outcome::started;
+        std::uint64_t restart = 0;  ///< the restart started, or the running one this one waits behind
+        std::string refusal;        ///< why it was refused
+        retried_starts retried;     ///< failed slots and spares it tried again
+    };
+    /// A rolling restart. During one, a second request is queued (once) and logged. Refused while
+    /// the master stops. Slots and spares that failed to start are tried again.
+    restart_request request_restart(mono_time now, std::string reason);
+    /// Tries again every slot (and the spares) marked failed after too many failed starts, with a
+    /// fresh start limit (after a reload, say: the command may be fixed). Nothing while stopping.
+    retried_starts retry_failed_starts(mono_time now, std::string reason);
     /// Graceful stop: finish in-flight moves, shut slaves down one by one, then exit_daemon.
     /// `immediate`: SIGKILL every slave now and exit.
     void request_stop(mono_time now, bool immediate);

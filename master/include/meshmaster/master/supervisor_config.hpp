@@ -45,6 +45,13 @@ struct supervisor_config {
     milliseconds respawn_backoff_max{30'000};
     /// A slave that lived this long before dying resets its slot's crash-loop backoff.
     milliseconds stable_after{10'000};
+    /// The start limit (as systemd's StartLimitBurst / StartLimitIntervalSec): once this many starts
+    /// of a slot's slave — or of spares — have failed within start_limit_interval, the slot (or the
+    /// spares) is marked failed and no longer respawned until a reload or `meshmaster restart`
+    /// retries it. A start fails when the process cannot be started or ends before its hello is
+    /// accepted. 0: no limit, retry forever.
+    std::uint32_t start_limit_burst = 5;
+    milliseconds start_limit_interval{10'000};
 
     /// How long an external slave (one the master cannot signal) that disconnected may take to come
     /// back before its shards are granted elsewhere. One that went silent or stuck (heartbeat or
