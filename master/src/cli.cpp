@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <thread>
 #include <unistd.h>
+#include <variant>
 
 namespace meshmaster::master::cli {
 
@@ -103,14 +104,26 @@ int status(const std::string& path, bool as_json) {
         return 69;
     }
     const json::object& s = reply->as_object();
+    // The daemon's verdict: every configured shard runs (0), or the fleet is degraded (1).
+    const json::value* healthy = s.if_contains("healthy");
+    if (!healthy || !healthy->is_bool()) {
+        fmt::print(stderr, "meshmaster on {} gave no health verdict: {}\n", path, json::serialize(s));
+        return 1;
+    }
+    const int code = healthy->as_bool() ? 0 : 1;
     if (as_json) {
         fmt::print("{}\n", json::serialize(s));
-        return 0;
+        return code;
     }
     fmt::print("meshmaster on {}  generation {}  shards {}/{} running  restarts {} completed, {} failed{}{}\n",
                text(s.at("listen")), text(s.at("generation")), text(s.at("shards_running")), text(s.at("shard_count")),
                text(s.at("restarts_completed")), text(s.at("restarts_failed")),
-               s.at("restart_queued").as_bool() ? "  (one queued)" : "", s.at("stopping").as_bool() ? "  STOPPING" : "");
+               s.at("restart_queued").as_bool() ? "  (one queued)" : "",
+               s.at("stopping").as_bool() ? (s.at("detaching").as_bool() ? "  DETACHING" : "  STOPPING") : "");
+    if (code != 0) {
+        fmt::print("DEGRADED:\n");
+        for (const auto& p : s.at("problems").as_array()) fmt::print("  - {}\n", text(p));
+    }
     if (s.at("restart").is_object()) fmt::print("{}\n", progress_line(s.at("restart").as_object()));
     fmt::print("\n{:<14} {:>5} {:>8} {:<14} {:>6} {:>10} {}\n", "SLAVE", "SLOT", "PID", "PHASE", "SHARDS", "GENERATION", "");
     for (const auto& v : s.at("slaves").as_array()) {
@@ -135,8 +148,22 @@ int status(const std::string& path, bool as_json) {
                    text(sl.at("phase")), text(sl.at("shards")), text(sl.at("generation")), range,
                    sl.at("connected").as_bool() ? "" : "  (disconnected)");
     }
-    return 0;
+    return code;
 }
+
+namespace {
+// "failed slots started again: 0, 1" and the like, for the replies of restart and reload.
+void print_retried(const json::object& o) {
+    if (const auto* slots = o.if_contains("retried_slots"); slots && slots->is_array() && !slots->as_array().empty()) {
+        std::string list;
+        for (const auto& v : slots->as_array()) list += (list.empty() ? "" : ", ") + text(v);
+        fmt::print("failed slots started again: {}\n", list);
+    }
+    if (const auto* spares = o.if_contains("retried_spares"); spares && spares->is_bool() && spares->as_bool()) {
+        fmt::print("failed spares started again\n");
+    }
+}
+}  // namespace
 
 int restart(const std::string& path, bool wait) {
     control_client c(path);
@@ -151,8 +178,19 @@ int restart(const std::string& path, bool wait) {
         return 69;
     }
     const json::object& a = accepted->as_object();
-    fmt::print("restart {}{}\n", a.at("queued").as_bool() ? "queued behind the running one" : "started",
-               a.at("restart").is_null() ? "" : fmt::format(" (id {})", text(a.at("restart"))));
+    if (const auto* ok = a.if_contains("accepted"); !ok || !ok->is_bool() || !ok->as_bool()) {
+        const auto* why = a.if_contains("refused");
+        fmt::print(stderr, "restart refused: {}\n", why ? text(*why) : json::serialize(a));
+        return 1;
+    }
+    if (!a.at("queued").as_bool()) {
+        fmt::print("restart started (id {})\n", text(a.at("restart")));
+    } else if (a.at("already_queued").as_bool()) {
+        fmt::print("a restart is already queued behind the running one (id {}): this request joins it\n", text(a.at("restart")));
+    } else {
+        fmt::print("restart queued behind the running one (id {})\n", text(a.at("restart")));
+    }
+    print_retried(a);
     if (!wait) return 0;
     const bool tty = ::isatty(STDOUT_FILENO);
     auto last_print = std::chrono::steady_clock::now() - std::chrono::seconds(10);
@@ -184,8 +222,8 @@ int restart(const std::string& path, bool wait) {
 }
 
 namespace {
-// One request, one reply printed as it came.
-int request_once(const std::string& path, const json::object& request) {
+// One request, its one reply (an object), or the exit code when there is none.
+std::variant<json::object, int> request_once(const std::string& path, const json::object& request) {
     control_client c(path);
     if (!c.error().empty()) {
         fmt::print(stderr, "{}\n", c.error());
@@ -193,16 +231,66 @@ int request_once(const std::string& path, const json::object& request) {
     }
     c.request(request);
     auto reply = c.next();
-    if (!reply) return 69;
-    fmt::print("{}\n", json::serialize(*reply));
-    return 0;
+    if (!reply || !reply->is_object()) {
+        fmt::print(stderr, "no answer from meshmaster on {}\n", path);
+        return 69;
+    }
+    return std::move(reply->as_object());
+}
+
+std::string_view result_of(const json::object& o) {
+    const auto* r = o.if_contains("result");
+    return r && r->is_string() ? std::string_view(r->as_string()) : std::string_view();
 }
 }  // namespace
 
-int reload(const std::string& path) { return request_once(path, {{"command", "reload"}}); }
+int reload(const std::string& path) {
+    auto answer = request_once(path, {{"command", "reload"}});
+    if (const int* code = std::get_if<int>(&answer)) return *code;
+    const json::object& o = std::get<json::object>(answer);
+    const std::string_view result = result_of(o);
+    if (result == "rejected") {
+        fmt::print(stderr, "reload rejected, the running configuration is kept:\n");
+        for (const auto& e : o.at("errors").as_array()) fmt::print(stderr, "  {}\n", text(e));
+        return 78;
+    }
+    if (result != "reloaded") {
+        fmt::print(stderr, "unexpected answer from meshmaster: {}\n", json::serialize(o));
+        return 1;
+    }
+    std::string keys;
+    for (const auto& k : o.at("not_applied").as_array()) keys += (keys.empty() ? "" : ", ") + text(k);
+    fmt::print("configuration reloaded{}\n", keys.empty() ? "" : " in part");
+    print_retried(o);
+    if (keys.empty()) return 0;
+    fmt::print(stderr,
+               "NOT applied: {}: these settings change only when the meshmaster daemon itself restarts; they keep "
+               "their running values\n",
+               keys);
+    return 1;
+}
 
 int stop(const std::string& path, bool leave_slaves) {
-    return request_once(path, {{"command", "stop"}, {"leave_slaves", leave_slaves}});
+    auto answer = request_once(path, {{"command", "stop"}, {"leave_slaves", leave_slaves}});
+    if (const int* code = std::get_if<int>(&answer)) return *code;
+    const json::object& o = std::get<json::object>(answer);
+    const std::string_view result = result_of(o);
+    if (result == "stopping") {
+        fmt::print("stopping: the slaves are shut down one by one, then meshmaster exits\n");
+    } else if (result == "detaching") {
+        fmt::print("detaching: meshmaster exits once the moves in flight are over; the slaves keep running\n");
+    } else if (result == "already_stopping") {
+        fmt::print("already stopping: the stop under way goes on\n");
+    } else if (result == "already_detaching") {
+        fmt::print("already detaching: the detach under way goes on\n");
+    } else if (result == "refused") {
+        fmt::print(stderr, "stop refused: {}\n", text(o.at("refused")));
+        return 1;
+    } else {
+        fmt::print(stderr, "unexpected answer from meshmaster: {}\n", json::serialize(o));
+        return 1;
+    }
+    return 0;
 }
 
 int replay(const std::string& path, std::uint32_t shards, bool as_json) {

@@ -9,15 +9,20 @@
 
 namespace meshmaster::master::cli {
 
-/// `meshmaster status [--json]`. Exit code: 0, or 69 when no daemon answers.
+/// `meshmaster status [--json]`: 0 every configured shard runs, 1 the fleet is degraded (the
+/// problems printed), 69 no daemon answers.
 int status(const std::string& control_socket, bool as_json);
 
-/// `meshmaster restart [--wait]`: 0 accepted (or completed), 1 failed, 69 no daemon.
+/// `meshmaster restart [--wait]`: 0 accepted (or completed), 1 refused (the master is stopping) or
+/// failed, 69 no daemon.
 int restart(const std::string& control_socket, bool wait);
 
-/// `meshmaster reload` and `meshmaster stop`: 0, or 69 when no daemon answers.
+/// `meshmaster reload`: 0 applied, 1 applied except the settings named (they need the daemon
+/// restarted), 78 rejected (nothing applied; the errors printed), 69 no daemon.
 int reload(const std::string& control_socket);
-/// leave_slaves: the daemon exits but the slaves keep their shards for the next master to adopt.
+/// `meshmaster stop`: 0 stopping (or already), 1 refused (a stop of the other kind is under way),
+/// 69 no daemon. leave_slaves: the daemon exits but the slaves keep their shards for the next
+/// master to adopt.
 int stop(const std::string& control_socket, bool leave_slaves);
 
 struct event_filter {

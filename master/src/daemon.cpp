@@ -240,6 +240,27 @@ private:
         if (a.record.event == "restart_completed" || a.record.event == "restart_failed") {
             restart_outcomes_.push_back(a.record);
         }
+        if (a.record.event == "slot_failed" || a.record.event == "spares_failed") say_failed_starts(a.record);
+    }
+
+    // A slot given up after failed starts leaves shards unrun: the operator must hear it now, not
+    // only from the event log or status.
+    void say_failed_starts(const event_record& r) {
+        const auto st = core_.status(now());
+        if (r.slot && *r.slot < st.slots.size()) {
+            const slot_status& slot = st.slots[*r.slot];
+            log_line("error",
+                     fmt::format("slot {} failed: {}; its shards {}..{} are unassigned until `meshmaster reload` or "
+                                 "`meshmaster restart` retries it",
+                                 *r.slot, slot.failure, slot.first_shard, slot.last_shard),
+                     {{"event", r.event}, {"slot", *r.slot}, {"slave", r.slave}, {"reason", r.reason}});
+        } else {
+            log_line("error",
+                     fmt::format("spares failed: {}; no spare is started until `meshmaster reload` or "
+                                 "`meshmaster restart` retries",
+                                 st.spares_failure),
+                     {{"event", r.event}, {"slave", r.slave}, {"reason", r.reason}});
+        }
     }
     void perform(actions::hit_failpoint& a) {
         if (!p::failpoints_armed()) return;
@@ -547,31 +568,66 @@ private:
         }
     }
 
-    // Validate first; on any error keep the running configuration.
-    std::string reload(std::string_view trigger) {
-        auto loaded = reload_();
-        if (auto* errors = std::get_if<std::vector<std::string>>(&loaded)) {
+    struct reload_outcome {
+        std::vector<std::string> errors;       // rejected, and why: nothing was applied
+        std::vector<std::string> not_applied;  // restart-only settings that changed: kept as they run
+        supervisor::retried_starts retried;    // failed slots (and spares) started again
+    };
+
+    // Validate first; on any error keep the running configuration. Settings read only at start keep
+    // their running values and are named; everything else applies now. Slots (and spares) given up
+    // after failed starts are tried again: the reload may have fixed their command.
+    reload_outcome reload(std::string_view trigger) {
+        reload_outcome out;
+        auto reject = [&] {
             std::string all;
-            for (const auto& e : *errors) all += (all.empty() ? "" : "; ") + e;
+            for (const auto& e : out.errors) all += (all.empty() ? "" : "; ") + e;
             log_event({.event = "config_rejected", .reason = all});
             log_line("error", fmt::format("{}: configuration rejected, keeping the running one", trigger), {{"errors", all}});
-            return "rejected: " + all;
+            return out;
+        };
+        auto loaded = reload_();
+        if (auto* errors = std::get_if<std::vector<std::string>>(&loaded)) {
+            out.errors = std::move(*errors);
+            return reject();
         }
         daemon_config next = std::get<daemon_config>(std::move(loaded));
-        if (auto field = restart_only_change(cfg_, next)) {
-            const std::string why = fmt::format("{} cannot change while meshmaster runs", *field);
-            log_event({.event = "config_rejected", .reason = why});
-            return "rejected: " + why;
+        out.not_applied = restart_only_change(cfg_, next);
+        keep_restart_only(cfg_, next);
+        // What applies must hold together with the running values of what does not.
+        for (auto& problem : validate(next)) {
+            out.errors.push_back(out.not_applied.empty()
+                                     ? std::move(problem)
+                                     : fmt::format("{} (kept at their running values until meshmaster restarts: {})",
+                                                   problem, fmt::join(out.not_applied, ", ")));
         }
-        cfg_.slave_command = next.slave_command;
-        cfg_.slave_env = next.slave_env;
-        cfg_.handshake_timeout = next.handshake_timeout;
-        cfg_.max_state_size = next.max_state_size;
-        cfg_.max_connections = next.max_connections;
-        cfg_.supervisor = next.supervisor;
-        drive([&] { core_.apply_config(next.supervisor, now()); });
-        log_event({.event = "config_reloaded", .reason = std::string(trigger)});
-        return "reloaded";
+        if (!out.errors.empty()) {
+            out.not_applied.clear();
+            return reject();
+        }
+        cfg_ = std::move(next);
+        session_settings_.max_state_size = cfg_.max_state_size;  // for connections from now on
+        log_event({.event = "config_reloaded", .count = out.not_applied.size(), .reason = std::string(trigger)});
+        if (!out.not_applied.empty()) {
+            const std::string keys = fmt::format("{}", fmt::join(out.not_applied, ", "));
+            log_event({.event = "config_not_applied", .count = out.not_applied.size(),
+                       .reason = keys + ": these change only when meshmaster itself restarts; the running values are kept"});
+            log_line("warn",
+                     fmt::format("{}: configuration reloaded, but NOT applied (they change only when meshmaster itself "
+                                 "restarts): {}",
+                                 trigger, keys));
+        }
+        drive([&] {
+            core_.apply_config(cfg_.supervisor, now());
+            out.retried = core_.retry_failed_starts(now(), "configuration reloaded");
+        });
+        return out;
+    }
+
+    static json::object retried_json(const supervisor::retried_starts& r) {
+        json::array slots;
+        for (std::uint32_t slot : r.slots) slots.push_back(slot);
+        return json::object{{"retried_slots", std::move(slots)}, {"retried_spares", r.spares}};
     }
 
     // --- control socket -------------------------------------------------------------------------
@@ -589,6 +645,30 @@ private:
         o["restarts_failed"] = st.restarts_failed;
         o["restart_queued"] = st.restart_queued;
         o["stopping"] = st.stopping;
+        o["detaching"] = st.detaching;
+        o["adopting"] = st.adopting_ms.has_value();
+        // The verdict `meshmaster status` exits on: every configured shard runs, or why not.
+        const std::vector<std::string> problems = fleet_problems(st);
+        o["healthy"] = problems.empty();
+        json::array reasons;
+        for (const auto& p : problems) reasons.push_back(json::string(p));
+        o["problems"] = std::move(reasons);
+        json::array unassigned;
+        for (const auto& sh : st.shards) {
+            if (sh.owner.empty()) unassigned.push_back(sh.shard);
+        }
+        o["unassigned_shards"] = std::move(unassigned);
+        json::array slots;
+        for (const auto& sl : st.slots) {
+            json::object so{{"slot", sl.slot}, {"first_shard", sl.first_shard}, {"last_shard", sl.last_shard},
+                            {"slave", sl.slave.empty() ? json::value(nullptr) : json::value(sl.slave)},
+                            {"failed", sl.failed}, {"failed_starts", sl.failed_starts}};
+            so["failure"] = sl.failed ? json::value(sl.failure) : json::value(nullptr);
+            so["respawn_in_ms"] = sl.respawn_in_ms ? json::value(*sl.respawn_in_ms) : json::value(nullptr);
+            slots.push_back(std::move(so));
+        }
+        o["slots"] = std::move(slots);
+        o["spares_failed"] = st.spares_failed;
         if (st.restart) {
             o["restart"] = json::object{{"id", st.restart->id},
                                         {"slaves_total", st.restart->slaves_total},
@@ -654,13 +734,20 @@ private:
         } else if (cmd == "restart") {
             const bool wait = req->contains("wait") && req->at("wait").is_bool() && req->at("wait").as_bool();
             const std::size_t before = restart_outcomes_.size();
-            const bool busy = core_.status(now()).restart.has_value();
-            drive([&] { core_.request_restart(now(), "control socket"); });
-            const auto st = core_.status(now());
-            json::object accepted;
+            supervisor::restart_request request;
+            drive([&] { request = core_.request_restart(now(), "control socket"); });
+            using outcome = supervisor::restart_request::outcome;
+            if (request.result == outcome::refused) {
+                const json::value refused = json::object{{"accepted", false}, {"refused", request.refusal}};
+                co_await reply(refused);
+                co_return;
+            }
+            const bool busy = request.result != outcome::started;
+            json::object accepted = retried_json(request.retried);
             accepted["accepted"] = true;
             accepted["queued"] = busy;
-            accepted["restart"] = st.restart ? json::value(st.restart->id) : json::value(nullptr);
+            accepted["already_queued"] = request.result == outcome::already_queued;
+            accepted["restart"] = request.restart;
             co_await reply(accepted);
             if (!wait) co_return;
             const std::size_t goal = before + (busy ? 2 : 1);
@@ -681,13 +768,43 @@ private:
             finished["reason"] = r.reason;
             co_await reply(finished);
         } else if (cmd == "reload") {
-            const json::value message4 = json::object{{"result", reload("control socket")}};
+            const reload_outcome r = reload("control socket");
+            json::object message4;
+            if (!r.errors.empty()) {
+                json::array errors;
+                for (const auto& e : r.errors) errors.push_back(json::string(e));
+                message4["result"] = "rejected";
+                message4["errors"] = std::move(errors);
+            } else {
+                message4 = retried_json(r.retried);
+                message4["result"] = "reloaded";
+                json::array keys;
+                for (const auto& k : r.not_applied) keys.push_back(json::string(k));
+                message4["not_applied"] = std::move(keys);
+            }
             co_await reply(message4);
         } else if (cmd == "stop") {
             // leave_slaves: exit once moves in flight are over and let the slaves keep their
             // shards; the next master adopts them (an upgrade of the master itself).
             const bool leave = req->contains("leave_slaves") && req->at("leave_slaves").is_bool() &&
                                req->at("leave_slaves").as_bool();
+            if (const auto st = core_.status(now()); st.stopping) {
+                // A stop is under way: the same request again changes nothing; the other kind cannot be honoured.
+                json::object answer;
+                if (st.detaching == leave) {
+                    answer["result"] = leave ? "already_detaching" : "already_stopping";
+                } else {
+                    const std::string why = leave ? "the master is already stopping gracefully: its slaves are being "
+                                                    "shut down and cannot be left running"
+                                                  : "the master is detaching (stop --leave-slaves): it exits leaving "
+                                                    "the slaves running; stop them through the next master";
+                    answer["result"] = "refused";
+                    answer["refused"] = why;
+                    log_line("warn", "control socket: stop refused: " + why);
+                }
+                co_await reply(answer);
+                co_return;
+            }
             stop_requested_ = true;
             drive([&] {
                 if (leave) {

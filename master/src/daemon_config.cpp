@@ -7,6 +7,7 @@
 #include <charconv>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 namespace meshmaster::master {
 
@@ -245,21 +246,53 @@ std::vector<std::string> validate(const daemon_config& c) {
     return problems;
 }
 
-std::optional<std::string> restart_only_change(const daemon_config& a, const daemon_config& b) {
-    if (a.listen != b.listen) return "listen";
-    if (a.control_socket != b.control_socket) return "control_socket";
-    if (a.checkpoint_dir != b.checkpoint_dir) return "checkpoint_dir";
-    if (a.supervisor.shard_count != b.supervisor.shard_count) return "shards";
-    if (a.supervisor.slave_count != b.supervisor.slave_count) return "slaves.count";
-    if (a.supervisor.spawn_slaves != b.supervisor.spawn_slaves) return "slaves.spawn";
-    if (a.max_frame_size != b.max_frame_size) return "limits.max_frame";
-    // The TLS context is built once at start, and the slaves already running verify it with what
-    // they were given then.
-    if (a.tls_cert != b.tls_cert) return "tls.cert";
-    if (a.tls_key != b.tls_key) return "tls.key";
-    if (a.tls_ca != b.tls_ca) return "tls.ca";
-    if (a.tls_server_name != b.tls_server_name) return "tls.server_name";
-    return std::nullopt;
+namespace {
+
+// Settings read once, at start. Every other setting applies live on a reload.
+//  - listen, control_socket: sockets bound at start.
+//  - event_log, checkpoint_dir: the event log is the master's memory across crashes (epochs,
+//    slave ids, running slaves); switching files midway would split it.
+//  - secret_file: read once at start (the running slaves were given that secret).
+//  - master_id: what the running slaves were welcomed by.
+//  - adopt_window: only a start after a crash waits for slaves.
+//  - shards, slaves.count, slaves.spawn: the shard table and its slots.
+//  - limits.max_frame: every connection's frame decoder is built with it.
+//  - tls.*: the TLS context is built once at start, and the slaves already running verify it with
+//    what they were given then.
+constexpr std::string_view restart_only_keys[] = {
+    "listen", "control_socket", "event_log", "checkpoint_dir", "secret_file", "master_id", "adopt_window",
+    "shards", "slaves.count", "slaves.spawn", "limits.max_frame", "tls.cert", "tls.key", "tls.ca", "tls.server_name",
+};
+
+const setting& setting_named(std::string_view key) {
+    for (const setting& s : settings()) {
+        if (s.key == key) return s;
+    }
+    throw std::logic_error(fmt::format("no setting {}", key));
+}
+
+bool same_value(const setting& s, const daemon_config& a, const daemon_config& b) {
+    // target() hands out pointers into a mutable config; these are only read.
+    return std::visit([&](auto* x) { return *x == *std::get<decltype(x)>(s.target(const_cast<daemon_config&>(b))); },
+                      s.target(const_cast<daemon_config&>(a)));
+}
+
+}  // namespace
+
+std::vector<std::string> restart_only_change(const daemon_config& running, const daemon_config& reloaded) {
+    std::vector<std::string> changed;
+    for (std::string_view key : restart_only_keys) {
+        if (!same_value(setting_named(key), running, reloaded)) changed.emplace_back(key);
+    }
+    return changed;
+}
+
+void keep_restart_only(const daemon_config& running, daemon_config& reloaded) {
+    for (std::string_view key : restart_only_keys) {
+        const setting& s = setting_named(key);
+        std::visit([&](auto* to) { *to = *std::get<decltype(to)>(s.target(const_cast<daemon_config&>(running))); },
+                   s.target(reloaded));
+    }
 }
 
 }  // namespace meshmaster::master

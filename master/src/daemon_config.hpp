@@ -103,7 +103,10 @@ std::vector<std::string> apply_config_file(const std::string& path, daemon_confi
 /// Checks the settings hang together; returns one message per problem.
 std::vector<std::string> validate(const daemon_config& config);
 
-/// Settings a running daemon cannot change on SIGHUP; names the first that differs.
-std::optional<std::string> restart_only_change(const daemon_config& running, const daemon_config& reloaded);
+/// The settings a running daemon applies only when it starts (see docs/operations.md) whose value
+/// differs between `running` and `reloaded`, by key: every one that differs.
+std::vector<std::string> restart_only_change(const daemon_config& running, const daemon_config& reloaded);
+/// Sets every restart-only setting of `reloaded` to its value in `running`: what a reload applies.
+void keep_restart_only(const daemon_config& running, daemon_config& reloaded);
 
 }  // namespace meshmaster::master

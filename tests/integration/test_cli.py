@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+from unittest import mock
 
 from support import Fleet, assert_single_owners, Master
 
@@ -82,12 +83,18 @@ class RunningDaemon(unittest.TestCase):
 
     def test_status_for_people_and_scripts(self):
         human = self.master.cli("status")
-        self.assertEqual(human.returncode, 0)
+        self.assertEqual(human.returncode, 0, human.stdout)
         self.assertIn("shards 16/16 running", human.stdout)
+        self.assertNotIn("DEGRADED", human.stdout)
         self.assertRegex(human.stdout, r"s0-g\d+ +0 +\d+ +running +8")
-        machine = json.loads(self.master.cli("status", "--json").stdout)
+        out = self.master.cli("status", "--json")
+        self.assertEqual(out.returncode, 0, out.stdout)
+        machine = json.loads(out.stdout)
         assert_single_owners(self, machine)
         self.assertEqual(len(machine["shards"]), 16)
+        self.assertEqual((machine["healthy"], machine["problems"], machine["unassigned_shards"]), (True, [], []))
+        self.assertEqual([(s["slot"], s["first_shard"], s["last_shard"], s["failed"]) for s in machine["slots"]],
+                         [(0, 0, 7, False), (1, 8, 15, False)])
 
     def test_restart_wait_reports_the_outcome(self):
         out = self.master.cli("restart", "--wait")
@@ -140,21 +147,83 @@ class RunningDaemon(unittest.TestCase):
         try:
             with open(self.master.config, "a") as f:
                 f.write("\n[restart]\nconcurrency = 0\n")  # invalid (and a duplicate table)
+            rejected = len(self.master.events("config_rejected"))
             self.master.signal(signal.SIGHUP)
-            deadline = time.monotonic() + 5
-            while not self.master.events("config_rejected") and time.monotonic() < deadline:
+            deadline = time.monotonic() + 30
+            while len(self.master.events("config_rejected")) == rejected and time.monotonic() < deadline:
                 time.sleep(0.05)
-            self.assertTrue(self.master.events("config_rejected"))
+            self.assertEqual(len(self.master.events("config_rejected")), rejected + 1)
+            # The same through the CLI: it exits 78 (EX_CONFIG) and says why.
+            out = self.master.cli("reload")
+            self.assertEqual(out.returncode, 78, out.stdout + out.stderr)
+            self.assertIn("reload rejected, the running configuration is kept", out.stderr)
+            self.assertIn("Error while parsing", out.stderr)  # the duplicate table, with line and column
+            with open(self.master.config, "w") as f:
+                f.write(good.replace("concurrency = 16", "concurrency = 0"))
+            out = self.master.cli("reload")
+            self.assertEqual(out.returncode, 78, out.stdout + out.stderr)
+            self.assertIn("restart.concurrency must be an integer from 1", out.stderr)
             with open(self.master.config, "w") as f:
                 f.write(good.replace("concurrency = 16", "concurrency = 3"))
             out = self.master.cli("reload")
-            self.assertIn("reloaded", out.stdout)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertEqual(out.stdout, "configuration reloaded\n")
             out = self.master.cli("restart", "--wait")  # still works, with the new concurrency
             self.assertEqual(out.returncode, 0, out.stdout)
             self.assertTrue(self.master.events("config_reloaded"))
+        finally:
             with open(self.master.config, "w") as f:
-                f.write(good.replace("shards = 16", "shards = 17"))
-            self.assertIn("shards cannot change", self.master.cli("reload").stdout)
+                f.write(good)
+
+    def test_a_reload_applies_what_it_can_and_names_every_setting_it_cannot(self):
+        with open(self.master.config) as f:
+            good = f.read()
+        moved_log = os.path.join(self.fleet.dir.name, "elsewhere.jsonl")
+        changed = (good.replace("shards = 16", 'shards = 17\nadopt_window = "9s"')
+                   .replace(f"event_log = {json.dumps(self.master.event_log)}", f"event_log = {json.dumps(moved_log)}")
+                   .replace('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:1"')
+                   # a live setting in the same file: one spare, which the running daemon must start
+                   .replace("[slaves]\n", "[slaves]\nspares = 1\n"))
+        self.assertEqual(changed.count("elsewhere.jsonl") + changed.count("127.0.0.1:1\"") + changed.count("spares = 1"), 3)
+        try:
+            with open(self.master.config, "w") as f:
+                f.write(changed)
+            out = self.master.cli("reload")
+            self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+            self.assertEqual(out.stdout, "configuration reloaded in part\n")
+            self.assertIn("NOT applied: listen, event_log, adopt_window, shards: these settings change only when the "
+                          "meshmaster daemon itself restarts", out.stderr)
+            reloaded = self.master.events("config_reloaded")[-1]
+            not_applied = self.master.events("config_not_applied")[-1]
+            self.assertEqual(not_applied["seq"], reloaded["seq"] + 1)
+            self.assertEqual(not_applied["count"], 4)
+            self.assertTrue(not_applied["reason"].startswith("listen, event_log, adopt_window, shards: "))
+            self.assertFalse(os.path.exists(moved_log), "the event log stays where it was")
+            # The live setting applied: a spare starts; the others kept their running values.
+            status = self.master.wait_for(lambda s: any(x["slot"] is None and x["phase"] == "ready" for x in s["slaves"]),
+                                          what="the spare the reload asked for")
+            self.assertEqual(status["shard_count"], 16)
+            self.assertTrue(status["healthy"], status["problems"])
+        finally:
+            with open(self.master.config, "w") as f:
+                f.write(good)
+        out = self.master.cli("reload")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        # slaves.spares back to 0: the spare is retired.
+        self.master.wait_for(lambda s: all(x["slot"] is not None for x in s["slaves"]), what="the spare retired")
+
+    def test_a_reload_whose_live_settings_need_a_restart_only_one_is_rejected(self):
+        # limits.state_chunk must fit in limits.max_frame; the new state_chunk fits only the new
+        # max_frame, which a reload cannot apply: nothing is applied.
+        with open(self.master.config) as f:
+            good = f.read()
+        try:
+            with open(self.master.config, "w") as f:
+                f.write(good + '[limits]\nmax_frame = "64MiB"\nstate_chunk = "32MiB"\n')
+            out = self.master.cli("reload")
+            self.assertEqual(out.returncode, 78, out.stdout + out.stderr)
+            self.assertIn("limits.state_chunk: must be more than 0 and fit in a frame (limits.max_frame) (kept at their "
+                          "running values until meshmaster restarts: limits.max_frame)", out.stderr)
         finally:
             with open(self.master.config, "w") as f:
                 f.write(good)
@@ -179,6 +248,68 @@ class RunningDaemon(unittest.TestCase):
 
 
 class Stopping(unittest.TestCase):
+    def test_while_stopping_restart_is_refused_and_stop_answers_truthfully(self):
+        # Slaves that ignore shutdown make the stop last (they are killed at timeouts.shutdown).
+        fleet = Fleet(shards=4, slaves=2, rate=50, bot_args=["--ignore-shutdown"],
+                      settings={"timeouts": {"shutdown": "10s"}})
+        try:
+            fleet.__enter__()
+            master = fleet.master
+            master.wait_running()
+            out = master.cli("stop")
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("stopping", out.stdout)
+            out = master.cli("restart")
+            self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+            self.assertEqual(out.stderr, "restart refused: the master is stopping\n")
+            self.assertEqual(master.cli("restart", "--wait").returncode, 1)
+            out = master.cli("stop")
+            self.assertEqual((out.returncode, out.stdout), (0, "already stopping: the stop under way goes on\n"))
+            out = master.cli("stop", "--leave-slaves")
+            self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+            self.assertIn("stop refused: the master is already stopping gracefully", out.stderr)
+            out = master.cli("status")
+            self.assertEqual(out.returncode, 1, out.stdout)
+            self.assertIn("the master is stopping", out.stdout)
+            self.assertEqual(master.process.wait(60), 0)
+            self.assertEqual([e["reason"] for e in master.events("restart_refused")], ["the master is stopping"] * 2)
+            self.assertEqual(master.events("restart_started"), [])
+        finally:
+            fleet.close()
+
+    def test_while_detaching_stop_is_refused_and_a_second_detach_is_not(self):
+        # Every resume on a new slave takes 5 s: the detach waits for the move in flight.
+        slow = {"MESHMASTER_FAILPOINTS": "g2/slave.resume.before_callback=delay:5000"}
+        with mock.patch.dict(os.environ, slow), Fleet(shards=4, slaves=1, rate=50, concurrency=1,
+                                                      settings={"timeouts": {"resume": "60s"}}) as fleet:
+            master = fleet.master
+            master.wait_running()
+            self.assertEqual(master.cli("restart").returncode, 0)
+            master.wait_for(lambda s: s["restart"] is not None and s["restart"]["in_flight"] > 0, what="a move in flight")
+            out = master.cli("stop", "--leave-slaves")
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("detaching", out.stdout)
+            out = master.cli("stop")
+            self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+            self.assertIn("stop refused: the master is detaching", out.stderr)
+            out = master.cli("stop", "--leave-slaves")
+            self.assertEqual((out.returncode, out.stdout), (0, "already detaching: the detach under way goes on\n"))
+            out = master.cli("restart")
+            self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+            self.assertIn("restart refused: the master is detaching", out.stderr)
+            self.assertEqual(master.process.wait(60), 0)
+            self.assertEqual(master.events()[-1]["event"], "master_detached")
+
+    def test_restart_wait_exits_1_when_the_restart_fails(self):
+        # Every new slave dies before it finishes its soft start: the restart rolls back.
+        abort = {"MESHMASTER_FAILPOINTS": "g2/slave.soft_start.before_ack=abort"}
+        with mock.patch.dict(os.environ, abort), Fleet(shards=4, slaves=2, rate=50) as fleet:
+            fleet.master.wait_running()
+            out = fleet.master.cli("restart", "--wait")
+            self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+            self.assertRegex(out.stdout, r"restart \d+ FAILED in [\d.]+ s, 0 shards moved: new slave s0-g2 failed")
+            assert_single_owners(self, fleet.master.wait_running())
+
     def test_sigterm_shuts_slaves_down_in_order_then_exits_0(self):
         fleet = Fleet(shards=12, slaves=3, rate=100)
         try:

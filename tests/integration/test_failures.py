@@ -8,6 +8,7 @@
 - a wrong secret, an oversized frame, garbage, an unknown event, a stale epoch: each refused with a
   logged reason, while the real slaves carry on.
 """
+import json
 import os
 import signal
 import struct
@@ -184,6 +185,112 @@ class ProcessFailures(unittest.TestCase):
             self.assertEqual([(e["slave"], e["reason"]) for e in killed], [("s0-g1", "shutdown_timeout")])
             self.assertFalse(os.path.exists(f"/proc/{old}"))
             assert_single_owners(self, master.wait_running())
+
+
+def set_command(master, argv):
+    """Rewrites the slave command in the master's configuration file; returns the old text."""
+    with open(master.config) as f:
+        config = f.read()
+    start = config.index("command = [")
+    with open(master.config, "w") as f:
+        f.write(config[:start] + f"command = {json.dumps(argv)}" + config[config.index("\n", start):])
+    return config
+
+
+class SlavesThatCannotStart(unittest.TestCase):
+    LIMIT = {"respawn": {"backoff_min": "50ms", "limit_burst": 3, "limit_interval": "60s"}}
+
+    def test_a_missing_binary_fails_every_slot_and_a_reload_with_the_fixed_command_starts_them(self):
+        fleet = Fleet(shards=8, slaves=2, rate=100, settings=self.LIMIT)
+        try:
+            good = set_command(fleet.master, ["/nonexistent/meshmaster-test-bot"])
+            fleet.__enter__()
+            master = fleet.master
+            status = master.wait_for(lambda s: all(slot["failed"] for slot in s["slots"]), what="both slots failed")
+            self.assertEqual(status["unassigned_shards"], list(range(8)))
+            self.assertFalse(status["healthy"])
+            failed = master.events("slot_failed")
+            self.assertEqual(sorted(e["slot"] for e in failed), [0, 1])
+            for e in failed:
+                self.assertEqual(e["count"], 3)
+                self.assertIn("cannot start /nonexistent/meshmaster-test-bot: No such file or directory", e["reason"])
+            # Three tries a slot, then nothing more.
+            time.sleep(0.5)
+            self.assertEqual(len(master.events("spawn_failed")), 6)
+            out = master.cli("status")
+            self.assertEqual(out.returncode, 1, out.stdout)
+            self.assertIn("DEGRADED:", out.stdout)
+            self.assertIn("0 of 8 shards running", out.stdout)
+            self.assertIn("4 shards unassigned (0..3): slot 0 failed: 3 starts failed within 60000 ms", out.stdout)
+            self.assertIn("4 shards unassigned (4..7): slot 1 failed", out.stdout)
+            out = master.cli("status", "--json")
+            self.assertEqual(out.returncode, 1)
+            self.assertEqual(len(json.loads(out.stdout)["problems"]), 3)
+            with open(master.log_path) as log:
+                said = [json.loads(line) for line in log if '"slot_failed"' in line]
+            self.assertEqual(sorted(l["slot"] for l in said), [0, 1])
+            self.assertTrue(all(l["level"] == "error" and "are unassigned until `meshmaster reload`" in l["msg"] for l in said))
+
+            with open(master.config, "w") as f:
+                f.write(good)
+            out = master.cli("reload")
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertEqual(out.stdout, "configuration reloaded\nfailed slots started again: 0, 1\n")
+            self.assertEqual(sorted(e["slot"] for e in master.events("slot_retried")), [0, 1])
+            status = master.wait_running()
+            assert_single_owners(self, status)
+            out = master.cli("status")
+            self.assertEqual(out.returncode, 0, out.stdout)
+        finally:
+            fleet.close()
+
+    def test_a_command_that_exits_at_once_fails_its_slot_and_a_reload_with_the_fixed_command_starts_it(self):
+        with Fleet(shards=8, slaves=2, rate=100, settings=self.LIMIT) as fleet:
+            master = fleet.master
+            victim = pid_of(master.wait_running(), "s1-g1")
+            good = set_command(master, ["/bin/false"])
+            self.assertEqual(master.cli("reload").returncode, 0)
+            os.kill(victim, signal.SIGKILL)  # a crash: its replacements run the new command
+            status = master.wait_for(lambda s: s["slots"][1]["failed"], what="slot 1 failed")
+            self.assertEqual(status["unassigned_shards"], [4, 5, 6, 7])
+            self.assertFalse(status["slots"][0]["failed"])
+            failed = master.events("slot_failed")
+            self.assertEqual([(e["slot"], e["count"], e["reason"]) for e in failed], [(1, 3, "exited with code 1")])
+            out = master.cli("status")
+            self.assertEqual(out.returncode, 1, out.stdout)
+            self.assertIn("4 of 8 shards running", out.stdout)
+            self.assertIn("4 shards unassigned (4..7): slot 1 failed: 3 starts failed within 60000 ms "
+                          "(respawn.limit_burst, respawn.limit_interval); the last: exited with code 1", out.stdout)
+            self.assertNotIn("(0..3)", out.stdout)
+
+            with open(master.config, "w") as f:
+                f.write(good)
+            out = master.cli("reload")
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("failed slots started again: 1", out.stdout)
+            assert_single_owners(self, master.wait_running())
+            self.assertEqual(master.cli("status").returncode, 0)
+
+    def test_a_binary_installed_after_its_slot_failed_starts_with_meshmaster_restart(self):
+        fleet = Fleet(shards=4, slaves=1, rate=100, settings=self.LIMIT)
+        try:
+            master = fleet.master
+            with open(master.config) as f:
+                argv = json.loads(f.read().split("command = ", 1)[1].split("\n", 1)[0])
+            installed = os.path.join(fleet.dir.name, "bot")  # not there yet
+            set_command(master, [installed, *argv[1:]])
+            fleet.__enter__()
+            master.wait_for(lambda s: s["slots"][0]["failed"], what="slot 0 failed")
+            self.assertEqual(master.cli("status").returncode, 1)
+            os.symlink(argv[0], installed)
+            out = master.cli("restart", "--wait")
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("failed slots started again: 0", out.stdout)
+            self.assertEqual([e["reason"] for e in master.events("slot_retried")], ["restart requested"])
+            assert_single_owners(self, master.wait_running())
+            self.assertEqual(master.cli("status").returncode, 0)
+        finally:
+            fleet.close()
 
 
 class BadInput(unittest.TestCase):

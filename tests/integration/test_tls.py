@@ -195,17 +195,19 @@ class Tls(unittest.TestCase):
             timeouts = master.events("handshake_timeout")
             joined = [e for e in master.events("slave_joined", "slave_connected") if e.get("slave") == "cleartext"]
 
-            # TLS settings only change with a restart: a reload that touches them is rejected.
+            # TLS settings only change with a restart: a reload that touches them names them, not applied.
             with open(master.config) as f:
                 config = f.read()
             with open(master.config, "w") as f:
                 f.write(config.replace("[tls]\n", f'[tls]\nserver_name = "{NAME}"\n'))
             reload = master.cli("reload")
-            rejected = master.events("config_rejected")
+            not_applied = master.events("config_not_applied")
         self.assert_all_stopped(fleet)
 
-        self.assertIn("tls.server_name cannot change", reload.stdout + reload.stderr)
-        self.assertEqual(len(rejected), 1, rejected)
+        self.assertEqual(reload.returncode, 1, reload.stdout + reload.stderr)
+        self.assertIn("NOT applied: tls.server_name: these settings change only when the meshmaster daemon itself "
+                      "restarts", reload.stderr)
+        self.assertEqual([e["reason"].split(":")[0] for e in not_applied], ["tls.server_name"])
 
         self.assertEqual(len(failed), 1, failed)
         self.assertTrue(failed[0]["reason"].startswith("tls handshake failed: "), failed[0])
