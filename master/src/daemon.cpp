@@ -2,8 +2,10 @@
 #include "fleet_secret.hpp"
 
 #include "checkpoint_store.hpp"
+#include "event_classes.hpp"
 #include "event_log.hpp"
 #include "event_replay.hpp"
+#include "refusal_limiter.hpp"
 #include "spawner.hpp"
 
 #include <meshmaster/master/slave_session.hpp>
@@ -117,8 +119,8 @@ class daemon_runtime final : public session_host {
 public:
     daemon_runtime(daemon_config config, config_loader reload)
         : cfg_(std::move(config)), reload_(std::move(reload)), core_(cfg_.supervisor, first_id()),
-          log_(cfg_.event_log), spawner_(io_, spawner_callbacks()), acceptor_(io_), control_(io_), timer_(io_),
-          signals_(io_, SIGUSR1, SIGUSR2, SIGHUP) {
+          log_(cfg_.event_log), refusals_(refusal_limits_of(cfg_)), spawner_(io_, spawner_callbacks()), acceptor_(io_),
+          control_(io_), timer_(io_), refusal_timer_(io_), signals_(io_, SIGUSR1, SIGUSR2, SIGHUP) {
         signals_.add(SIGTERM);
         signals_.add(SIGINT);
     }
@@ -173,7 +175,8 @@ public:
         asio::co_spawn(io_, accept_control(), asio::detached);
         asio::co_spawn(io_, timer_loop(), asio::detached);
         asio::co_spawn(io_, signal_loop(), asio::detached);
-        asio::co_spawn(io_, limited_flush_loop(), asio::detached);
+        refusal_timer_.expires_at(std::chrono::steady_clock::time_point::max());
+        asio::co_spawn(io_, refusal_summary_loop(), asio::detached);
         io_.run();
         ::unlink(cfg_.control_socket.c_str());
         return exit_code_;
@@ -235,16 +238,16 @@ private:
         if (auto c = find(a.connection)) c->session.close(a.code, a.message);
     }
     void perform(actions::log_event& a) {
-        log_.write(a.record, std::chrono::system_clock::now(),
-                   std::chrono::duration<double, std::milli>(now()).count());
         if (a.record.event == "restart_completed" || a.record.event == "restart_failed") {
             restart_outcomes_.push_back(a.record);
         }
-        if (a.record.event == "slot_failed" || a.record.event == "spares_failed") say_failed_starts(a.record);
+        const bool failed_start = a.record.event == "slot_failed" || a.record.event == "spares_failed";
+        log_event(a.record, failed_start);
+        if (failed_start) say_failed_starts(a.record);
     }
 
     // A slot given up after failed starts leaves shards unrun: the operator must hear it now, not
-    // only from the event log or status.
+    // only from the event log or status. (Its stderr line, in place of the generic lifecycle line.)
     void say_failed_starts(const event_record& r) {
         const auto st = core_.status(now());
         if (r.slot && *r.slot < st.slots.size()) {
@@ -253,13 +256,13 @@ private:
                      fmt::format("slot {} failed: {}; its shards {}..{} are unassigned until `meshmaster reload` or "
                                  "`meshmaster restart` retries it",
                                  *r.slot, slot.failure, slot.first_shard, slot.last_shard),
-                     {{"event", r.event}, {"slot", *r.slot}, {"slave", r.slave}, {"reason", r.reason}});
+                     {{"seq", log_.last_seq()}, {"event", r.event}, {"slot", *r.slot}, {"slave", r.slave}, {"reason", r.reason}});
         } else {
             log_line("error",
                      fmt::format("spares failed: {}; no spare is started until `meshmaster reload` or "
                                  "`meshmaster restart` retries",
                                  st.spares_failure),
-                     {{"event", r.event}, {"slave", r.slave}, {"reason", r.reason}});
+                     {{"seq", log_.last_seq()}, {"event", r.event}, {"slave", r.slave}, {"reason", r.reason}});
         }
     }
     void perform(actions::hit_failpoint& a) {
@@ -294,42 +297,62 @@ private:
         io_.stop();
     }
 
-    void log_event(event_record r) {
-        log_.write(r, std::chrono::system_clock::now(), std::chrono::duration<double, std::milli>(now()).count());
-    }
-
-    struct limited_record {
-        std::chrono::steady_clock::time_point last;
-        std::uint64_t pending = 0;
-        event_record sample;
-    };
-
-    // Records a flood could produce (refused connections, handshake timeouts): at most one a second
-    // of each kind, its `count` saying how many happened since the previous record of that kind.
-    void log_limited(event_record r) {
-        limited_record& l = limited_[std::string(r.event)];
-        ++l.pending;
-        l.sample = std::move(r);
-        const auto t = std::chrono::steady_clock::now();
-        if (l.last.time_since_epoch().count() != 0 && t - l.last < std::chrono::seconds(1)) return;
-        flush_limited(l, t);
-    }
-    void flush_limited(limited_record& l, std::chrono::steady_clock::time_point t) {
-        l.last = t;
-        l.sample.count = l.pending;
-        l.pending = 0;
-        log_event(l.sample);
-    }
-    // The tail of a flood is logged too, a second later.
-    awaitable<void> limited_flush_loop() {
-        asio::steady_timer t(io_);
-        while (true) {
-            t.expires_after(std::chrono::seconds(1));
-            co_await t.async_wait(use_awaitable);
-            for (auto& [kind, l] : limited_) {
-                if (l.pending != 0) flush_limited(l, std::chrono::steady_clock::now());
-            }
+    // Every record goes through here: refusals through the limiter (per peer, so a flood cannot fill
+    // the disk), everything else straight to the log.
+    // `on_stderr`: the caller writes this lifecycle record's stderr line itself, in words.
+    void log_event(event_record r, bool on_stderr = false) {
+        if (is_refusal(r.event)) {
+            for (const event_record& out : refusals_.offer(std::move(r), now())) write_record(out);
+            rearm_refusals();
+            return;
         }
+        if (r.event == "master_stopped" || r.event == "master_detached") {
+            // What the limiter holds back is told before the log's last record.
+            for (const event_record& out : refusals_.flush(now())) write_record(out);
+        }
+        write_record(r, on_stderr);
+    }
+
+    // Into the event log and, for a lifecycle event, one line on stderr. After the log's last
+    // record (a stop) nothing more goes into it — a log that ends with master_stopped was stopped
+    // cleanly, and the next master relies on that — so a record of the last moments (a late
+    // refusal, a dropped connection) goes to stderr only.
+    void write_record(const event_record& r, bool on_stderr = false) {
+        const auto level = lifecycle_level(r.event);
+        json::object line;
+        if (!log_ended_) {
+            log_.write(r, std::chrono::system_clock::now(), std::chrono::duration<double, std::milli>(now()).count());
+            line["seq"] = log_.last_seq();
+        }
+        if ((level || log_ended_) && !on_stderr) {
+            for (auto& [key, value] : event_log::to_json(r)) line[key] = value;
+            log_line(level.value_or("info"), r.event, std::move(line));
+        }
+        if (r.event == "master_stopped" || r.event == "master_detached") log_ended_ = true;
+    }
+
+    void rearm_refusals() {
+        const auto next = refusals_.next_due();
+        if (next == refusals_armed_for_) return;  // a flood must not re-arm the timer for every record
+        refusals_armed_for_ = next;
+        refusal_timer_.expires_at(next ? origin_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(*next)
+                                       : std::chrono::steady_clock::time_point::max());
+    }
+
+    // The summaries of refusals held back, when the window lets them through: the tail of a flood
+    // is told too, without a refusal to carry it.
+    awaitable<void> refusal_summary_loop() {
+        while (true) {
+            co_await refusal_timer_.async_wait(tuple_awaitable);  // cancelled whenever rearm_refusals() moves it
+            if (refusal_timer_.expiry() > std::chrono::steady_clock::now()) continue;
+            for (const event_record& out : refusals_.due(now())) write_record(out);
+            refusals_armed_for_.reset();
+            rearm_refusals();
+        }
+    }
+
+    static refusal_limits refusal_limits_of(const daemon_config& c) {
+        return {.burst = c.refusal_burst, .window = c.refusal_window};
     }
 
     // --- slave connections ----------------------------------------------------------------------
@@ -438,7 +461,9 @@ private:
             const auto remote = socket.remote_endpoint(ignored);
             const std::string peer = fmt::format("{}:{}", remote.address().to_string(), remote.port());
             if (connections_.size() >= cfg_.max_connections) {
-                log_limited({.event = "connection_refused", .reason = fmt::format("{}: connection limit ({}) reached", peer, cfg_.max_connections)});
+                log_event({.event = "connection_refused",
+                           .reason = fmt::format("connection limit (limits.max_connections = {}) reached", cfg_.max_connections),
+                           .address = peer});
                 socket.close(ignored);
                 continue;
             }
@@ -491,8 +516,8 @@ private:
             if (ec) {
                 // operation_aborted: the deadline cut it, and handshake_timeout says so.
                 if (ec != asio::error::operation_aborted) {
-                    log_limited({.event = "tls_handshake_failed", .slave = c->session.name(),
-                                 .reason = fmt::format("tls handshake failed: {}", ec.message())});
+                    log_event({.event = "tls_handshake_failed", .slave = c->session.name(),
+                               .reason = fmt::format("tls handshake failed: {}", ec.message()), .address = c->session.peer()});
                 }
                 co_return;
             }
@@ -509,8 +534,9 @@ private:
         asio::steady_timer t(io_);
         t.expires_after(cfg_.handshake_timeout);
         co_await t.async_wait(use_awaitable);
-        log_limited({.event = "handshake_timeout", .slave = c->session.name(),
-                     .reason = fmt::format("no authenticated hello within {} ms", cfg_.handshake_timeout.count())});
+        log_event({.event = "handshake_timeout", .slave = c->session.name(),
+                   .reason = fmt::format("no authenticated hello within {} ms", cfg_.handshake_timeout.count()),
+                   .address = c->session.peer()});
         if (c->ready) {
             c->session.close("handshake_timeout", "authenticate within the handshake timeout");
         } else {
@@ -582,8 +608,9 @@ private:
         auto reject = [&] {
             std::string all;
             for (const auto& e : out.errors) all += (all.empty() ? "" : "; ") + e;
-            log_event({.event = "config_rejected", .reason = all});
-            log_line("error", fmt::format("{}: configuration rejected, keeping the running one", trigger), {{"errors", all}});
+            log_event({.event = "config_rejected", .reason = all}, true);
+            log_line("error", fmt::format("{}: configuration rejected, keeping the running one", trigger),
+                     {{"seq", log_.last_seq()}, {"event", "config_rejected"}, {"errors", all}});
             return out;
         };
         auto loaded = reload_();
@@ -606,16 +633,21 @@ private:
             return reject();
         }
         cfg_ = std::move(next);
+        refusals_.set_limits(refusal_limits_of(cfg_));
+        refusals_armed_for_.reset();
+        rearm_refusals();
         session_settings_.max_state_size = cfg_.max_state_size;  // for connections from now on
         log_event({.event = "config_reloaded", .count = out.not_applied.size(), .reason = std::string(trigger)});
         if (!out.not_applied.empty()) {
             const std::string keys = fmt::format("{}", fmt::join(out.not_applied, ", "));
             log_event({.event = "config_not_applied", .count = out.not_applied.size(),
-                       .reason = keys + ": these change only when meshmaster itself restarts; the running values are kept"});
+                       .reason = keys + ": these change only when meshmaster itself restarts; the running values are kept"},
+                      true);
             log_line("warn",
                      fmt::format("{}: configuration reloaded, but NOT applied (they change only when meshmaster itself "
                                  "restarts): {}",
-                                 trigger, keys));
+                                 trigger, keys),
+                     {{"seq", log_.last_seq()}, {"event", "config_not_applied"}});
         }
         drive([&] {
             core_.apply_config(cfg_.supervisor, now());
@@ -953,10 +985,14 @@ private:
     asio::io_context io_{1};
     supervisor core_;
     event_log log_;
+    bool log_ended_ = false;  // its last record (master_stopped, master_detached) is written
+    refusal_limiter refusals_;
+    std::optional<mono_time> refusals_armed_for_;
     spawner spawner_;
     tcp::acceptor acceptor_;
     asio::local::stream_protocol::acceptor control_;
     asio::steady_timer timer_;
+    asio::steady_timer refusal_timer_;  // the next summary of refusals held back
     asio::signal_set signals_;
     std::chrono::steady_clock::time_point origin_ = std::chrono::steady_clock::now();
     std::unordered_map<connection_id, std::shared_ptr<connection>> connections_;
@@ -968,7 +1004,6 @@ private:
     std::optional<checkpoint_store> checkpoints_;
     std::string slave_address_;
     std::deque<event_record> restart_outcomes_;
-    std::map<std::string, limited_record> limited_;
     bool stop_requested_ = false;
     int exit_code_ = 1;
 };

@@ -85,6 +85,8 @@ const std::vector<setting>& settings() {
         {"limits.state_chunk", "state-chunk", "states above this travel in chunks, e.g. 1MiB", [](c& d) -> setting_target { return &d.supervisor.state_chunk_size; }},
         {"limits.max_output", "max-output", "bytes queued for a slave that stopped reading before it is dropped", [](c& d) -> setting_target { return &d.max_output; }},
         {"limits.max_connections", "max-connections", "connections served at once", [](c& d) -> setting_target { return &d.max_connections; }, 1, 1u << 20},
+        {"limits.refusal_burst", "refusal-burst", "refusals logged per peer within limits.refusal_window; the rest are counted", [](c& d) -> setting_target { return &d.refusal_burst; }, 1, 1u << 20},
+        {"limits.refusal_window", "refusal-window", "the sliding window of limits.refusal_burst, e.g. 1m", [](c& d) -> setting_target { return &d.refusal_window; }},
         {"tls.cert", "tls-cert", "PEM certificate chain the master presents; with tls.key the slave link runs TLS", [](c& d) -> setting_target { return &d.tls_cert; }},
         {"tls.key", "tls-key", "PEM private key of tls.cert", [](c& d) -> setting_target { return &d.tls_key; }},
         {"tls.ca", "tls-ca", "PEM CA file spawned slaves verify the master with (default: tls.cert, for a self-signed one)", [](c& d) -> setting_target { return &d.tls_ca; }},
@@ -218,7 +220,7 @@ std::vector<std::string> validate(const daemon_config& c) {
     for (const auto& [name, value] : {std::pair{"timeouts.spawn", s.spawn_timeout}, {"timeouts.soft_start", s.soft_start_timeout},
                                       {"timeouts.start", s.start_timeout}, {"timeouts.stop", s.stop_timeout},
                                       {"timeouts.resume", s.resume_timeout}, {"timeouts.shutdown", s.shutdown_timeout},
-                                      {"timeouts.handshake", c.handshake_timeout}}) {
+                                      {"timeouts.handshake", c.handshake_timeout}, {"limits.refusal_window", c.refusal_window}}) {
         if (value.count() <= 0) problems.push_back(fmt::format("{}: must be more than 0", name));
     }
     if (s.respawn_backoff_min > s.respawn_backoff_max) {

@@ -15,7 +15,7 @@
 //   [respawn]  backoff_min = "100ms"  backoff_max = "30s"  stable_after = "10s"
 //              limit_burst = 5  limit_interval = "10s"   # then the slot is marked failed
 //   [limits]   max_frame = "16MiB"  max_state = "256MiB"  state_chunk = "1MiB"  max_connections = 1024
-//              max_output = "16MiB"
+//              max_output = "16MiB"  refusal_burst = 10  refusal_window = "1m"
 //   [tls]      cert = "master.pem"  key = "master.key"  ca = "ca.pem"  server_name = "meshmaster.internal"
 //
 // Durations are "250ms", "5s", "2m" or a bare number of milliseconds; sizes "16MiB", "512KiB" or
@@ -51,6 +51,10 @@ struct daemon_config {
     /// Bytes queued for one slave that has not read them yet: past this the slave is declared
     /// stalled (dropped, fenced and replaced) instead of growing the master's memory.
     std::uint64_t max_output = std::uint64_t{16} << 20;
+    /// Refusals (bad frames, wrong secrets, handshake timeouts, refused connections, stale epochs)
+    /// logged per peer within any refusal_window; the rest are counted in refusals_suppressed.
+    std::uint32_t refusal_burst = 10;
+    std::chrono::milliseconds refusal_window{60'000};
     /// TLS on the slave link, on when both are set: the PEM certificate chain the master presents
     /// and its private key. Read once at start.
     std::string tls_cert;

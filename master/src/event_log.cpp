@@ -63,6 +63,10 @@ json::object event_log::to_json(const event_record& r) {
     if (r.state_lost) o["state_lost"] = *r.state_lost;
     if (!r.reason.empty()) o["reason"] = r.reason;
     if (!r.epochs.empty()) o["epochs"] = json::value_from(r.epochs);
+    if (!r.address.empty()) o["address"] = r.address;
+    if (r.suppressed) o["suppressed"] = *r.suppressed;
+    if (r.bytes_expected) o["bytes_expected"] = *r.bytes_expected;
+    if (r.bytes_received) o["bytes_received"] = *r.bytes_received;
     return o;
 }
 

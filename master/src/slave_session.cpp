@@ -65,6 +65,21 @@ void slave_session::close(std::string_view code, std::string_view message) {
 }
 
 void slave_session::closed() {
+    // The peer ended the stream (this side did not close it) in the middle of a frame: say how far
+    // the frame got, the one trace a cut connection or a peer that gave up leaves.
+    if (!closing_) {
+        if (const auto partial = decoder_.partial()) {
+            const std::string size = partial->size ? fmt::format("{}-byte frame (event {})", *partial->size, *partial->event)
+                                                   : fmt::format("{}-byte frame header", p::frame_header_size);
+            event_record r{.event = "frame_truncated",
+                           .slave = name(),
+                           .reason = fmt::format("truncated: the connection ended {} bytes into a {}", partial->received, size),
+                           .address = peer_,
+                           .bytes_received = partial->received};
+            if (partial->size) r.bytes_expected = *partial->size;
+            host_.log(std::move(r));
+        }
+    }
     closing_ = true;
     assembler_.clear();
     if (authenticated_ && !told_core_closed_) {
@@ -74,7 +89,7 @@ void slave_session::closed() {
 }
 
 void slave_session::refuse(std::string_view code, std::string_view why, bool fatal) {
-    host_.log({.event = "frame_refused", .slave = name(), .reason = fmt::format("{}: {}", code, why)});
+    host_.log({.event = "frame_refused", .slave = name(), .reason = fmt::format("{}: {}", code, why), .address = peer_});
     if (fatal) {
         close(code, why);
     } else {
@@ -115,7 +130,8 @@ void slave_session::handle_handshake(const p::frame_view& frame) {
     const p::proof expected =
         p::slave_proof(settings_.secret, p::bytes_view(master_nonce_), p::bytes_view(slave_nonce_), hello_->id);
     if (slave_nonce_.size() != p::nonce_size || !p::proofs_equal(expected, proof->mac)) {
-        host_.log({.event = "auth_failed", .slave = hello_->id, .reason = fmt::format("wrong proof from {}", peer_)});
+        host_.log({.event = "auth_failed", .slave = hello_->id, .reason = fmt::format("wrong proof from {}", peer_),
+                   .address = peer_});
         return close("auth_failed", "authentication failed");
     }
     const p::proof mine =

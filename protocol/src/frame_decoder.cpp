@@ -66,6 +66,16 @@ result<std::optional<frame_view>> frame_decoder::next() {
     return std::optional<frame_view>{frame};
 }
 
+std::optional<frame_decoder::partial_frame> frame_decoder::partial() const noexcept {
+    const std::size_t live = end_ - begin_;
+    if (live == 0) return std::nullopt;
+    if (live < frame_header_size) return partial_frame{.received = live};
+    const frame_header header = read_frame_header(storage_.get() + begin_);
+    const std::size_t whole = frame_header_size + std::size_t{header.body_size};
+    if (live >= whole) return std::nullopt;  // a whole frame: next() returns it
+    return partial_frame{.received = live, .size = whole, .event = header.event};
+}
+
 result<void> frame_decoder::finish() const {
     if (failed_ != errc::ok) return fail(failed_);
     if (end_ != begin_) return fail(errc::truncated);

@@ -22,9 +22,11 @@ def frame(event, body):
 
 
 class FakeSlave:
-    def __init__(self, address, slave_id, secret, shards=()):
+    def __init__(self, address, slave_id, secret, shards=(), source=None):
+        """`source`: the local address to connect from (another 127.x.y.z is another peer)."""
         host, port = address.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        self.sock = socket.create_connection((host, int(port)), timeout=10,
+                                             source_address=(source, 0) if source else None)
         self.slave_id = slave_id
         self.secret = secret.encode()
         self.shards = [list(s) for s in shards]

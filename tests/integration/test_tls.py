@@ -188,8 +188,8 @@ class Tls(unittest.TestCase):
             status = master.status()
             assert_single_owners(self, status)
             self.assertEqual(sorted(s["id"] for s in status["slaves"]), ["s0-g1", "s1-g1"])
-            deadline = time.monotonic() + 3  # the second timeout of the same second is logged a second later
-            while time.monotonic() < deadline and sum(e["count"] for e in master.events("handshake_timeout")) < 2:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and len(master.events("handshake_timeout")) < 2:
                 time.sleep(0.05)
             failed = master.events("tls_handshake_failed")
             timeouts = master.events("handshake_timeout")
@@ -212,8 +212,8 @@ class Tls(unittest.TestCase):
         self.assertEqual(len(failed), 1, failed)
         self.assertTrue(failed[0]["reason"].startswith("tls handshake failed: "), failed[0])
         self.assertTrue(failed[0]["slave"].startswith("127.0.0.1:"), failed[0])  # the peer's address
-        self.assertEqual(failed[0]["count"], 1)
-        self.assertEqual(sum(e["count"] for e in timeouts), 2, timeouts)
+        self.assertEqual(failed[0]["address"], failed[0]["slave"])
+        self.assertEqual(len(timeouts), 2, timeouts)
         self.assertEqual(joined, [])
 
     def test_settings_are_checked_before_anything_runs(self):
@@ -314,7 +314,7 @@ class Tls(unittest.TestCase):
         self.assertIn("hostname mismatch", logs["wrong-name"])
         # The master saw them give up on its certificate.
         failed = [e for e in events if e["event"] == "tls_handshake_failed"]
-        self.assertGreaterEqual(sum(e["count"] for e in failed), 2, failed)
+        self.assertGreaterEqual(len(failed), 2, failed)
         self.assertTrue(all("alert" in e["reason"] for e in failed), failed)
 
 

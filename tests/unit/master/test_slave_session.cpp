@@ -184,3 +184,50 @@ TEST_CASE("the supervisor closing the connection sends a fatal error and stops r
     h.feed(frame(p::heartbeat{.progress = 3}));
     CHECK(h.core_inputs == inputs);
 }
+
+TEST_CASE("a stream that ends in the middle of a frame is logged with the bytes expected and received") {
+    session_harness h;
+    auto reply = h.handshake_reply("w1", h.settings.secret);
+    SUBCASE("cut inside the hello's body") {
+        const std::size_t cut = 20;
+        h.feed(std::span(reply).first(cut));
+        h.session->closed();
+        REQUIRE(h.logged("frame_truncated") == 1);
+        const event_record& r = h.log_records.back();
+        CHECK(r.address == "192.0.2.1:4000");
+        CHECK(r.bytes_received == cut);
+        p::frame_decoder d;
+        d.feed(reply);
+        auto hello = d.next();
+        REQUIRE(hello.has_value());
+        REQUIRE(hello->has_value());
+        CHECK(r.bytes_expected == p::frame_header_size + (**hello).body.size());
+        CHECK(r.reason.find("event 8") != std::string::npos);
+    }
+    SUBCASE("cut inside a header, after the handshake") {
+        h.feed(reply);
+        REQUIRE(h.session->authenticated());
+        const auto heartbeat = frame(p::heartbeat{.progress = 1});
+        h.feed(std::span(heartbeat).first(5));
+        h.session->closed();
+        REQUIRE(h.logged("frame_truncated") == 1);
+        const auto r = std::find_if(h.log_records.begin(), h.log_records.end(),
+                                    [](const event_record& x) { return x.event == "frame_truncated"; });
+        CHECK(r->bytes_received == 5u);
+        CHECK_FALSE(r->bytes_expected.has_value());
+        CHECK(r->slave == "w1");
+    }
+    SUBCASE("whole frames, then the end: nothing to say") {
+        h.feed(reply);
+        h.session->closed();
+        CHECK(h.logged("frame_truncated") == 0);
+    }
+    SUBCASE("this side closed first (a refusal): the rest of the stream is of no interest") {
+        auto wrong = h.handshake_reply("w1", "not-the-secret-at-all");
+        wrong.resize(wrong.size() + 3, std::byte{1});  // the start of a next frame, left unread
+        h.feed(wrong);
+        REQUIRE(h.logged("auth_failed") == 1);
+        h.session->closed();
+        CHECK(h.logged("frame_truncated") == 0);
+    }
+}

@@ -230,3 +230,27 @@ TEST_CASE("an empty stream finishes cleanly and event id 0 is unknown") {
     REQUIRE(frame->has_value());
     CHECK(decode(**frame).error() == error{errc::unknown_event});
 }
+
+TEST_CASE("a partial frame says how much of it arrived and, once its header is in, how big it is") {
+    frame_decoder decoder;
+    CHECK_FALSE(decoder.partial().has_value());
+    const auto head = header(12, 100);
+    decoder.feed(std::span(head).first(3));
+    auto p = decoder.partial();
+    REQUIRE(p.has_value());
+    CHECK(p->received == 3);
+    CHECK_FALSE(p->size.has_value());
+    decoder.feed(std::span(head).subspan(3));
+    decoder.feed(std::vector<std::byte>(40));
+    REQUIRE(decoder.next().has_value());
+    p = decoder.partial();
+    REQUIRE(p.has_value());
+    CHECK(p->received == 48);
+    CHECK(p->size == 108u);
+    CHECK(p->event == 12u);
+    decoder.feed(std::vector<std::byte>(60));  // whole now: not partial, next() returns it
+    CHECK_FALSE(decoder.partial().has_value());
+    auto frame = decoder.next();
+    REQUIRE(frame->has_value());
+    CHECK_FALSE(decoder.partial().has_value());
+}

@@ -31,6 +31,10 @@ struct event_record {
     std::optional<bool> state_lost;         ///< a shard restarted from scratch: its state is gone
     std::string reason;
     std::vector<std::uint64_t> epochs;  ///< epochs_snapshot only: every shard's epoch, in order
+    std::string address;                ///< the remote address ("ip:port") of the connection concerned
+    std::optional<std::uint64_t> suppressed;      ///< refusals_suppressed: refusals not logged one by one
+    std::optional<std::uint64_t> bytes_expected;  ///< frame_truncated: the frame's whole size, header included
+    std::optional<std::uint64_t> bytes_received;  ///< frame_truncated: what arrived of it
 };
 
 }  // namespace meshmaster::master

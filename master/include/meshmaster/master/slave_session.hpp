@@ -13,7 +13,7 @@
 // After it, every frame goes to the supervisor; a state sent in state_chunk frames is
 // reassembled first (bounded by max_state_size). A broken frame stream closes the connection; a
 // body that does not decode, or an event slaves do not send, is refused with a non-fatal error
-// and logged as frame_refused.
+// and logged as frame_refused. Every record about the connection carries its `address`.
 //
 // Thread safety: none; one driver thread calls it and the host.
 #pragma once
@@ -76,6 +76,7 @@ public:
     /// Sends a fatal error frame and closes (the supervisor's close_connection, a handshake timeout).
     void close(std::string_view code, std::string_view message);
     /// The connection is gone (EOF, reset, dropped by the driver): the supervisor hears it once.
+    /// A stream that ended in the middle of a frame is logged as frame_truncated.
     void closed();
 
     [[nodiscard]] connection_id id() const noexcept { return id_; }

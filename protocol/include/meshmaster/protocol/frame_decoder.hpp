@@ -21,6 +21,7 @@
 #include <meshmaster/protocol/result.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
@@ -50,6 +51,16 @@ public:
     /// Call when the peer closed the stream: fails with `truncated` if a partial frame is buffered,
     /// or with the sticky error if the stream already failed.
     [[nodiscard]] result<void> finish() const;
+
+    /// What is buffered of a frame that is not whole yet: the bytes received of it and, once its
+    /// header is in, its whole size (header included) and event id.
+    struct partial_frame {
+        std::size_t received = 0;
+        std::optional<std::size_t> size;
+        std::optional<std::uint32_t> event;
+    };
+    /// The frame the stream stopped in the middle of, if any (say why a closed stream was cut).
+    [[nodiscard]] std::optional<partial_frame> partial() const noexcept;
 
     /// Bytes received but not yet returned as frames.
     [[nodiscard]] std::size_t buffered() const noexcept { return end_ - begin_; }
