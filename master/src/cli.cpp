@@ -5,6 +5,7 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/value_from.hpp>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -315,8 +317,18 @@ int replay(const std::string& path, std::uint32_t shards, bool as_json) {
             open.push_back(json::object{{"migration", m.id}, {"shard", m.shard}, {"from", m.from}, {"to", m.to}});
         }
         o["open_migrations"] = std::move(open);
+        o["open_restarts"] = json::value_from(r.open_restarts);
+        json::array unterminated;
+        for (const auto& u : r.unterminated_restarts) {
+            unterminated.push_back(json::object{{"restart", u.restart}, {"started_seq", u.started_seq}, {"problem", u.problem}});
+        }
+        o["unterminated_restarts"] = std::move(unterminated);
         fmt::print("{}\n", json::serialize(o));
-        return 0;
+        for (const auto& u : r.unterminated_restarts) {
+            fmt::print(stderr, "restart {} (restart_started at seq {}) has no terminal record: {}\n", u.restart, u.started_seq,
+                       u.problem);
+        }
+        return r.unterminated_restarts.empty() ? 0 : 1;
     }
     fmt::print("{} records{}, {}\n", r.records, r.unreadable ? fmt::format(" ({} unreadable)", r.unreadable) : "",
                r.clean_stop ? "ending with a clean stop" : "ending without a clean stop (a crash, or still running)");
@@ -325,7 +337,16 @@ int replay(const std::string& path, std::uint32_t shards, bool as_json) {
                    r.max_epochs[i] != r.shards[i].epoch ? fmt::format(" (highest seen {})", r.max_epochs[i]) : "");
     }
     for (const auto& m : r.open) fmt::print("open move {}: shard {} {} -> {}\n", m.id, m.shard, m.from, m.to);
-    return 0;
+    std::set<std::uint64_t> overdue;
+    for (const auto& u : r.unterminated_restarts) {
+        overdue.insert(u.restart);
+        fmt::print(stderr, "restart {} (restart_started at seq {}) has no terminal record: {}\n", u.restart, u.started_seq,
+                   u.problem);
+    }
+    for (const std::uint64_t id : r.open_restarts) {
+        if (!overdue.contains(id)) fmt::print("restart {} in progress: no terminal record yet\n", id);
+    }
+    return r.unterminated_restarts.empty() ? 0 : 1;
 }
 
 // --- events ----------------------------------------------------------------------------------

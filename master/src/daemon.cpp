@@ -163,11 +163,13 @@ public:
         std::vector<supervisor::abandoned_migration> open;
         for (const auto& m : history.open) open.push_back({m.id, m.shard, m.from, m.to});
         core_.adopt_open_migrations(std::move(open));
+        core_.adopt_open_restarts(history.open_restarts);
         log_line("info", "meshmaster started",
                  {{"listen", slave_address_}, {"control_socket", cfg_.control_socket}, {"event_log", cfg_.event_log},
                   {"shards", cfg_.supervisor.shard_count}, {"slaves", cfg_.supervisor.slave_count},
                   {"adopt_window_ms", adopt.count()}, {"replayed_records", history.records},
-                  {"open_migrations", history.open.size()}, {"stored_checkpoints", stored.found},
+                  {"open_migrations", history.open.size()}, {"open_restarts", history.open_restarts.size()},
+                  {"stored_checkpoints", stored.found},
                   {"tls", tls_.has_value()}});
         drive([&] { core_.start(now(), adopt); });
 

@@ -4,6 +4,8 @@
 
 #include <boost/json/parse.hpp>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <fstream>
 #include <optional>
@@ -43,6 +45,7 @@ void event_replayer::add(const json::object& o) {
     };
     const std::string event = text("event");
     last_event_ = event;
+    track_restarts(event, number("restart"), number("seq").value_or(0));
     // Generations the masters chose themselves (a slave's hello may carry anything).
     if (event == "master_started" || event == "restart_started" || event == "slave_spawned" || event == "spare_spawned") {
         if (const auto generation = number("generation")) r_.generation = std::max(r_.generation, *generation);
@@ -90,9 +93,33 @@ void event_replayer::add(const json::object& o) {
     }
 }
 
+void event_replayer::track_restarts(const std::string& event, std::optional<std::uint64_t> restart, std::uint64_t seq) {
+    if (event == "master_started") {
+        ++masters_;
+        master_seq_ = seq;
+    } else if (event == "restart_started" && restart) {
+        open_restarts_[*restart] = {.seq = seq, .master = masters_};
+    } else if (restart && (event == "restart_completed" || event == "restart_failed" || event == "restart_abandoned")) {
+        open_restarts_.erase(*restart);
+    }
+    auto overdue = [&](bool earlier_masters_only, const std::string& problem) {
+        for (auto& [id, opened] : open_restarts_) {
+            if (opened.overdue || (earlier_masters_only && opened.master >= masters_)) continue;
+            opened.overdue = true;
+            r_.unterminated_restarts.push_back({.restart = id, .started_seq = opened.seq, .problem = problem});
+        }
+    };
+    if (event == "adoption_finished") {
+        overdue(true, fmt::format("the master started at seq {} finished adopting (seq {}) without closing it", master_seq_, seq));
+    } else if (event == "master_stopped" || event == "master_detached") {
+        overdue(false, fmt::format("still open at {} (seq {})", event, seq));
+    }
+}
+
 event_replay event_replayer::result() const {
     event_replay r = r_;
     for (const auto& [id, m] : open_) r.open.push_back(m);
+    for (const auto& [id, opened] : open_restarts_) r.open_restarts.push_back(id);
     r.clean_stop = r.records == 0 || last_event_ == "master_stopped";
     return r;
 }

@@ -9,6 +9,14 @@
 // that slave may still be running), the spawned slaves not known to have exited (a new master
 // kills those that do not come back) and whether the log ends with a clean stop.
 //
+// It also checks the restarts' guarantee: every restart_started gets exactly one terminal record
+// (restart_completed, restart_failed or restart_abandoned). A restart still open when the log ends
+// is in progress — the master may still be running it, or a master killed mid-restart left it to
+// the next one, which closes it once its adoption is over — and a new master adopts it. A restart
+// still open where it must have been closed breaks the guarantee: at the master_stopped or
+// master_detached of a master, or at the adoption_finished of a later master (the point where a
+// new master closes what a previous one left open).
+//
 // `event_replayer` is sans-I/O (records in, picture out), so the simulation replays the very
 // records the core produced; `replay_event_log` feeds it a file.
 //
@@ -19,6 +27,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -38,10 +47,19 @@ struct open_migration {
     std::string to;
 };
 
+/// A restart whose terminal record is missing where the log should have it.
+struct unterminated_restart {
+    std::uint64_t restart = 0;
+    std::uint64_t started_seq = 0;  ///< the seq of its restart_started
+    std::string problem;            ///< where it should have ended, in words
+};
+
 struct event_replay {
     std::vector<replayed_shard> shards;      ///< the table, per shard
     std::vector<std::uint64_t> max_epochs;   ///< the highest epoch seen, per shard
     std::vector<open_migration> open;        ///< started, never ended
+    std::vector<std::uint64_t> open_restarts;  ///< restart_started without a terminal record, by id
+    std::vector<unterminated_restart> unterminated_restarts;  ///< of those, the ones overdue (an error)
     std::uint64_t generation = 0;            ///< the highest slave generation seen
     std::set<std::string> spawned_ids;       ///< every slave id a master spawned
     /// Slaves a master spawned (or adopted) whose exit the log does not show: id → pid.
@@ -63,8 +81,18 @@ public:
     [[nodiscard]] event_replay result() const;
 
 private:
+    void track_restarts(const std::string& event, std::optional<std::uint64_t> restart, std::uint64_t seq);
+
     event_replay r_;
     std::map<std::uint64_t, open_migration> open_;
+    struct restart_opened {
+        std::uint64_t seq = 0;
+        std::uint64_t master = 0;  // how many master_started came before it
+        bool overdue = false;
+    };
+    std::map<std::uint64_t, restart_opened> open_restarts_;
+    std::uint64_t masters_ = 0;
+    std::uint64_t master_seq_ = 0;  // the seq of the latest master_started
     std::string last_event_;
 };
 

@@ -117,7 +117,8 @@ int main(int argc, char** argv) {
     events->add_flag("--json", as_json, "print the JSON lines");
 
     std::uint32_t replay_shards = 0;
-    auto* replay = app.add_subcommand("replay", "the shard table rebuilt from the event log alone");
+    auto* replay = app.add_subcommand(
+        "replay", "the shard table rebuilt from the event log alone (exit 1: a restart lacks its terminal record)");
     replay->add_option("--log", event_log_path, "the event log file");
     replay->add_option("-c,--config", control_config, "read the event log path and shard count from this configuration");
     replay->add_option("--shards", replay_shards, "shard count (default: the configuration's)");

@@ -205,6 +205,7 @@ struct supervisor::state {
     bool exited = false;
     std::optional<mono_time> adopting_until;
     std::vector<supervisor::abandoned_migration> abandoned;
+    std::vector<std::uint64_t> abandoned_restarts;
     mono_time now{};
 
     state(supervisor_config c, std::uint64_t first_id) : config(c), next_id(first_id == 0 ? 1 : first_id) {
@@ -1254,6 +1255,13 @@ void supervisor::start(mono_time now, std::chrono::milliseconds adopt_window) {
     if (s.started) return;
     s.started = true;
     s.log({.event = "master_started", .generation = s.generation, .count = s.config.shard_count});
+    // A restart its predecessor was killed in the middle of ends here, before anything else happens:
+    // this master does not carry on the old plan (see adopt_open_restarts).
+    for (const std::uint64_t id : std::exchange(s.abandoned_restarts, {})) {
+        s.log({.event = "restart_abandoned", .restart = id,
+               .reason = "the master running it was killed mid-restart; this one does not carry it on: it adopts "
+                         "the slaves of both generations and converges the fleet"});
+    }
     if (adopt_window.count() > 0) {
         s.adopting_until = now + s.ms(adopt_window);
         s.log({.event = "adoption_started", .duration_ms = static_cast<double>(adopt_window.count())});
@@ -1548,6 +1556,10 @@ void supervisor::adopt_open_migrations(std::vector<abandoned_migration> open) {
     s_->abandoned = std::move(open);
 }
 
+void supervisor::adopt_open_restarts(std::vector<std::uint64_t> restarts) {
+    s_->abandoned_restarts = std::move(restarts);
+}
+
 void supervisor::seed_ids(std::uint64_t generation, std::set<std::string> used_ids) {
     auto& s = *s_;
     s.generation = std::max(s.generation, generation);
@@ -1803,6 +1815,14 @@ void supervisor::request_stop(mono_time now, bool immediate) {
                 s.out.emplace_back(actions::kill_slave{r.id, r.pid});
                 s.log({.event = "slave_killed", .slave = r.id, .pid = r.pid, .reason = "master stopping immediately"});
             }
+        }
+        if (s.restart) {
+            // Its slaves are being killed: the restart ends here, before the log does.
+            s.stopping = true;
+            s.restart->failure = s.restart->failing ? s.restart->failure + "; then the master stopped immediately"
+                                                    : "master stopping immediately";
+            s.restart->failing = true;
+            s.finish_restart();
         }
         s.exited = true;
         s.log({.event = "master_stopped", .reason = "immediate"});

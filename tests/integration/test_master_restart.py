@@ -2,12 +2,29 @@
 """The master goes away and comes back: the slaves keep running their shards the whole time,
 reconnect to the new master and report their shards with their epochs, and the new master adopts
 them instead of starting over — then goes on to replace them in a rolling restart."""
+import collections
+import json
 import os
+import signal
+import subprocess
+import tempfile
 import time
 import unittest
 from unittest import mock
 
 from support import Fleet, assert_single_owners, free_port
+from fleet import build_dir  # noqa: E402 (support puts it on the path)
+
+TERMINAL = ("restart_completed", "restart_failed", "restart_abandoned")
+
+
+def restart_endings(events):
+    """restart id -> the terminal records it got, for every restart_started in `events`."""
+    endings = {e["restart"]: [] for e in events if e["event"] == "restart_started"}
+    for e in events:
+        if e["event"] in TERMINAL:
+            endings.setdefault(e["restart"], []).append(e["event"])
+    return endings
 
 
 class MasterRestart(unittest.TestCase):
@@ -128,6 +145,75 @@ class MasterRestart(unittest.TestCase):
             report = gateway.report()
         self.assertEqual((report["lost"], report["duplicated"], report["checksum_mismatches"]), (0, 0, 0))
 
+    def test_a_master_killed_mid_restart_leaves_it_to_the_next_which_closes_it(self):
+        # The first master dies by SIGKILL (the failpoint's abort) right after it sent the restart's
+        # first resume: in the middle of the restart, however fast or slow the machine.
+        fleet = Fleet(shards=8, slaves=2, rate=100, listen=f"127.0.0.1:{free_port()}")
+        try:
+            master, gateway = fleet.master, fleet.gateway
+            with mock.patch.dict(os.environ, {"MESHMASTER_FAILPOINTS": "master.migrate.after_resume_sent=abort"}):
+                master.start()  # only this master runs with the failpoint armed
+            master.wait_running()
+            self.assertEqual(master.cli("restart").returncode, 0)
+            self.assertEqual(master.process.wait(30), -signal.SIGKILL)
+            killed = master.events()
+            self.assertEqual([e["event"] for e in killed if e["event"] in TERMINAL], [])
+            (restart,) = [e["restart"] for e in killed if e["event"] == "restart_started"]
+            self.assertIn("shard_resuming", [e["event"] for e in killed])
+
+            master.start()
+            after = master.wait_for(lambda s: s["shards_running"] == 8 and s["restart"] is None
+                                    and len(s["slaves"]) == 2 and all(x["slot"] is not None for x in s["slaves"]),
+                                    timeout=30, what="the fleet converged after adoption")
+            assert_single_owners(self, after)
+            events = master.events()
+            self.assertEqual(restart_endings(events), {restart: ["restart_abandoned"]})
+            abandoned = next(e for e in events if e["event"] == "restart_abandoned")
+            self.assertEqual(events[events.index(abandoned) - 1]["event"], "master_started")
+            self.assertIn("killed mid-restart", abandoned["reason"])
+
+            # The new master restarts the fleet for real; every restart still ends exactly once.
+            out = master.cli("restart", "--wait")
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            endings = restart_endings(master.events())
+            self.assertEqual(len(endings), 2)
+            self.assertTrue(all(len(ends) == 1 for ends in endings.values()), endings)
+            replay = subprocess.run([master.binary, "replay", "--log", master.event_log, "--shards", "8"],
+                                    capture_output=True, text=True, timeout=30)
+            self.assertEqual(replay.returncode, 0, replay.stdout + replay.stderr)
+            self.assertEqual(gateway.drain(), "drained")
+            report = gateway.report()
+        finally:
+            fleet.close()
+        self.assertEqual((report["lost"], report["duplicated"], report["checksum_mismatches"]), (0, 0, 0))
+
+    def test_a_master_stopped_at_once_mid_restart_ends_the_restart_first(self):
+        # The first new slave freezes (SIGSTOP) when its first resume arrives, and the master gives
+        # it all the time in the world: the restart cannot end before the stop.
+        frozen = {"MESHMASTER_FAILPOINTS": "g2/slave.resume.before_callback=hang"}
+        patient = {"timeouts": {"resume": "1h"}, "heartbeat": {"misses": 1000}}
+        with mock.patch.dict(os.environ, frozen), Fleet(shards=8, slaves=2, rate=100, concurrency=1,
+                                                        settings=patient) as fleet:
+            master = fleet.master
+            master.wait_running()
+            self.assertEqual(master.cli("restart").returncode, 0)
+            deadline = time.monotonic() + 30  # a liveness limit only
+            while not master.events("shard_resuming") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            master.signal(signal.SIGTERM)
+            # The graceful stop waits for the frozen move; the second signal stops at once (sent once
+            # the first was handled: two pending signals would merge into one).
+            while not master.events("master_stopping") and time.monotonic() < deadline + 30:
+                time.sleep(0.05)
+            master.signal(signal.SIGTERM)
+            self.assertEqual(master.process.wait(30), 0)
+            events = master.events()
+        self.assertEqual(events[-1]["event"], "master_stopped")
+        (ends,) = restart_endings(events).values()
+        self.assertEqual(ends, ["restart_failed"])
+        failed = next(e for e in events if e["event"] == "restart_failed")
+        self.assertIn("immediately", failed["reason"])  # after the first signal's graceful "master stopping"
+
     def test_after_a_clean_stop_nothing_waits_for_adoption(self):
         with Fleet(shards=4, slaves=1, rate=50) as fleet:
             fleet.master.wait_running()
@@ -164,7 +250,44 @@ class Replay(unittest.TestCase):
         self.assertEqual([(s["owner"], s["epoch"]) for s in replayed["shards"]],
                          [(s["owner"], s["epoch"]) for s in live["shards"]])
         self.assertEqual(replayed["open_migrations"], [])
+        self.assertEqual(replayed["unterminated_restarts"], [])
         self.assertFalse(replayed["clean_stop"])  # still running when it was read
+
+    def test_replay_reports_a_restart_without_its_terminal_record(self):
+        binary = os.path.join(build_dir(), "master", "meshmaster")
+        first = [{"seq": 1, "event": "master_started", "generation": 1, "count": 4},
+                 {"seq": 2, "event": "adoption_finished"},
+                 {"seq": 3, "event": "restart_started", "restart": 77, "generation": 2, "count": 2}]
+        later_master = [{"seq": 4, "event": "master_started", "generation": 2, "count": 4},
+                        {"seq": 5, "event": "adoption_started", "duration_ms": 2000}]
+        adopted = [{"seq": 6, "event": "adoption_finished"}]
+
+        def replay(records, *flags):
+            with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+                f.write("".join(json.dumps(r) + "\n" for r in records))
+            try:
+                return subprocess.run([binary, "replay", "--log", f.name, "--shards", "4", *flags],
+                                      capture_output=True, text=True, timeout=30)
+            finally:
+                os.unlink(f.name)
+
+        # Still running (the master, or the next one's adoption window): in progress, not an error.
+        for records in (first, first + later_master):
+            out = replay(records)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn("restart 77 in progress", out.stdout)
+        # The next master finished adopting and never closed it: an error naming it.
+        out = replay(first + later_master + adopted)
+        self.assertEqual(out.returncode, 1, out.stdout)
+        self.assertIn("restart 77 (restart_started at seq 3) has no terminal record", out.stderr)
+        out = replay(first + later_master + adopted, "--json")
+        self.assertEqual(out.returncode, 1)
+        self.assertEqual([(u["restart"], u["started_seq"]) for u in json.loads(out.stdout)["unterminated_restarts"]],
+                         [(77, 3)])
+        # Stopped with it open: an error too; closed by the next master: fine.
+        self.assertEqual(replay(first + [{"seq": 4, "event": "master_stopped"}]).returncode, 1)
+        closed = [{"seq": 5, "event": "restart_abandoned", "restart": 77, "reason": "killed mid-restart"}]
+        self.assertEqual(replay(first + later_master[:1] + closed + adopted).returncode, 0)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,13 @@ void sim_world::apply_one(action& a) {
             auto it = migration_terminals_.find(r.migration.value_or(0));
             if (it == migration_terminals_.end()) fail(fmt::format("{} for an unknown migration", r.event));
             else if (++it->second > 1) fail(fmt::format("migration {} ended twice", it->first));
+        } else if (r.event == "restart_started") {
+            if (restart_terminals_.contains(*r.restart)) fail("restart id reused");
+            restart_terminals_[*r.restart] = 0;
+        } else if (r.event == "restart_completed" || r.event == "restart_failed" || r.event == "restart_abandoned") {
+            auto it = restart_terminals_.find(r.restart.value_or(0));
+            if (it == restart_terminals_.end()) fail(fmt::format("{} for an unknown restart", r.event));
+            else if (++it->second > 1) fail(fmt::format("restart {} ended twice", it->first));
         }
     } else if (std::holds_alternative<actions::exit_daemon>(a)) {
         exited_ = true;
@@ -494,6 +501,9 @@ void sim_world::restart_master(std::optional<std::size_t> carried_out) {
     event_replayer replayer(options_.shards);
     for (const auto& r : records_) replayer.add(event_log::to_json(r));
     const event_replay history = replayer.result();
+    for (const auto& u : history.unterminated_restarts) {
+        fail(fmt::format("the replay finds restart {} without its terminal record: {}", u.restart, u.problem));
+    }
     core_ = std::make_unique<supervisor>(config_, 100 + 10'000'000 * ++master_lives_);
     core_->seed_epochs(history.max_epochs);
     core_->seed_ids(history.generation, history.spawned_ids);
@@ -508,6 +518,7 @@ void sim_world::restart_master(std::optional<std::size_t> carried_out) {
     std::vector<supervisor::abandoned_migration> open;
     for (const auto& m : history.open) open.push_back({m.id, m.shard, m.from, m.to});
     core_->adopt_open_migrations(std::move(open));
+    core_->adopt_open_restarts(history.open_restarts);
     core_->start(now_, history.clean_stop ? 0ms : 1500ms);
     take_and_apply();
 }
@@ -862,6 +873,9 @@ std::optional<std::string> sim_world::run() {
     }
     for (const auto& [id, count] : migration_terminals_) {
         if (count != 1) return fmt::format("migration {} ended {} times", id, count);
+    }
+    for (const auto& [id, count] : restart_terminals_) {
+        if (count != 1) return fmt::format("restart {} ended {} times", id, count);
     }
     return std::nullopt;
 }

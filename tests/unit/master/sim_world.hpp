@@ -7,7 +7,9 @@
 //   - single owner: no shard is held by two live slaves at once;
 //   - epochs only grow: every grant a slave accepts is above every epoch held before;
 //   - nothing lost in a handoff: a resumed shard gets exactly the state last handed back;
-//   - every started migration ends in exactly one terminal record;
+//   - every started migration ends in exactly one terminal record, and every started restart too
+//     (its master's, or after a master crash the next master's restart_abandoned), and the event
+//     log's replay never finds a restart overdue;
 //   - a duplicated frame changes nothing (no table change, nothing but complaints sent);
 //   - at a master crash, the event log replays to the live table, and the next master carries on
 //     from it (epochs above every one granted, no slave id reused);
@@ -159,6 +161,7 @@ private:
     std::uint64_t checkpoints_sent_ = 0;
     std::map<std::uint32_t, shared_bytes> disk_;  // the checkpoint store a restarted master reads
     std::map<std::uint64_t, int> migration_terminals_;  // started migrations → terminal records seen
+    std::map<std::uint64_t, int> restart_terminals_;    // started restarts → terminal records seen
     std::optional<std::string> violation_;
     bool exited_ = false;
     bool adopting_ = false;

@@ -334,6 +334,60 @@ TEST_CASE("after a master restart, a slave that does not come back is killed bef
     CHECK(grants[0].epoch == 5);  // above every epoch the log showed
 }
 
+namespace {
+std::vector<event_record> records_in(const std::vector<action>& acts) {
+    std::vector<event_record> out;
+    for (const auto& a : acts) {
+        if (const auto* l = std::get_if<actions::log_event>(&a)) out.push_back(l->record);
+    }
+    return out;
+}
+std::vector<std::string> names_of(const std::vector<event_record>& records) {
+    std::vector<std::string> out;
+    for (const auto& r : records) out.emplace_back(r.event);
+    return out;
+}
+}  // namespace
+
+TEST_CASE("a restart a killed master left open ends with restart_abandoned as the next master starts, once") {
+    // The previous master died mid-restart of slot 0 (restart 500), with shard 1 on its way from
+    // s0-g1 to s0-g2 (migration 501).
+    supervisor_config c{.shard_count = 2, .slave_count = 1};
+    supervisor core(c, 1000);
+    core.seed_ids(2, {"s0-g1", "s0-g2"});
+    core.expect_slaves({{"s0-g1", 11}, {"s0-g2", 12}});
+    core.adopt_open_migrations({{.id = 501, .shard = 1, .from = "s0-g1", .to = "s0-g2"}});
+    core.adopt_open_restarts({500});
+    core.start(0ns, 2s);
+    auto records = records_in(core.take_actions());
+    // Closed before anything else happens: a restart requested, or a stop, during the adoption
+    // window comes after it.
+    REQUIRE(names_of(records) == std::vector<std::string>{"master_started", "restart_abandoned", "adoption_started"});
+    CHECK(records[1].restart == 500u);
+    CHECK(records[1].reason.find("killed mid-restart") != std::string::npos);
+    // Nothing closes it again: the moves end as before, when adoption is over, and the fleet
+    // converges (shard 1 moves home, s0-g1 retires) on its own.
+    core.on_slave_connected(1, {.id = "s0-g2", .pid = 12, .generation = 2, .shards = {{0, 3}}, .version_minor = 1}, 10ms);
+    core.on_slave_connected(2, {.id = "s0-g1", .pid = 11, .generation = 1, .shards = {{1, 2}}, .version_minor = 1}, 20ms);
+    core.on_tick(5s);
+    const auto later = names_of(records_in(core.take_actions()));
+    CHECK(std::count(later.begin(), later.end(), "migration_abandoned") == 1);
+    CHECK(std::count(later.begin(), later.end(), "restart_abandoned") == 0);
+}
+
+TEST_CASE("a master stopped at once mid-restart ends the restart before its last record") {
+    sim_world w = settled_world({.shards = 6, .slaves = 2});
+    w.request_restart();
+    w.request_stop(true);
+    const auto names = names_of(w.records());
+    const auto started = std::find(names.begin(), names.end(), "restart_started");
+    REQUIRE(started != names.end());
+    const auto failed = std::find(started, names.end(), "restart_failed");
+    REQUIRE(failed != names.end());
+    CHECK(names.back() == "master_stopped");
+    CHECK(w.records()[static_cast<std::size_t>(failed - names.begin())].reason == "master stopping immediately");
+}
+
 TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, deaths, restarts, master crashes, "
           "duplicated frames and fenced zombies") {
     const char* only = std::getenv("MESHMASTER_SIM_SEED");
@@ -371,18 +425,19 @@ TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, de
     CHECK(failures == 0);
     MESSAGE(fmt::format("{} runs: {} restarts completed, {} failed; migrations {} completed, {} rolled back, {} failed; "
                         "{} slaves killed, {} lost, {} shards fenced, {} orphaned, {} recovered from a checkpoint; "
-                        "{} master crashes, {} migrations abandoned by them, {} duplicated frames, {} hung slaves woken",
+                        "{} master crashes, {} migrations and {} restarts abandoned by them, {} duplicated frames, "
+                        "{} hung slaves woken",
                         runs, seen["restart_completed"], seen["restart_failed"], seen["migration_completed"],
                         seen["migration_rolled_back"], seen["migration_failed"], seen["slave_killed"], seen["slave_lost"],
                         seen["shard_fenced"], seen["shard_orphaned"], seen["shard_recovered"], master_restarts,
-                        seen["migration_abandoned"], duplicates, wakes));
+                        seen["migration_abandoned"], seen["restart_abandoned"], duplicates, wakes));
     if (!only && runs >= 100) {
         // The schedules must actually reach the paths under test, or passing means nothing.
         for (const char* event : {"restart_completed", "restart_failed", "migration_completed", "migration_rolled_back",
                                   "migration_failed", "slave_killed", "shard_orphaned", "restart_queued",
                                   "shard_recovered", "recovery_failed", "spare_promoted", "migration_abandoned",
                                   "slave_adopted", "shard_adopted", "fence_acknowledged", "stale_ack_ignored",
-                                  "master_detached"}) {
+                                  "master_detached", "restart_abandoned"}) {
             CHECK_MESSAGE(seen[event] > 0, "no simulated run reached " << event);
         }
         CHECK(master_restarts > 0);

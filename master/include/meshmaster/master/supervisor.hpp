@@ -110,6 +110,11 @@ public:
         std::string to;
     };
     void adopt_open_migrations(std::vector<abandoned_migration> open);
+    /// Rolling restarts a previous master started and never ended (it was killed mid-restart). At
+    /// start(), right after master_started, each gets its terminal record, restart_abandoned: this
+    /// master converges the fleet it finds, old and new slaves alike, instead of carrying on the old
+    /// plan (the moves in flight end as usual, with migration_abandoned once adoption is over).
+    void adopt_open_restarts(std::vector<std::uint64_t> restarts);
 
     /// Begins supervision. With a non-zero `adopt_window`, the master first waits that long for
     /// slaves still running from a previous master to reconnect and report their shards, and only
