@@ -1,5 +1,7 @@
 #include "event_log.hpp"
 
+#include <meshmaster/protocol/json_text.hpp>
+
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value_from.hpp>
@@ -76,7 +78,7 @@ void event_log::write(const event_record& r, std::chrono::system_clock::time_poi
     o["time"] = iso8601(wall);
     o["mono_ms"] = std::round(mono_ms * 1000) / 1000;
     for (auto& [key, value] : to_json(r)) o[key] = value;
-    std::string line = json::serialize(o);
+    std::string line = protocol::json_text(o);  // plain decimals: "duration_ms":7800, not 7.8E3
     line.push_back('\n');
     const char* p = line.data();
     std::size_t left = line.size();
