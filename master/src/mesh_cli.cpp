@@ -79,6 +79,8 @@ mesh::node_options tool_options(const std::string& key, const std::string& host)
                          .bind = host.find(':') != std::string::npos ? "::" : "0.0.0.0", .secret = key,
                          .insecure = key.empty()};
     o.learn_from_probes = false;
+    // The goodbye at the end has nothing to wait for but the acknowledgements of the last answer.
+    o.drain_timeout = std::chrono::milliseconds(200);
     return o;
 }
 
@@ -92,7 +94,13 @@ int with_node(const std::string& key, const std::string& host, Body body) {
         return 69;
     }
     int rc = 1;
-    asio::co_spawn(io, body(n), [&](std::exception_ptr e, int r) {
+    // The tool says goodbye when done: the node it visited forgets it at once.
+    auto visit = [&]() -> awaitable<int> {
+        const int r = co_await body(n);
+        co_await n.go_offline();
+        co_return r;
+    };
+    asio::co_spawn(io, visit(), [&](std::exception_ptr e, int r) {
         rc = e ? 70 : r;
         io.stop();
     });
@@ -169,7 +177,8 @@ int mesh_nodes(const std::string& address, const mesh_key_source& k, bool as_jso
     return with_node(key, host, [&](mesh::node& n) -> awaitable<int> {
         std::optional<mesh::probe_result> who;
         for (int attempt = 0; attempt < 5 && !who; ++attempt) {
-            who = co_await n.probe(host, port, std::chrono::milliseconds(timeout_ms), true);
+            // As a visitor: the node answers, but does not add the CLI to its mesh.
+            who = co_await n.probe(host, port, std::chrono::milliseconds(timeout_ms), mesh::node::probe_mode::visit);
         }
         if (!who) {
             fmt::print(stderr, "no answer from {} (not a mesh node, or another key)\n", address);

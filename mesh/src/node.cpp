@@ -3,6 +3,7 @@
 // flush so that acknowledgements ride on responses.
 #include <meshmaster/mesh/node.hpp>
 #include <meshmaster/mesh/packet_auth.hpp>
+#include <meshmaster/protocol/json_text.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -105,7 +106,8 @@ struct node::impl {
         bool online = true;       // discovery says it exists; silence past offline_after says not
         bool draining = false;    // it announced it goes offline
         bool learned = false;     // from a probe, not from discovery: forgotten once long silent
-        bool visitor = false;     // learned while learn_from_probes is off: talks, but is no member
+        bool visitor = false;     // learned while learn_from_probes is off, or from a visit: talks, but is no member
+        bool visiting = false;    // we are its visitor (probe_mode::visit): our probes say so too
         std::size_t datagram = 1400;  // the datagram size used with this peer
         mono_time last_heard{};
         mono_time last_probe{};
@@ -308,7 +310,7 @@ struct node::impl {
         for (int guard = 0; guard < 4096 && more; ++guard) {
             packet_writer w = writer(p.rec.incarnation, p.datagram);
             if (p.bye && w.bye(*p.bye)) p.bye.reset();
-            if (p.probe_due && w.probe(frame_type::probe, 0, self.id, self.type)) {
+            if (p.probe_due && w.probe(p.visiting ? frame_type::visit : frame_type::probe, 0, self.id, self.type)) {
                 p.probe_due = false;
                 p.last_probe = now;
             }
@@ -363,9 +365,13 @@ struct node::impl {
 
     void on_timer() {
         const mono_time now = now_mono();
-        std::vector<std::string> forget;
+        std::vector<std::string> forget, forget_visitors;
         for (auto& [id, p] : peers) {
-            if (p->learned && !p->online && now - std::max(p->last_heard, p->since) >= 5 * opts.offline_after) {
+            const auto silent = now - std::max(p->last_heard, p->since);
+            // A visitor that stopped answering left without a goodbye (a CLI killed, say).
+            if (p->visitor && silent >= opts.offline_after) {
+                forget_visitors.push_back(id);
+            } else if (p->learned && !p->online && silent >= 5 * opts.offline_after) {
                 forget.push_back(id);
             }
             if (auto d = p->ch->next_deadline(); d && *d <= now) p->ch->on_timer(now);
@@ -376,6 +382,7 @@ struct node::impl {
             if (p->online && now - std::max(p->last_heard, p->since) >= opts.offline_after) set_online(*p, false);
         }
         for (const auto& id : forget) self_node.peer_down(id);
+        for (const auto& id : forget_visitors) forget_visitor(id);
         std::erase_if(departed, [&](const auto& d) { return now - d.second.second > std::chrono::minutes(1); });
         flush_all();
     }
@@ -608,7 +615,8 @@ struct node::impl {
                     break;
                 }
                 case frame_type::udata: dispatch(*p, f.bytes); break;
-                case frame_type::probe: answer_probe(f.token, h->sender, sender); break;
+                case frame_type::probe:
+                case frame_type::visit: answer_probe(f.token, h->sender, sender); break;
                 case frame_type::reply: complete_probe(f, *h, now); break;
                 case frame_type::bye: on_bye(*p, f.reason); break;
                 case frame_type::padding: break;  // never yielded: it ends the frames
@@ -636,12 +644,14 @@ struct node::impl {
         frame_reader::frame f;
         bool useful = false;
         while (r.next(f, 0, 0)) {
-            if (f.type == frame_type::probe) {
+            if (f.type == frame_type::probe || f.type == frame_type::visit) {
                 // A node that names itself joins (static discovery: knowing one address is enough
-                // for both to see each other); an anonymous pinger only gets the answer.
+                // for both to see each other), or visits (a tool: it may talk, it is no member); an
+                // anonymous pinger only gets the answer.
                 if (!f.id.empty() && f.id != self.id) {
-                    learn({.id = std::string(f.id), .type = std::string(f.node_type),
-                           .host = sender.address().to_string(), .port = sender.port(), .incarnation = h.sender});
+                    add_peer({.id = std::string(f.id), .type = std::string(f.node_type),
+                              .host = sender.address().to_string(), .port = sender.port(), .incarnation = h.sender},
+                             true, f.type == frame_type::visit);
                 }
                 answer_probe(f.token, h.sender, sender);
                 useful = true;
@@ -662,6 +672,10 @@ struct node::impl {
     }
 
     void on_bye(peer& p, std::uint8_t reason) {
+        if (p.visitor && reason != bye_draining) {
+            forget_visitor(p.rec.id);  // its visit is over: nothing to keep
+            return;
+        }
         if (reason == bye_draining) {
             if (!p.draining) log("info", fmt_peer(p, " is going offline"));
             p.draining = true;
@@ -788,7 +802,7 @@ struct node::impl {
                     continue;
                 }
                 const auto port = static_cast<std::uint16_t>(std::strtoul(address.c_str() + colon + 1, nullptr, 10));
-                auto r = co_await self_node.probe(ip.to_string(), port, milliseconds(250), true);
+                auto r = co_await self_node.probe(ip.to_string(), port, milliseconds(250), probe_mode::join);
                 if (!*a || closed) co_return;
                 if (!r) {
                     all = false;
@@ -805,16 +819,14 @@ struct node::impl {
         }
     }
 
-    // A peer found by probing (static discovery): one that has been silent for long is forgotten,
-    // so that one-off visitors (the CLI's `mesh nodes`) do not pile up.
-    // Without learn_from_probes such a node is only a visitor (the CLI, say): it may talk to this
-    // node, but is no member — not in nodes(), no membership events.
-    void learn(const peer_record& rec) { add_peer(rec, true); }
-
-    // A peer reported by discovery (peer_up) or by its own probe (learn, from_probe).
-    void add_peer(const peer_record& rec, bool from_probe) {
+    // A peer reported by discovery (peer_up) or by its own probe (from_probe). One found by probing
+    // (static discovery) that has been silent for long is forgotten. A node that only visits (its
+    // probe says so: the CLI's `mesh nodes`), or any prober while learn_from_probes is off, is a
+    // visitor: it may talk to this node, but is no member — not in nodes(), not in the status list,
+    // no membership events — and it is forgotten when it says goodbye or falls silent.
+    void add_peer(const peer_record& rec, bool from_probe, bool visiting = false) {
         if (rec.id == self.id || rec.incarnation == 0) return;
-        const bool visitor = from_probe && !opts.learn_from_probes;
+        const bool visitor = from_probe && (visiting || !opts.learn_from_probes);
         if (auto* p = find(rec.id)) {
             if (p->rec.incarnation == rec.incarnation) {
                 if (visitor) return;  // a probe from a peer discovery already reported: nothing new
@@ -859,6 +871,17 @@ struct node::impl {
         by_incarnation[rec.incarnation] = find(rec.id);
         wake_progress();
         schedule_flush();
+    }
+
+    // A visitor leaves no trace: no events, no place among the departed.
+    void forget_visitor(std::string id) {
+        auto it = peers.find(id);
+        if (it == peers.end() || !it->second->visitor) return;
+        stop_requests_to(id, it->second->rec.incarnation, "the visitor left");
+        by_incarnation.erase(it->second->rec.incarnation);
+        ++peer_changes;
+        peers.erase(it);
+        wake_progress();
     }
 
     udp::endpoint endpoint_of(const peer_record& rec) {
@@ -985,7 +1008,13 @@ std::string node::status_json() const {
         return o;
     };
     json::array peers;
+    std::uint64_t visitors = 0;
     for (const auto& st : status()) {
+        // Visitors (tools such as the CLI asking for this very list) are no part of the mesh.
+        if (!st.member) {
+            ++visitors;
+            continue;
+        }
         json::object o = record(st.record);
         o["member"] = st.member;
         o["online"] = st.online;
@@ -1013,7 +1042,8 @@ std::string node::status_json() const {
     self["authenticated"] = impl_->auth != nullptr;
     self["offload"] = json::object{{"gso", impl_->gso}, {"gro", impl_->gro}, {"gso_sends", c.gso_sends},
                                    {"gro_reads", c.gro_reads}};
-    return json::serialize(json::object{{"self", std::move(self)}, {"peers", std::move(peers)}, {"dropped", std::move(dropped)}});
+    return protocol::json_text(json::object{
+        {"self", std::move(self)}, {"peers", std::move(peers)}, {"visitors", visitors}, {"dropped", std::move(dropped)}});
 }
 
 void node::command(std::uint16_t id, handler h) {
@@ -1252,7 +1282,7 @@ awaitable<void> node::go_offline() {
     s.log("info", "mesh: offline");
 }
 
-awaitable<std::optional<probe_result>> node::probe(std::string host, std::uint16_t port, milliseconds timeout, bool join) {
+awaitable<std::optional<probe_result>> node::probe(std::string host, std::uint16_t port, milliseconds timeout, probe_mode mode) {
     auto& s = *impl_;
     auto a = s.alive;
     boost::system::error_code ec;
@@ -1264,10 +1294,10 @@ awaitable<std::optional<probe_result>> node::probe(std::string host, std::uint16
     pending.timer = &t;
     pending.sent = now_mono();
     packet_writer w = s.writer(0, s.opts.channel.max_datagram);
-    if (join) {
-        w.probe(frame_type::probe, token, s.self.id, s.self.type);
-    } else {
-        w.probe(frame_type::probe, token, "", "");  // anonymous: asks, does not join
+    switch (mode) {
+        case probe_mode::anonymous: w.probe(frame_type::probe, token, "", ""); break;  // asks, does not join
+        case probe_mode::join: w.probe(frame_type::probe, token, s.self.id, s.self.type); break;
+        case probe_mode::visit: w.probe(frame_type::visit, token, s.self.id, s.self.type); break;
     }
     s.transmit(w, to, nullptr);
     s.send_batch();
@@ -1276,9 +1306,12 @@ awaitable<std::optional<probe_result>> node::probe(std::string host, std::uint16
     if (!*a) co_return std::nullopt;
     auto result = std::move(pending.result);
     s.probes.erase(token);
-    if (result && join && result->id != s.self.id) {
-        s.learn({.id = result->id, .type = result->type, .host = to.address().to_string(), .port = port,
-                 .incarnation = result->incarnation});
+    if (result && mode != probe_mode::anonymous && result->id != s.self.id) {
+        // A visit is one-sided on both ends: neither becomes the other's member.
+        s.add_peer({.id = result->id, .type = result->type, .host = to.address().to_string(), .port = port,
+                    .incarnation = result->incarnation},
+                   true, mode == probe_mode::visit);
+        if (auto* p = s.find(result->id); p && p->visitor && mode == probe_mode::visit) p->visiting = true;
     }
     co_return result;
 }

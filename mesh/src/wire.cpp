@@ -242,6 +242,7 @@ bool frame_reader::next(frame& out, std::uint64_t data_reference, std::uint64_t 
         }
         case frame_type::udata: out.bytes = c.bytes(c.take<std::uint16_t>()); break;
         case frame_type::probe:
+        case frame_type::visit:
         case frame_type::reply: {
             out.token = c.take<std::uint64_t>();
             auto id = c.bytes(c.take<std::uint8_t>());

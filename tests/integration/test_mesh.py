@@ -193,6 +193,21 @@ class Tools(unittest.TestCase):
         self.assertGreater(peers["client"]["packets_in"], 50)
         self.assertGreater(peers["client"]["messages_in"], 50)
 
+    def test_nodes_lists_only_the_mesh_however_often_it_is_asked(self):
+        rc, _, err = client("--port", str(self.port), "--test", "rr", "--count", "5", timeout=30)
+        self.assertEqual(rc, 0, err)
+        for _ in range(3):
+            out = self.meshmaster("nodes", f"127.0.0.1:{self.port}", "--key-file", self.key, "--json")
+            self.assertEqual(out.returncode, 0, out.stderr)
+        # Each run was a visitor (and the one asking still is, while it asks): never a peer.
+        status = json.loads(out.stdout, parse_float=lambda literal: self.assertNotIn("e", literal.lower()) or float(literal))
+        self.assertEqual([p["id"] for p in status["peers"]], ["client"])
+        self.assertEqual(status["visitors"], 1)
+        table = self.meshmaster("nodes", f"127.0.0.1:{self.port}", "--key-file", self.key)
+        self.assertEqual(table.returncode, 0, table.stderr)
+        self.assertNotIn("meshmaster-cli", table.stdout)
+        self.assertIn("client", table.stdout)
+
     def test_a_peer_that_falls_silent_goes_offline(self):
         rc, _, err = client("--port", str(self.port), "--test", "rr", "--count", "20", timeout=30)
         self.assertEqual(rc, 0, err)  # the client exits without a goodbye: like a crash, to the server

@@ -229,7 +229,7 @@ awaitable<int> client(const args& a, mesh::node& n) {
     // The probe is one datagram each way: on a lossy path, ask again.
     std::optional<mesh::probe_result> who;
     for (int attempt = 0; attempt < 20 && !who; ++attempt) {
-        who = co_await n.probe(a.host, a.port, std::chrono::milliseconds(250), true);
+        who = co_await n.probe(a.host, a.port, std::chrono::milliseconds(250), mesh::node::probe_mode::join);
     }
     if (!who) {
         std::fprintf(stderr, "mesh_peer: no answer from %s:%u\n", a.host.c_str(), a.port);

@@ -40,6 +40,7 @@ TEST_CASE("every frame type round-trips through a datagram") {
     REQUIRE(w.udata(payload));
     REQUIRE(w.probe(mm::frame_type::probe, 99, "", ""));
     REQUIRE(w.probe(mm::frame_type::reply, 100, "s0-g1", "bot"));
+    REQUIRE(w.probe(mm::frame_type::visit, 101, "meshmaster-cli-7", "cli"));
     REQUIRE(w.bye(2));
     const auto datagram = w.finish();
 
@@ -69,6 +70,8 @@ TEST_CASE("every frame type round-trips through a datagram") {
     CHECK((f.type == mm::frame_type::probe && f.token == 99 && f.id.empty()));
     REQUIRE(r.next(f, reference, reference));
     CHECK((f.type == mm::frame_type::reply && f.token == 100 && f.id == "s0-g1" && f.node_type == "bot"));
+    REQUIRE(r.next(f, reference, reference));
+    CHECK((f.type == mm::frame_type::visit && f.token == 101 && f.id == "meshmaster-cli-7" && f.node_type == "cli"));
     REQUIRE(r.next(f, reference, reference));
     CHECK((f.type == mm::frame_type::bye && f.reason == 2));
     CHECK_FALSE(r.next(f, reference, reference));

@@ -70,8 +70,8 @@ struct node_options {
     /// An authenticated probe from a node discovery has not reported makes it a peer (how static
     /// discovery works: one side knowing the other's address is enough). Off (when discovery is
     /// the membership, as with meshmaster's embedded discovery), such a node is only a visitor:
-    /// it can talk to this one (the CLI's `mesh nodes`), but is not in nodes() and raises no
-    /// membership events.
+    /// it can talk to this one, but is not in nodes() and raises no membership events. A probe
+    /// that says it visits (probe_mode::visit: the CLI's `mesh nodes`) makes a visitor either way.
     bool learn_from_probes = true;
     /// Static discovery: "HOST:PORT" of nodes to find by probing, until they answer and again
     /// every offline_after (a restart shows as a new incarnation). Both sides become members.
@@ -121,7 +121,7 @@ struct membership_event {
 /// One line of the status list (in the spirit of rdoorn/cluster's).
 struct peer_status {
     peer_record record;
-    bool member = true;  ///< false: a visitor (known from its probe, not from discovery)
+    bool member = true;  ///< false: a visitor (a tool, or a prober while learn_from_probes is off)
     bool online = false;
     std::optional<std::chrono::nanoseconds> rtt;
     double loss = 0;  ///< share of segments sent that had to be sent again
@@ -170,7 +170,8 @@ public:
     /// The command every node answers itself: its status list as JSON (what `meshmaster mesh
     /// nodes HOST:PORT` shows). Only peers holding the key can ask. Applications cannot take it.
     static constexpr std::uint16_t status_command = 0xFFFF;
-    /// The status list as that JSON text: {"self": {...}, "peers": [{...}, ...]}.
+    /// The status list as that JSON text: {"self": {...}, "peers": [{...}, ...], "visitors": N,
+    /// "dropped": {...}}. `peers` holds the members only; visitors (the tool asking) are counted.
     [[nodiscard]] std::string status_json() const;
 
     /// Registers the handler of a command id (replacing any earlier one); not status_command.
@@ -214,11 +215,17 @@ public:
     /// (handlers running, messages unacknowledged; at most drain_timeout), says goodbye, closes.
     boost::asio::awaitable<void> go_offline();
 
-    /// Asks whoever listens at host:port who it is (works before discovery knows it). With
-    /// `join`, this node names itself in the probe, so that the other side adds it as a peer, and
-    /// adds the answerer as a peer in turn (static discovery); without, it is an anonymous ping.
+    /// How a probe introduces this node. `anonymous`: a ping; the other side only answers.
+    /// `join`: it names this node, so that the other side adds it as a peer, and this node adds
+    /// the answerer in turn (static discovery; a member unless learn_from_probes is off). `visit`:
+    /// it names this node as a visitor — both sides may talk (requests, the status command), but
+    /// neither becomes the other's member, and the other side forgets this node when it says
+    /// goodbye (go_offline) or falls silent for offline_after. What tools use.
+    enum class probe_mode : std::uint8_t { anonymous, join, visit };
+    /// Asks whoever listens at host:port who it is (works before discovery knows it).
     boost::asio::awaitable<std::optional<probe_result>> probe(std::string host, std::uint16_t port,
-                                                              std::chrono::milliseconds timeout, bool join = false);
+                                                              std::chrono::milliseconds timeout,
+                                                              probe_mode mode = probe_mode::anonymous);
 
     // discovery_sink: discovery backends report peers here.
     void peer_up(const peer_record& peer) override;

@@ -23,6 +23,8 @@
 //                an anonymous pinger, not a node)
 //   reply  0x05  u64 token (the probe's), u8 n, n bytes of node id, u8 m, m bytes of node type
 //   bye    0x06  u8 reason: the sender goes offline; its incarnation is over
+//   visit  0x07  as probe, from a node that names itself as a visitor (a tool): answered like a
+//                probe, and the sender may talk to the receiver, but is no member of its mesh
 //   pad    0x00  zeros to the end of the frames: makes datagrams one size, as UDP GSO needs
 //
 // Sequence numbers travel as their low 32 bits; both ends widen them against a reference they
@@ -71,7 +73,7 @@ struct data_frame {
     std::span<const std::byte> bytes;
 };
 
-enum class frame_type : std::uint8_t { padding = 0, ack = 1, data = 2, udata = 3, probe = 4, reply = 5, bye = 6 };
+enum class frame_type : std::uint8_t { padding = 0, ack = 1, data = 2, udata = 3, probe = 4, reply = 5, bye = 6, visit = 7 };
 
 inline constexpr std::size_t max_sack_ranges = 255;
 inline constexpr std::size_t ack_frame_size(std::size_t ranges) { return 1 + 4 + 4 + 1 + 6 * ranges; }
@@ -104,7 +106,7 @@ public:
     bool ack(std::uint64_t cumulative, std::uint32_t window, std::span<const sack_range> ranges);
     bool data(const data_frame& f);
     bool udata(std::span<const std::byte> bytes);
-    /// probe or reply; id and type ≤ 255 bytes each.
+    /// probe, visit or reply; id and type ≤ 255 bytes each.
     bool probe(frame_type type, std::uint64_t token, std::string_view id, std::string_view node_type);
     bool bye(std::uint8_t reason);
     /// Fills the room left with padding (the datagram then has the buffer's full size).
@@ -137,8 +139,8 @@ public:
         ack_frame ack;          ///< type ack
         data_frame data;        ///< type data
         std::span<const std::byte> bytes;  ///< type udata
-        std::uint64_t token = 0;           ///< probe, reply
-        std::string_view id, node_type;    ///< probe, reply: who asks, who answers
+        std::uint64_t token = 0;           ///< probe, visit, reply
+        std::string_view id, node_type;    ///< probe, visit, reply: who asks, who answers
         std::uint8_t reason = 0;           ///< bye
     };
     /// False at the end (padding ends the frames too) or on a malformed frame. `reference`
