@@ -8,7 +8,7 @@
 // gateway's audit then proves every event was processed once, by exactly one owner at a time.
 //
 //   bot --gateway 127.0.0.1:7500 [--state-padding BYTES] [--soft-start-delay-ms MS] [--stop-delay-ms MS]
-//       [--ignore-shutdown]   (the last two misbehave on purpose, for tests)  [--mesh]
+//       [--ignore-shutdown] [--checkpoint-ms MS] [--mesh]     (bot --help says what each does)
 // --mesh runs a node of the fleet's UDP mesh, found through meshmaster (embedded discovery).
 // The master connection comes from the environment meshmaster sets (MESHMASTER_ADDR, ...).
 #include "../gateway/gateway_protocol.hpp"
@@ -17,6 +17,8 @@
 #include <meshmaster/mesh/node.hpp>
 #include <meshmaster/mesh/packet_auth.hpp>
 #include <meshmaster/slave/slave.hpp>
+
+#include <CLI/CLI.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -474,29 +476,29 @@ private:
 int main(int argc, char** argv) {
     std::signal(SIGPIPE, SIG_IGN);  // survive a master restart: our stdout is its pipe
     settings s;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) {
-                fmt::print(stderr, "bot: {} needs a value\n", arg);
-                std::exit(64);
-            }
-            return argv[++i];
-        };
-        if (arg == "--gateway") s.gateway = value();
-        else if (arg == "--state-padding") s.state_padding = std::stoul(value());
-        else if (arg == "--soft-start-delay-ms") s.soft_start_delay_ms = std::stoi(value());
-        else if (arg == "--stop-delay-ms") s.stop_delay_ms = std::stoi(value());
-        else if (arg == "--ignore-shutdown") s.ignore_shutdown = true;
-        else if (arg == "--checkpoint-ms") s.checkpoint_ms = std::stoi(value());
-        else if (arg == "--mesh") s.mesh = true;
-        else {
-            fmt::print(stderr, "bot: unknown argument {}\nusage: bot --gateway HOST:PORT [--state-padding BYTES] [--soft-start-delay-ms MS] [--stop-delay-ms MS] [--ignore-shutdown] [--checkpoint-ms MS] [--mesh]\n", arg);
-            return 64;
-        }
+    CLI::App app{"bot: a sharded worker on the meshmaster slave library, against examples/gateway.\n"
+                 "meshmaster spawns it; the master's address and the secret come from the environment it sets "
+                 "(MESHMASTER_ADDR, ...).",
+                 "bot"};
+    app.add_option("--gateway", s.gateway, "the gateway's HOST:PORT")->required();
+    app.add_option("--state-padding", s.state_padding, "bytes of padding in each shard's state")->capture_default_str();
+    app.add_option("--soft-start-delay-ms", s.soft_start_delay_ms, "delay the soft start (tests)")->check(CLI::NonNegativeNumber);
+    app.add_option("--stop-delay-ms", s.stop_delay_ms, "hand states back this much later (tests)")->check(CLI::NonNegativeNumber);
+    app.add_flag("--ignore-shutdown", s.ignore_shutdown, "misbehave: never finish a shutdown (tests the master's deadline)");
+    app.add_option("--checkpoint-ms", s.checkpoint_ms, "checkpoint each shard's state this often (0: never)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_flag("--mesh", s.mesh, "run a node of the fleet's UDP mesh, found through meshmaster");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::Success& e) {
+        return app.exit(e);  // --help: the usage, exit 0
+    } catch (const CLI::ParseError& e) {
+        app.exit(e);
+        return 64;
     }
-    if (s.gateway.empty() || s.gateway.rfind(':') == std::string::npos) {
-        fmt::print(stderr, "bot: --gateway HOST:PORT is required\n");
+    if (s.gateway.rfind(':') == std::string::npos) {
+        fmt::print(stderr, "bot: --gateway: '{}' is not HOST:PORT\n", s.gateway);
         return 64;
     }
     ms::options options;
