@@ -11,6 +11,12 @@ if(MESHMASTER_UNIT_TESTS AND NOT MESHMASTER_FUZZ)
   find_package(doctest REQUIRED CONFIG)
 endif()
 
+if(NOT MESHMASTER_FUZZ)
+  # Howard Hinnant's date (header-only: date::date): RFC 3339 and local times on the command line,
+  # the calendar that C++20's <chrono> has but libstdc++ 12 does not.
+  find_package(date REQUIRED CONFIG)
+endif()
+
 set(THREADS_PREFER_PTHREAD_FLAG ON)
 find_package(Threads REQUIRED)  # the checkpoint store's writer, Asio
 

@@ -1,13 +1,14 @@
 #include "cli.hpp"
 
-#include "daemon_config.hpp"
 #include "event_replay.hpp"
+#include "time_parse.hpp"
+
+#include <meshmaster/protocol/json_text.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value_from.hpp>
 
-#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include <cerrno>
@@ -81,7 +82,7 @@ private:
 std::string text(const json::value& v) {
     if (v.is_string()) return std::string(v.as_string());
     if (v.is_null()) return "-";
-    return json::serialize(v);
+    return protocol::json_text(v);
 }
 
 std::string progress_line(const json::object& r) {
@@ -114,7 +115,7 @@ int status(const std::string& path, bool as_json) {
     }
     const int code = healthy->as_bool() ? 0 : 1;
     if (as_json) {
-        fmt::print("{}\n", json::serialize(s));
+        fmt::print("{}\n", protocol::json_text(s));
         return code;
     }
     fmt::print("meshmaster on {}  generation {}  shards {}/{} running  restarts {} completed, {} failed{}{}\n",
@@ -295,12 +296,20 @@ int stop(const std::string& path, bool leave_slaves) {
     return 0;
 }
 
-int replay(const std::string& path, std::uint32_t shards, bool as_json) {
+int replay(const std::string& path, std::optional<std::uint32_t> configured, bool as_json) {
     if (::access(path.c_str(), R_OK) != 0) {
         fmt::print(stderr, "cannot read the event log {}\n", path);
         return 1;
     }
-    const event_replay r = replay_event_log(path, shards);
+    const auto logged = logged_shard_count(path);
+    if (!configured && !logged) {
+        fmt::print(stderr, "the event log {} names no shard count (no master_started record): give --shards or -c\n", path);
+        return 64;
+    }
+    if (configured && logged && *configured != *logged) {
+        fmt::print(stderr, "note: the log's last master ran {} shards; replaying {} as configured\n", *logged, *configured);
+    }
+    const event_replay r = replay_event_log(path, configured ? *configured : *logged);
     if (as_json) {
         json::object o;
         o["records"] = r.records;
@@ -323,7 +332,7 @@ int replay(const std::string& path, std::uint32_t shards, bool as_json) {
             unterminated.push_back(json::object{{"restart", u.restart}, {"started_seq", u.started_seq}, {"problem", u.problem}});
         }
         o["unterminated_restarts"] = std::move(unterminated);
-        fmt::print("{}\n", json::serialize(o));
+        fmt::print("{}\n", protocol::json_text(o));
         for (const auto& u : r.unterminated_restarts) {
             fmt::print(stderr, "restart {} (restart_started at seq {}) has no terminal record: {}\n", u.restart, u.started_seq,
                        u.problem);
@@ -353,23 +362,6 @@ int replay(const std::string& path, std::uint32_t shards, bool as_json) {
 
 namespace {
 
-struct since_point {
-    std::optional<std::string> time;  // ISO-8601, compared as text (same format)
-    std::optional<std::uint64_t> seq;
-};
-
-std::optional<since_point> parse_since(const std::string& s) {
-    if (s.empty()) return since_point{};
-    if (s[0] == '#') return since_point{.seq = std::strtoull(s.c_str() + 1, nullptr, 10)};
-    if (auto d = parse_duration(s)) {
-        const auto t = std::chrono::system_clock::now() - *d;
-        const auto secs = std::chrono::floor<std::chrono::seconds>(t);
-        return since_point{.time = fmt::format("{:%Y-%m-%dT%H:%M:%S}", fmt::gmtime(std::chrono::system_clock::to_time_t(secs)))};
-    }
-    if (s.size() >= 10 && s[4] == '-') return since_point{.time = s};
-    return std::nullopt;
-}
-
 bool matches(const json::object& o, const event_filter& f, const since_point& since) {
     if (!f.types.empty()) {
         const auto* e = o.if_contains("event");
@@ -397,7 +389,8 @@ bool matches(const json::object& o, const event_filter& f, const since_point& si
     }
     if (since.time) {
         const auto* t = o.if_contains("time");
-        if (!t || !t->is_string() || std::string_view(t->as_string()) < *since.time) return false;
+        const auto at = t && t->is_string() ? parse_rfc3339(t->as_string()) : std::nullopt;
+        if (!at || *at < *since.time) return false;
     }
     return true;
 }
@@ -420,9 +413,12 @@ void print_human(const json::object& o) {
 }  // namespace
 
 int events(const std::string& path, const event_filter& filter, bool as_json, bool follow) {
-    const auto since = parse_since(filter.since.value_or(""));
+    const auto since = filter.since ? parse_since(*filter.since, std::chrono::system_clock::now()) : since_point{};
     if (!since) {
-        fmt::print(stderr, "--since: '{}' is not a duration (5m), an ISO time or a sequence number (#812)\n", *filter.since);
+        fmt::print(stderr,
+                   "--since: '{}' is not a duration ago (90s, 5m, 2h, 1d), an RFC 3339 time "
+                   "(2026-12-06T14:00:00+01:00, ...Z), a local time (2026-12-06 14:00) or a sequence number (#812)\n",
+                   *filter.since);
         return 64;
     }
     std::ifstream in(path);
@@ -445,7 +441,7 @@ int events(const std::string& path, const event_filter& filter, bool as_json, bo
             boost::system::error_code ec;
             json::value v = json::parse(line, ec);
             if (ec || !v.is_object() || !matches(v.as_object(), filter, *since)) continue;
-            if (as_json) fmt::print("{}\n", line);
+            if (as_json) fmt::print("{}\n", protocol::json_text(v));  // plain decimals, also from older logs
             else print_human(v.as_object());
         }
         if (!follow) return 0;

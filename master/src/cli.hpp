@@ -29,11 +29,13 @@ struct event_filter {
     std::vector<std::string> types;   ///< event names (a trailing * matches a prefix)
     std::optional<std::string> slave;
     std::optional<std::uint32_t> shard;
-    std::optional<std::string> since; ///< "5m" (ago), an ISO time, or a sequence number "#812"
+    std::optional<std::string> since; ///< what time_parse.hpp's parse_since() reads: "5m" (ago), an RFC 3339 or local time, "#812"
 };
 
-/// `meshmaster replay`: the shard table rebuilt from the event log alone. 0, or 1 if unreadable.
-int replay(const std::string& path, std::uint32_t shards, bool as_json);
+/// `meshmaster replay`: the shard table rebuilt from the event log alone, for `shards` shards (the
+/// configured count), else as many as the log's last master ran. 0; 1 if the log is unreadable; 64
+/// when no shard count is given and the log names none.
+int replay(const std::string& path, std::optional<std::uint32_t> shards, bool as_json);
 
 /// `meshmaster events`: prints matching records (as JSON lines with `as_json`), following the file
 /// as it grows when `follow` is set (also across a rotation). 0, or 1 when the log cannot be read.

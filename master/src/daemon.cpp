@@ -7,6 +7,8 @@
 #include "event_replay.hpp"
 #include "refusal_limiter.hpp"
 #include "spawner.hpp"
+#include "startup_checks.hpp"
+#include "tls_context.hpp"
 
 #include <meshmaster/master/slave_session.hpp>
 #include <meshmaster/master/supervisor.hpp>
@@ -14,6 +16,7 @@
 #include <meshmaster/protocol/codec.hpp>
 #include <meshmaster/protocol/failpoint.hpp>
 #include <meshmaster/protocol/frame_decoder.hpp>
+#include <meshmaster/protocol/json_text.hpp>
 #include <meshmaster/protocol/state_transfer.hpp>
 #include <meshmaster/protocol/version.hpp>
 
@@ -36,8 +39,6 @@
 #include <boost/json/serialize.hpp>
 
 #include <fmt/format.h>
-
-#include <openssl/ssl.h>
 
 #include <cerrno>
 #include <csignal>
@@ -75,7 +76,7 @@ void log_line(std::string_view level, std::string_view msg, json::object extra =
     o["component"] = "meshmaster";
     o["msg"] = msg;
     for (auto& [k, v] : extra) o[k] = v;
-    const std::string line = json::serialize(o) + "\n";
+    const std::string line = p::json_text(o) + "\n";
     (void)!::write(STDERR_FILENO, line.data(), line.size());
 }
 
@@ -126,11 +127,17 @@ public:
     }
 
     int run() {
-        // The secret first: a refused one must not leave a bound port or a control socket behind.
+        // What the configuration decides comes first: a start refused for it (78) binds nothing.
         if (int rc = load_secret(); rc != 0) return rc;
+        if (int rc = load_tls(); rc != 0) return rc;
         if (int rc = listen(); rc != 0) return rc;
         if (int rc = open_control(); rc != 0) return rc;
-        if (int rc = load_tls(); rc != 0) return rc;
+        // The control socket is ours from here on: removed when run() ends, whether the daemon
+        // stops or its start fails later on (open_control() never binds over a daemon that answers).
+        struct remove_at_exit {
+            const std::string& path;
+            ~remove_at_exit() { ::unlink(path.c_str()); }
+        } control_socket_file{cfg_.control_socket};
         origin_ = std::chrono::steady_clock::now();
 
         // A previous master that crashed may have left slaves running: give them a moment to come
@@ -180,7 +187,6 @@ public:
         refusal_timer_.expires_at(std::chrono::steady_clock::time_point::max());
         asio::co_spawn(io_, refusal_summary_loop(), asio::detached);
         io_.run();
-        ::unlink(cfg_.control_socket.c_str());
         return exit_code_;
     }
 
@@ -749,7 +755,7 @@ private:
         if (ec) co_return;
         std::string line(asio::buffers_begin(in.data()), asio::buffers_begin(in.data()) + static_cast<std::ptrdiff_t>(n));
         auto reply = [&](const json::value& v) -> awaitable<bool> {
-            const std::string text = json::serialize(v) + "\n";
+            const std::string text = p::json_text(v) + "\n";
             auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(text), tuple_awaitable);
             co_return !wec;
         };
@@ -858,17 +864,16 @@ private:
     // --- start-up -------------------------------------------------------------------------------
 
     int listen() {
-        const auto colon = cfg_.listen.rfind(':');
-        std::string host = cfg_.listen.substr(0, colon);
-        if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-        boost::system::error_code ec;
-        const auto address = asio::ip::make_address(host, ec);
-        if (ec) {
-            log_line("error", fmt::format("listen: '{}' is not an IP address", host));
+        // A name (localhost) or an address; check-config resolves it the same way.
+        const auto resolved = resolve_listen(cfg_.listen);
+        if (const auto* problem = std::get_if<std::string>(&resolved)) {
+            log_line("error", *problem);
             return 78;
         }
-        const tcp::endpoint endpoint(address, static_cast<unsigned short>(std::stoul(cfg_.listen.substr(colon + 1))));
-        acceptor_.open(endpoint.protocol(), ec);
+        const auto& [ip, port] = std::get<listen_endpoint>(resolved);
+        boost::system::error_code ec;
+        const tcp::endpoint endpoint(asio::ip::make_address(ip, ec), port);
+        if (!ec) acceptor_.open(endpoint.protocol(), ec);
         if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
         if (!ec) acceptor_.bind(endpoint, ec);
         if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
@@ -925,32 +930,8 @@ private:
     // [tls]: the server context every accepted connection handshakes with; unset for plain TCP.
     int load_tls() {
         if (!cfg_.tls()) return 0;
-        // Name the file that is missing or unreadable, before OpenSSL's terser complaints.
-        auto readable = [](const std::string& what, const std::string& path) {
-            if (std::ifstream(path)) return true;
-            log_line("error", fmt::format("cannot read the {} {}: {}", what, path, std::strerror(errno)));
-            return false;
-        };
-        if (!readable("TLS certificate file (tls.cert)", cfg_.tls_cert) || !readable("TLS key file (tls.key)", cfg_.tls_key)) return 78;
-        // The CA file is for the slaves this master spawns; only check it when there are some.
-        if (!cfg_.tls_ca.empty() && cfg_.supervisor.spawn_slaves && !readable("TLS CA file (tls.ca)", cfg_.tls_ca)) return 78;
-        tls_.emplace(ssl::context::tls_server);
-        // TLS 1.2 at least; OpenSSL negotiates 1.3 with any peer that has it.
-        tls_->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                          ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-        // Slaves open a fresh session on every connect and never resume one: sending them tickets
-        // would cost each handshake for nothing.
-        SSL_CTX_set_num_tickets(tls_->native_handle(), 0);
-        boost::system::error_code ec;
-        tls_->use_certificate_chain_file(cfg_.tls_cert, ec);
-        if (ec) {
-            log_line("error", fmt::format("cannot load the TLS certificate chain {}: {}", cfg_.tls_cert, ec.message()));
-            return 78;
-        }
-        // (OpenSSL checks here that the key belongs to the certificate: "key values mismatch".)
-        tls_->use_private_key_file(cfg_.tls_key, ssl::context::pem, ec);
-        if (ec) {
-            log_line("error", fmt::format("cannot load the TLS private key {}: {}", cfg_.tls_key, ec.message()));
+        if (auto problem = load_tls_context(cfg_, tls_)) {
+            log_line("error", *problem);
             return 78;
         }
         // Spawned slaves may change directory: give them an absolute path. Without tls.ca they trust
@@ -976,7 +957,7 @@ private:
                     o["slave"] = s;
                     o["stream"] = stream;
                     o["line"] = line;
-                    const std::string text = json::serialize(o) + "\n";
+                    const std::string text = p::json_text(o) + "\n";
                     (void)!::write(STDERR_FILENO, text.data(), text.size());
                 },
         };
@@ -1011,6 +992,12 @@ private:
 };
 
 int run_daemon(daemon_config config, config_loader reload) {
+    // Everything `check-config` checks, before anything is opened or bound: the runtime opens the
+    // event log as it is built.
+    if (const auto problems = startup_problems(config); !problems.empty()) {
+        for (const auto& problem : problems) log_line("error", problem);
+        return 78;
+    }
     std::signal(SIGPIPE, SIG_IGN);  // a closed pipe or socket is an error code, not a death
     // Connections, pipes and pidfds are descriptors: allow as many as the system lets us.
     if (rlimit limit{}; ::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {

@@ -1,10 +1,14 @@
 #include "daemon_config.hpp"
 
+#include "time_parse.hpp"
+
 #include <toml++/toml.h>
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
+#include <fstream>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -13,36 +17,52 @@ namespace meshmaster::master {
 
 using std::chrono::milliseconds;
 
-std::optional<milliseconds> parse_duration(std::string_view text) {
-    double value = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || value < 0) return std::nullopt;
-    const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
-    double factor = 0;
-    if (unit.empty() || unit == "ms") factor = 1;
-    else if (unit == "s") factor = 1'000;
-    else if (unit == "m" || unit == "min") factor = 60'000;
-    else if (unit == "h") factor = 3'600'000;
-    else if (unit == "us") factor = 0.001;
-    else return std::nullopt;
-    return milliseconds(static_cast<std::int64_t>(value * factor + 0.5));
-}
+namespace {
+// Past these a setting is a typo, not a wish; they also keep every sum and product the daemon
+// forms from settings far from overflowing.
+constexpr milliseconds max_setting_duration = std::chrono::hours(24 * 30);
+constexpr std::uint64_t max_memory_size = std::uint64_t{1} << 40;  // 1 TiB
+}  // namespace
 
 std::optional<std::uint64_t> parse_size(std::string_view text) {
-    double value = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || value < 0) return std::nullopt;
-    const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
-    double factor = 0;
+    const char* p = text.data();
+    const char* const end = p + text.size();
+    // Integers only: from_chars<double> would take "inf", "nan" and "1e400".
+    std::uint64_t whole = 0;
+    const auto [after_whole, ec] = std::from_chars(p, end, whole);
+    if (ec != std::errc{}) return std::nullopt;  // also a sign, or no digit at all
+    p = after_whole;
+    std::uint64_t fraction = 0, scale = 1;
+    if (p != end && *p == '.') {
+        const char* const first = ++p;
+        while (p != end && *p >= '0' && *p <= '9' && p - first < 6) {
+            fraction = fraction * 10 + static_cast<std::uint64_t>(*p - '0');
+            scale *= 10;
+            ++p;
+        }
+        if (p == first || (p != end && *p >= '0' && *p <= '9')) return std::nullopt;
+    }
+    const std::string_view unit(p, static_cast<std::size_t>(end - p));
+    std::uint64_t factor = 0;
     if (unit.empty() || unit == "B") factor = 1;
-    else if (unit == "KiB") factor = 1024.0;
-    else if (unit == "MiB") factor = 1024.0 * 1024;
-    else if (unit == "GiB") factor = 1024.0 * 1024 * 1024;
-    else if (unit == "kB" || unit == "KB") factor = 1e3;
-    else if (unit == "MB") factor = 1e6;
-    else if (unit == "GB") factor = 1e9;
+    else if (unit == "KiB") factor = std::uint64_t{1} << 10;
+    else if (unit == "MiB") factor = std::uint64_t{1} << 20;
+    else if (unit == "GiB") factor = std::uint64_t{1} << 30;
+    else if (unit == "TiB") factor = std::uint64_t{1} << 40;
+    else if (unit == "kB" || unit == "KB") factor = 1'000;
+    else if (unit == "MB") factor = 1'000'000;
+    else if (unit == "GB") factor = 1'000'000'000;
+    else if (unit == "TB") factor = 1'000'000'000'000;
     else return std::nullopt;
-    return static_cast<std::uint64_t>(value * factor);
+    if (unit.empty() || unit == "B") {
+        if (scale != 1) return std::nullopt;  // no fractions of a byte
+    }
+    // Bytes up to 2^62: any setting's limit is far below, and sums of them cannot overflow.
+    constexpr std::uint64_t limit = std::uint64_t{1} << 62;
+    if (whole > limit / factor) return std::nullopt;
+    const std::uint64_t total = whole * factor + fraction * factor / scale;  // fraction < 10^6, factor < 2^41
+    if (total > limit) return std::nullopt;
+    return total;
 }
 
 static_assert(std::is_same_v<std::size_t, std::uint64_t>, "sizes are read as std::uint64_t");
@@ -95,6 +115,28 @@ const std::vector<setting>& settings() {
     return all;
 }
 
+namespace {
+// What a setting's value must look like, for the message that refuses one that does not.
+std::string expectation(const setting& s) {
+    daemon_config scratch;
+    return std::visit(
+        [&](auto* field) -> std::string {
+            using T = std::remove_pointer_t<decltype(field)>;
+            if constexpr (std::is_same_v<T, std::string>) return "must be a string";
+            else if constexpr (std::is_same_v<T, std::vector<std::string>>) return "must be an array of strings";
+            else if constexpr (std::is_same_v<T, bool>) return "must be true or false";
+            else if constexpr (std::is_same_v<T, std::uint32_t>) return fmt::format("must be an integer from {} to {}", s.min, s.max);
+            else if constexpr (std::is_same_v<T, std::chrono::milliseconds>) {
+                return "must be a duration of at most 30d, such as \"250ms\", \"1.5s\", \"2m\", \"1h\" "
+                       "(units ms, s, m, h, d) or a whole number of milliseconds";
+            } else {
+                return "must be a size such as \"16MiB\", \"1.5GiB\", \"100kB\" or a whole number of bytes";
+            }
+        },
+        s.target(scratch));
+}
+}  // namespace
+
 std::optional<std::string> apply_setting(const setting& s, std::string_view text, daemon_config& config) {
     return std::visit(
         [&](auto* field) -> std::optional<std::string> {
@@ -106,21 +148,19 @@ std::optional<std::string> apply_setting(const setting& s, std::string_view text
             } else if constexpr (std::is_same_v<T, bool>) {
                 if (text == "true") *field = true;
                 else if (text == "false") *field = false;
-                else return "must be true or false";
+                else return expectation(s);
             } else if constexpr (std::is_same_v<T, std::uint32_t>) {
                 std::uint64_t n = 0;
                 const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-                if (ec != std::errc{} || end != text.data() + text.size() || n < s.min || n > s.max) {
-                    return fmt::format("must be an integer from {} to {}", s.min, s.max);
-                }
+                if (ec != std::errc{} || end != text.data() + text.size() || n < s.min || n > s.max) return expectation(s);
                 *field = static_cast<std::uint32_t>(n);
             } else if constexpr (std::is_same_v<T, std::chrono::milliseconds>) {
                 auto d = parse_duration(text);
-                if (!d) return "must be a duration such as \"250ms\", \"5s\" or a number of milliseconds";
+                if (!d || *d > max_setting_duration) return expectation(s);
                 *field = *d;
             } else {
                 auto n = parse_size(text);
-                if (!n) return "must be a size such as \"16MiB\" or a number of bytes";
+                if (!n) return expectation(s);
                 *field = *n;
             }
             return std::nullopt;
@@ -128,13 +168,43 @@ std::optional<std::string> apply_setting(const setting& s, std::string_view text
         s.target(config));
 }
 
-std::vector<std::string> apply_config_file(const std::string& path, daemon_config& config) {
+namespace {
+// The key a line of a TOML file sets, with its table ("timeouts.stop"), for naming it when the
+// value on that line does not even parse (`stop = 1e400`); "" if the line sets none.
+std::string key_on_line(const std::string& path, std::size_t number) {
+    std::ifstream in(path);
+    std::string line, table;
+    for (std::size_t n = 1; n <= number && std::getline(in, line); ++n) {
+        const auto first = line.find_first_not_of(" \t");
+        if (first == std::string::npos) continue;
+        if (line[first] == '[') {
+            const auto close = line.find(']', first);
+            table = close == std::string::npos ? "" : line.substr(first + 1, close - first - 1);
+            table.erase(std::remove(table.begin(), table.end(), '['), table.end());
+            table.erase(std::remove_if(table.begin(), table.end(), [](char c) { return c == ' ' || c == '\t'; }), table.end());
+            continue;
+        }
+        if (n != number) continue;
+        const auto equals = line.find('=', first);
+        if (equals == std::string::npos) return "";
+        std::string key = line.substr(first, equals - first);
+        key.erase(key.find_last_not_of(" \t") + 1);
+        if (key.empty() || key.find_first_of("\"'#") != std::string::npos) return "";
+        return table.empty() ? key : table + "." + key;
+    }
+    return "";
+}
+}  // namespace
+
+std::vector<std::string> apply_config_file(const std::string& path, daemon_config& config, config_reading mode,
+                                           std::vector<std::string>* warnings) {
     toml::table root;
     try {
         root = toml::parse_file(path);
     } catch (const toml::parse_error& e) {
         const auto& where = e.source().begin;
-        return {fmt::format("{}:{}:{}: {}", path, where.line, where.column, e.description())};
+        const std::string key = key_on_line(path, where.line);
+        return {fmt::format("{}:{}:{}: {}{}", path, where.line, where.column, key.empty() ? "" : key + ": ", e.description())};
     } catch (const std::exception& e) {
         return {fmt::format("{}: {}", path, e.what())};
     }
@@ -167,8 +237,13 @@ std::vector<std::string> apply_config_file(const std::string& path, daemon_confi
         if (auto str = n->value_exact<std::string>()) text = *str;
         else if (auto i = n->value_exact<std::int64_t>()) text = std::to_string(*i);
         else if (auto b = n->value_exact<bool>()) text = *b ? "true" : "false";
-        else {
-            fail(*n, s.key, "has the wrong type");
+        else if (n->is_floating_point()) {
+            // TOML floats (1.5, 1e400, inf, nan) are no setting's type: durations and sizes with a
+            // fraction are strings ("1.5s").
+            fail(*n, s.key, fmt::format("is a floating-point number: it {}", expectation(s)));
+            continue;
+        } else {
+            fail(*n, s.key, fmt::format("has the wrong type: it {}", expectation(s)));
             continue;
         }
         if (auto problem = apply_setting(s, text, c)) fail(*n, s.key, *problem);
@@ -182,6 +257,13 @@ std::vector<std::string> apply_config_file(const std::string& path, daemon_confi
         }
     };
     unknown(unknown, root, "");
+    if (mode == config_reading::lenient) {
+        // Every setting that could be read is applied; the rest was left at what it was.
+        for (auto& e : errors) {
+            if (warnings) warnings->push_back(std::move(e) + " (ignored)");
+        }
+        errors.clear();
+    }
     if (errors.empty()) {
         c.config_file = path;
         config = std::move(c);
@@ -229,12 +311,14 @@ std::vector<std::string> validate(const daemon_config& c) {
     if (s.start_limit_burst > 0 && s.start_limit_interval.count() <= 0) {
         problems.push_back("respawn.limit_interval: must be more than 0 (or set respawn.limit_burst = 0 for no limit)");
     }
-    if (c.max_frame_size < 4096 || c.max_frame_size > 0xFFFF'FFFFu) {
-        problems.push_back("limits.max_frame: must be between 4KiB and 4GiB-1");
-    }
-    if (s.state_chunk_size == 0 || s.state_chunk_size + 256 > c.max_frame_size) {
+    const bool frame_ok = c.max_frame_size >= 4096 && c.max_frame_size <= 0xFFFF'FFFFu;
+    if (!frame_ok) problems.push_back("limits.max_frame: must be between 4KiB and 4GiB-1");
+    // (Subtracting keeps a huge state_chunk from wrapping around past the check.)
+    if (frame_ok && (s.state_chunk_size == 0 || s.state_chunk_size > c.max_frame_size - 256)) {
         problems.push_back("limits.state_chunk: must be more than 0 and fit in a frame (limits.max_frame)");
     }
+    if (c.max_state_size > max_memory_size) problems.push_back("limits.max_state: must be at most 1TiB");
+    if (c.max_output > max_memory_size) problems.push_back("limits.max_output: must be at most 1TiB");
     if (c.control_socket.empty()) problems.push_back("control_socket: must not be empty");
     if (c.event_log.empty()) problems.push_back("event_log: must not be empty");
     if (c.tls_cert.empty() != c.tls_key.empty()) {

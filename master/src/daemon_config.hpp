@@ -18,8 +18,9 @@
 //              max_output = "16MiB"  refusal_burst = 10  refusal_window = "1m"
 //   [tls]      cert = "master.pem"  key = "master.key"  ca = "ca.pem"  server_name = "meshmaster.internal"
 //
-// Durations are "250ms", "5s", "2m" or a bare number of milliseconds; sizes "16MiB", "512KiB" or
-// bytes. Unknown keys are errors (a typo must not silently fall back to a default).
+// Durations are "250ms", "1.5s", "2m", "1h", "1d" or a bare number of milliseconds (at most 30d);
+// sizes "16MiB", "512KiB" or bytes. Unknown keys are errors (a typo must not silently fall back to a
+// default). TOML floats are no setting's type.
 #pragma once
 
 #include <meshmaster/master/supervisor_config.hpp>
@@ -95,14 +96,22 @@ const std::vector<setting>& settings();
 /// does not fit.
 std::optional<std::string> apply_setting(const setting& s, std::string_view text, daemon_config& config);
 
-/// Parses "250ms", "5s", "2m", "1h" or a bare number of milliseconds.
-std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
-/// Parses "16MiB", "512KiB", "1GiB", "100kB", "2MB" or a bare number of bytes.
+/// Parses "16MiB", "1.5GiB", "512KiB", "100kB", "2MB" or a whole number of bytes; at most 2^62.
+/// (Durations: time_parse.hpp's parse_duration.)
 std::optional<std::uint64_t> parse_size(std::string_view text);
 
+/// How a configuration file is read. `strict` (run, check-config, reload): a key that is not a
+/// setting, or a value a setting cannot take, refuses the whole file. `lenient` (the commands that
+/// only need a path or two from it, to reach a running daemon): such keys become warnings and are
+/// skipped, everything else is applied; only a file that is not TOML at all is refused.
+enum class config_reading { strict, lenient };
+
 /// Applies the TOML file at `path` over `config`. Returns the errors found (each with the key and,
-/// for syntax errors, line and column); `config` is only changed when there are none.
-std::vector<std::string> apply_config_file(const std::string& path, daemon_config& config);
+/// for syntax errors, line and column); `config` is only changed when there are none. With
+/// `lenient`, what strict reading calls errors goes to `warnings` instead.
+std::vector<std::string> apply_config_file(const std::string& path, daemon_config& config,
+                                           config_reading mode = config_reading::strict,
+                                           std::vector<std::string>* warnings = nullptr);
 
 /// Checks the settings hang together; returns one message per problem.
 std::vector<std::string> validate(const daemon_config& config);

@@ -124,6 +124,34 @@ event_replay event_replayer::result() const {
     return r;
 }
 
+std::optional<std::uint32_t> logged_shard_count(const std::string& path) {
+    std::optional<std::uint32_t> count;
+    std::ifstream in(path);
+    std::string line;
+    while (in && std::getline(in, line)) {
+        // Most records are neither: skip them before parsing.
+        const bool started = line.find("\"master_started\"") != std::string::npos;
+        if (!started && line.find("\"epochs_snapshot\"") == std::string::npos) continue;
+        boost::system::error_code ec;
+        const json::value v = json::parse(line, ec);
+        const json::object* o = ec ? nullptr : v.if_object();
+        const json::value* event = o ? o->if_contains("event") : nullptr;
+        if (!event || !event->is_string()) continue;
+        if (event->as_string() == "master_started") {
+            const json::value* n = o->if_contains("count");
+            boost::system::error_code nec;
+            const auto shards = n && n->is_number() ? n->to_number<std::uint32_t>(nec) : 0;
+            if (n && n->is_number() && !nec && shards > 0) count = shards;
+        } else if (event->as_string() == "epochs_snapshot") {
+            const json::value* epochs = o->if_contains("epochs");
+            if (epochs && epochs->is_array() && !epochs->as_array().empty()) {
+                count = static_cast<std::uint32_t>(epochs->as_array().size());
+            }
+        }
+    }
+    return count;
+}
+
 event_replay replay_event_log(const std::string& path, std::uint32_t shard_count) {
     event_replayer replayer(shard_count);
     std::ifstream in(path);

@@ -99,4 +99,9 @@ private:
 /// Replays the log at `path` for `shard_count` shards. A missing file is an empty log.
 event_replay replay_event_log(const std::string& path, std::uint32_t shard_count);
 
+/// How many shards the log's last master ran: the `count` of its last master_started record, or,
+/// after it (a log rotated away takes that record with it), the length of the last
+/// epochs_snapshot. Nothing if the log has neither.
+std::optional<std::uint32_t> logged_shard_count(const std::string& path);
+
 }  // namespace meshmaster::master

@@ -5,6 +5,7 @@
 #include "daemon_config.hpp"
 #include "fleet_secret.hpp"
 #include "mesh_cli.hpp"
+#include "startup_checks.hpp"
 
 #include <meshmaster/protocol/version.hpp>
 
@@ -110,7 +111,9 @@ int main(int argc, char** argv) {
     events->add_option("--log", event_log_path, "the event log file");
     events->add_option("-c,--config", control_config, "read the event log path from this configuration");
     events->add_flag("-f,--follow", follow, "keep printing new events");
-    events->add_option("--since", since, "5m (ago), an ISO time, or a sequence number #812");
+    events->add_option("--since", since,
+                       "90s, 5m, 2h, 1d (ago); an RFC 3339 time (2026-12-06T14:00:00+01:00); a local time "
+                       "(2026-12-06 14:00); or a sequence number (#812)");
     events->add_option("--type", filter.types, "event names (repeat, or end with * for a prefix)")->delimiter(',');
     events->add_option("--slave", slave_filter);
     events->add_option("--shard", shard);
@@ -121,7 +124,8 @@ int main(int argc, char** argv) {
         "replay", "the shard table rebuilt from the event log alone (exit 1: a restart lacks its terminal record)");
     replay->add_option("--log", event_log_path, "the event log file");
     replay->add_option("-c,--config", control_config, "read the event log path and shard count from this configuration");
-    replay->add_option("--shards", replay_shards, "shard count (default: the configuration's)");
+    replay->add_option("--shards", replay_shards,
+                       "shard count (default: the configuration's with -c, else the one the log's last master ran)");
     replay->add_flag("--json", as_json, "machine-readable");
 
     // meshmaster mesh ping|nodes: tools for the UDP mesh.
@@ -160,11 +164,14 @@ int main(int argc, char** argv) {
         return 64;
     }
 
-    // Commands that only need paths from the configuration read it leniently.
+    // Commands that only need paths from the configuration read it leniently: a key this version
+    // does not know (or a bad value elsewhere) must not keep the operator from the running daemon.
     auto paths_from = [&](const std::string& file) -> std::optional<daemon_config> {
         daemon_config c;
         if (file.empty()) return c;
-        auto errors = apply_config_file(file, c);
+        std::vector<std::string> warnings;
+        auto errors = apply_config_file(file, c, config_reading::lenient, &warnings);
+        for (const auto& w : warnings) fmt::print(stderr, "meshmaster: warning: {}\n", w);
         if (!errors.empty()) {
             print_errors(errors);
             return std::nullopt;
@@ -180,12 +187,15 @@ int main(int argc, char** argv) {
         }
         auto& config = std::get<daemon_config>(built);
         if (*check) {
-            // The secret is checked as `run` checks it (file mode, length), without printing it.
-            auto secret = load_fleet_secret(config.secret_file);
-            if (!secret) {
-                print_errors({secret.error().message});
+            // What `run` checks at start, by the same functions (it runs them again itself); the
+            // secret as `run` checks it (file mode, length), without printing it.
+            auto problems = startup_problems(config);
+            if (auto secret = load_fleet_secret(config.secret_file); !secret) problems.push_back(secret.error().message);
+            if (!problems.empty()) {
+                print_errors(problems);
                 return 78;
             }
+            for (const auto& w : startup_warnings(config)) fmt::print(stderr, "meshmaster: warning: {}\n", w);
             fmt::print("configuration ok: {} shards over {} slaves, listening on {}, {} moves in flight{}\n",
                        config.supervisor.shard_count, config.supervisor.slave_count, config.listen,
                        config.supervisor.migration_concurrency,
@@ -227,7 +237,10 @@ int main(int argc, char** argv) {
         auto c = paths_from(control_config);
         if (!c) return 78;
         if (event_log_path.empty()) event_log_path = c->event_log;
-        return cli::replay(event_log_path, replay_shards ? replay_shards : c->supervisor.shard_count, as_json);
+        std::optional<std::uint32_t> shards;
+        if (replay_shards != 0) shards = replay_shards;
+        else if (!control_config.empty()) shards = c->supervisor.shard_count;
+        return cli::replay(event_log_path, shards, as_json);
     }
     if (*events) {
         if (event_log_path.empty()) {

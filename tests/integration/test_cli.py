@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """The daemon's command line, configuration and operator signals, as an operator uses them."""
+import datetime
 import json
 import os
 import select
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -12,11 +14,20 @@ from unittest import mock
 
 from support import Fleet, assert_single_owners, Master
 
-BINARY = os.path.join(os.environ.get("MESHMASTER_BUILD_DIR", "build/release"), "master", "meshmaster")
+BUILD = os.environ.get("MESHMASTER_BUILD_DIR", "build/release")
+BINARY = os.path.join(BUILD, "master", "meshmaster")
 
 
 def meshmaster(*args, **kwargs):
     return subprocess.run([BINARY, *args], capture_output=True, text=True, timeout=60, **kwargs)
+
+
+def float_literals(text):
+    """Every number with a fraction or an exponent in the JSON lines of `text`, as written."""
+    found = []
+    for line in text.splitlines():
+        json.loads(line, parse_float=lambda literal: found.append(literal) or float(literal))
+    return found
 
 
 class Configuration(unittest.TestCase):
@@ -41,7 +52,7 @@ class Configuration(unittest.TestCase):
             '[timeouts]\nstop = "soon"\n[slaves]\ncommand = ["x"]\n': "timeouts.stop must be a duration",
             'listen = "nowhere"\n[slaves]\ncommand = ["x"]\n': "listen: 'nowhere' is not host:port",
             'shards = 8\n[slaves]\ncount = 2\n': "slaves.command: needed to spawn slaves",
-            'shards = 8 = 9\n': ":1:12: Error while parsing",  # a syntax error, with line and column
+            'shards = 8 = 9\n': ":1:12: shards: Error while parsing",  # a syntax error, with line, column and key
         }
         for text, expected in cases.items():
             with self.subTest(text=text):
@@ -58,6 +69,110 @@ class Configuration(unittest.TestCase):
         out = meshmaster("check-config", "-c", path, "--stop-timeout", "soon")
         self.assertEqual(out.returncode, 78)
         self.assertIn("--stop-timeout: 'soon' must be a duration", out.stderr)
+
+    def workdir(self):
+        d = tempfile.TemporaryDirectory(prefix="meshmaster-config-")
+        self.addCleanup(d.cleanup)
+        return d.name
+
+    def config_in(self, d, text="", listen="127.0.0.1:0", socket=None, event_log=None):
+        """A configuration whose files live in `d` (unless given), with `text` appended."""
+        socket = socket or os.path.join(d, "m.sock")
+        event_log = event_log or os.path.join(d, "events.jsonl")
+        return self.write(f'listen = "{listen}"\nshards = 4\ncontrol_socket = "{socket}"\nevent_log = "{event_log}"\n'
+                          f'{text}\n[slaves]\ncount = 1\ncommand = ["/bin/true"]\n')
+
+    def test_listen_may_be_a_host_name_and_check_config_resolves_it(self):
+        d = self.workdir()
+        out = meshmaster("check-config", "-c", self.config_in(d, listen="localhost:0"))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for listen, expected in (("nohost.invalid:7000", "listen: 'nohost.invalid:7000' does not resolve: "),
+                                 ("192.0.2.1:7000", "listen: '192.0.2.1:7000': 192.0.2.1 is not an address of this host"),
+                                 ("224.0.0.1:7000", "listen: '224.0.0.1:7000' is the multicast address 224.0.0.1")):
+            with self.subTest(listen=listen):
+                path = self.config_in(d, listen=listen)
+                out = meshmaster("check-config", "-c", path)
+                self.assertEqual(out.returncode, 78, out.stdout)
+                self.assertIn(expected, out.stderr)
+                # run refuses it the same way, before it binds anything
+                out = meshmaster("run", "-c", path, env=dict(os.environ, MESHMASTER_SECRET="x" * 32))
+                self.assertEqual(out.returncode, 78, out.stderr)
+                self.assertIn(expected, out.stderr)
+                self.assertFalse(os.path.exists(os.path.join(d, "m.sock")))
+
+    def test_absurd_numbers_are_refused_naming_the_key(self):
+        d = self.workdir()
+        cases = {
+            '[timeouts]\nstop = "nan"': "timeouts.stop must be a duration",
+            '[timeouts]\nstop = "inf"': "timeouts.stop must be a duration",
+            '[timeouts]\nstop = "1e3"': "timeouts.stop must be a duration",  # a bare number is whole milliseconds
+            '[timeouts]\nstop = "-5s"': "timeouts.stop must be a duration",
+            '[timeouts]\nstop = 1.5': "timeouts.stop is a floating-point number",
+            '[timeouts]\nstop = nan': "timeouts.stop is a floating-point number",
+            '[timeouts]\nstop = inf': "timeouts.stop is a floating-point number",
+            '[timeouts]\nstop = 1e400': "timeouts.stop: Error while parsing",
+            '[heartbeat]\ninterval = "31d"': "heartbeat.interval must be a duration of at most 30d",
+            'adopt_window = "99999999999h"': "adopt_window must be a duration",
+            '[limits]\nmax_state = "inf"': "limits.max_state must be a size",
+            '[limits]\nmax_state = "nan"': "limits.max_state must be a size",
+            '[limits]\nmax_state = "2TiB"': "limits.max_state: must be at most 1TiB",
+            '[limits]\nmax_output = "1e30"': "limits.max_output must be a size",
+            '[limits]\nstate_chunk = "0.5"': "limits.state_chunk must be a size",  # no half bytes
+            '[restart]\nconcurrency = "1e3"': "restart.concurrency must be an integer",
+        }
+        for text, expected in cases.items():
+            with self.subTest(text=text):
+                # (top-level keys go before the tables config_in writes)
+                out = meshmaster("check-config", "-c", self.config_in(d, text))
+                self.assertEqual(out.returncode, 78, out.stdout)
+                self.assertIn(expected, out.stderr)
+        ok = meshmaster("check-config", "-c", self.config_in(d, '[timeouts]\nstop = "1.5s"\nstart = "2m"\nspawn = "1h"\n'
+                                                                 'shutdown = 2500\n[respawn]\nstable_after = "1d"'))
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        out = meshmaster("check-config", "-c", self.config_in(d), "--stop-timeout", "inf")
+        self.assertEqual(out.returncode, 78)
+        self.assertIn("--stop-timeout: 'inf' must be a duration", out.stderr)
+
+    def test_check_config_refuses_what_run_would_and_a_refused_run_leaves_nothing_behind(self):
+        d = self.workdir()
+        a_file = os.path.join(d, "a-file")
+        with open(a_file, "w") as f:
+            f.write("not a directory\n")
+        taken = os.path.join(d, "notes.txt")
+        long_socket = os.path.join(d, "s" * 120 + ".sock")
+        cases = [
+            (dict(event_log=os.path.join(d, "missing", "events.jsonl")), "",
+             f"event_log: the directory of '{d}/missing/events.jsonl' does not exist"),
+            (dict(), f'checkpoint_dir = "{a_file}/checkpoints"', f"checkpoint_dir: cannot create '{a_file}/checkpoints'"),
+            (dict(socket=long_socket), "", f"control_socket: '{long_socket}' is {len(long_socket)} bytes long"),
+            (dict(socket=taken), "", f"control_socket: '{taken}' exists and is not a socket"),
+            (dict(), f'[tls]\ncert = "{d}/missing.pem"\nkey = "{d}/missing.key"',
+             f"cannot read the TLS certificate file (tls.cert) {d}/missing.pem"),
+        ]
+        for files, text, expected in cases:
+            with self.subTest(expected=expected):
+                with open(taken, "w") as f:
+                    f.write("an operator's notes\n")
+                path = self.config_in(d, text, **files)
+                out = meshmaster("check-config", "-c", path)
+                self.assertEqual(out.returncode, 78, out.stdout)
+                self.assertIn(expected, out.stderr)
+                out = meshmaster("run", "-c", path, env=dict(os.environ, MESHMASTER_SECRET="x" * 32))
+                self.assertEqual(out.returncode, 78, out.stderr)
+                self.assertIn(expected, out.stderr)
+                self.assertNotIn("meshmaster started", out.stderr)
+                self.assertFalse(os.path.exists(os.path.join(d, "m.sock")), "a refused start left its control socket")
+                with open(taken) as f:
+                    self.assertEqual(f.read(), "an operator's notes\n")
+
+    def test_a_slave_command_that_is_not_there_is_a_warning(self):
+        d = self.workdir()
+        for command, expected in (("/nonexistent/bot", "slaves.command: '/nonexistent/bot' is not an executable file:"),
+                                  ("no-such-bot-anywhere", "slaves.command: 'no-such-bot-anywhere' is not an executable file on the PATH")):
+            with self.subTest(command=command):
+                out = meshmaster("check-config", "-c", self.config_in(d), "--", command)
+                self.assertEqual(out.returncode, 0, out.stderr)  # run starts, and retries it
+                self.assertIn(expected, out.stderr)
 
     def test_usage_errors_exit_64(self):
         self.assertEqual(meshmaster("status", "--no-such-flag").returncode, 64)
@@ -228,6 +343,100 @@ class RunningDaemon(unittest.TestCase):
             with open(self.master.config, "w") as f:
                 f.write(good)
 
+    def test_an_unknown_key_does_not_keep_the_cli_from_the_daemon(self):
+        with open(self.master.config) as f:
+            text = f.read()
+        newer = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+        self.addCleanup(os.unlink, newer.name)
+        newer.write("setting_from_a_newer_version = 1\n" + text)
+        newer.close()
+        out = meshmaster("status", "-c", newer.name)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("shards 16/16 running", out.stdout)
+        self.assertIn("setting_from_a_newer_version is not a setting (ignored)", out.stderr)
+        out = meshmaster("events", "-c", newer.name, "--type", "master_started", "--json")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertTrue(out.stdout.strip())
+        out = meshmaster("replay", "-c", newer.name, "--json")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(len(json.loads(out.stdout)["shards"]), 16)
+        # run and check-config stay strict: a typo must not fall back to a default
+        out = meshmaster("check-config", "-c", newer.name)
+        self.assertEqual(out.returncode, 78)
+        self.assertIn("setting_from_a_newer_version is not a setting", out.stderr)
+
+    def test_a_second_daemon_on_the_same_control_socket_is_refused_and_leaves_the_first_alone(self):
+        out = meshmaster("run", "-c", self.master.config)
+        self.assertEqual(out.returncode, 69, out.stderr)
+        self.assertIn("another meshmaster answers on", out.stderr)
+        self.assertTrue(stat.S_ISSOCK(os.stat(self.master.socket).st_mode), "the first daemon's socket is gone")
+        self.assertEqual(self.master.cli("status").returncode, 0)
+
+    def test_replay_rebuilds_the_table_for_the_shards_that_ran(self):
+        status = self.master.wait_running()
+        live = {s["shard"]: (s["owner"], s["epoch"]) for s in status["shards"]}
+        for args in (["--log", self.master.event_log], ["-c", self.master.config]):
+            with self.subTest(args=args):
+                out = meshmaster("replay", *args, "--json")
+                self.assertEqual(out.returncode, 0, out.stderr)
+                replayed = json.loads(out.stdout)
+                self.assertEqual({s["shard"]: (s["owner"], s["epoch"]) for s in replayed["shards"]}, live)
+        out = meshmaster("replay", "--log", self.master.event_log)
+        self.assertRegex(out.stdout, r"shard +15 ")
+        self.assertNotRegex(out.stdout, r"shard +16 ")
+        out = meshmaster("replay", "--log", self.master.event_log, "--shards", "4", "--json")
+        self.assertEqual(len(json.loads(out.stdout)["shards"]), 4)
+        self.assertIn("the log's last master ran 16 shards; replaying 4", out.stderr)
+
+    def test_events_since_reads_rfc3339_local_times_and_durations(self):
+        self.master.cli("restart", "--wait")
+        log = ["--log", self.master.event_log]
+        records = [json.loads(l) for l in meshmaster("events", *log, "--json").stdout.splitlines()]
+
+        def at(record):
+            return datetime.datetime.strptime(record["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+
+        def count_since(*args, env=None):
+            out = meshmaster("events", *log, "--json", "--since", *args, env=env)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            return len(out.stdout.splitlines())
+
+        middle = at(records[len(records) // 2])
+        expected = len([r for r in records if at(r) >= middle])
+        self.assertLess(expected, len(records))
+        plus_one = middle.astimezone(datetime.timezone(datetime.timedelta(hours=1)))
+        self.assertEqual(count_since(plus_one.isoformat(timespec="microseconds")), expected)  # ...+01:00
+        self.assertEqual(count_since(middle.strftime("%Y-%m-%dT%H:%M:%S.%fZ")), expected)
+        # Local time, here UTC+05:30 (a POSIX TZ: no time zone database needed), to the minute.
+        minute = middle.replace(second=0, microsecond=0)
+        local = (minute + datetime.timedelta(hours=5, minutes=30)).strftime("%Y-%m-%d %H:%M")
+        env = dict(os.environ, TZ="IST-05:30")
+        self.assertEqual(count_since(local, env=env), len([r for r in records if at(r) >= minute]))
+        # Durations ago: the whole log is younger than these.
+        for ago in ("1d", "2h", "90m"):
+            self.assertEqual(count_since(ago), len(records), ago)
+        self.assertEqual(count_since("#%d" % records[-1]["seq"]), 1)
+        for bad in ("yesterday-ish", "5", "2026-13-01T00:00:00Z", "-5m", "#x"):
+            out = meshmaster("events", *log, f"--since={bad}")
+            self.assertEqual(out.returncode, 64, bad)
+            self.assertIn(f"--since: '{bad}'", out.stderr)
+
+    def test_json_output_has_plain_decimals(self):
+        self.master.cli("restart", "--wait")
+        events = meshmaster("events", "--log", self.master.event_log, "--json")
+        self.assertEqual(events.returncode, 0, events.stderr)
+        with open(self.master.event_log) as f:
+            raw = f.read()
+        status = self.master.cli("status", "--json")
+        self.assertEqual(status.returncode, 0, status.stderr)
+        for name, text in (("events --json", events.stdout), ("the event log", raw), ("status --json", status.stdout)):
+            literals = float_literals(text)
+            self.assertEqual([x for x in literals if "e" in x.lower()], [], name)
+        # There were fractions to write: mono_ms on every record, durations of moves.
+        literals = float_literals(events.stdout)
+        self.assertTrue(any("." in x for x in literals), literals[:10])
+        self.assertIn('"duration_ms":', events.stdout)
+
     def test_sigusr1_reopens_the_event_log(self):
         rotated = self.master.event_log + ".1"
         os.rename(self.master.event_log, rotated)
@@ -245,6 +454,29 @@ class RunningDaemon(unittest.TestCase):
                 f.write(merged)
             os.unlink(rotated)
             self.master.signal(signal.SIGUSR1)
+
+
+class HostNames(unittest.TestCase):
+    def test_run_listens_on_a_host_name(self):
+        fleet = Fleet(shards=2, slaves=1, rate=50, listen="localhost:0")
+        try:
+            fleet.__enter__()
+            status = fleet.master.wait_running()
+            self.assertRegex(status["listen"], r"^(127\.0\.0\.1|\[::1\]):\d+$")
+        finally:
+            fleet.close()
+
+
+class ExampleBot(unittest.TestCase):
+    def test_help_exits_0_and_bad_arguments_64(self):
+        bot = os.path.join(BUILD, "examples", "bot", "bot")
+        out = subprocess.run([bot, "--help"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("--gateway", out.stdout)
+        self.assertIn("--state-padding", out.stdout)
+        for args in ([], ["--gateway", "127.0.0.1:1", "--state-padding", "lots"], ["--gateway", "127.0.0.1:1", "--bogus"]):
+            out = subprocess.run([bot, *args], capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 64, args)
 
 
 class Stopping(unittest.TestCase):
