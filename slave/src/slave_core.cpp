@@ -60,9 +60,27 @@ bool slave_core::checkpoint(std::uint32_t shard, std::span<const std::byte> stat
         return false;
     }
     last_checkpoint_[shard] = {it->second.epoch, std::vector<std::byte>(state.begin(), state.end())};
-    return p::encode_with_state(p::checkpoint{.shard = shard, .epoch = it->second.epoch}, p::bytes_view(state), out_,
-                                config_.state_chunk_size)
-        .has_value();
+    checkpoints_due_.insert(shard);
+    return true;
+}
+
+std::vector<std::byte> slave_core::take_output() {
+    // Encoded only now, when the writer is ready for more: a newer checkpoint of a shard replaces
+    // one that waited, so on a slow link the backlog stays at one state per shard instead of
+    // growing without bound (with every reply and heartbeat queued behind it).
+    for (const std::uint32_t shard : checkpoints_due_) {
+        const auto cp = last_checkpoint_.find(shard);
+        const auto held = shards_.find(shard);
+        // A shard that began stopping since hands back its state with shard_stopped instead.
+        if (cp == last_checkpoint_.end() || held == shards_.end() || held->second.phase != shard_phase::running ||
+            held->second.epoch != cp->second.first) {
+            continue;
+        }
+        (void)p::encode_with_state(p::checkpoint{.shard = shard, .epoch = cp->second.first}, p::bytes_view(cp->second.second),
+                                   out_, config_.state_chunk_size);
+    }
+    checkpoints_due_.clear();
+    return std::exchange(out_, {});
 }
 
 // --- connection ------------------------------------------------------------------------------
@@ -71,6 +89,7 @@ void slave_core::on_connected() {
     link_ = link_state::awaiting_challenge;
     close_reason_.reset();
     out_.clear();
+    checkpoints_due_.clear();
     assembler_.clear();
     slave_nonce_ = p::random_nonce();
 }
@@ -78,6 +97,7 @@ void slave_core::on_connected() {
 void slave_core::on_disconnected() {
     link_ = link_state::disconnected;
     out_.clear();
+    checkpoints_due_.clear();
     assembler_.clear();
 }
 
@@ -239,11 +259,7 @@ void slave_core::handle(const p::welcome& m) {
         const auto it = shards_.find(kv.first);
         return it == shards_.end() || it->second.epoch != kv.second.first;
     });
-    for (const auto& [shard, cp] : last_checkpoint_) {
-        if (shards_.at(shard).phase != shard_phase::running) continue;
-        (void)p::encode_with_state(p::checkpoint{.shard = shard, .epoch = cp.first}, p::bytes_view(cp.second), out_,
-                                   config_.state_chunk_size);
-    }
+    for (const auto& [shard, cp] : last_checkpoint_) checkpoints_due_.insert(shard);
     // A shard stopped while the master was away is still reported in the hello; the master asks
     // for it again with stop_shard, and the state goes out then (see handle(stop_shard)).
 }

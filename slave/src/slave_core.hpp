@@ -22,6 +22,7 @@
 #include <map>
 #include <span>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -81,8 +82,9 @@ public:
     void tick(std::uint64_t progress);
 
     // --- outputs ---
-    [[nodiscard]] std::vector<std::byte> take_output() { return std::exchange(out_, {}); }
-    [[nodiscard]] bool has_output() const noexcept { return !out_.empty(); }
+    /// The bytes to write, with the checkpoints due appended (the newest of each running shard).
+    [[nodiscard]] std::vector<std::byte> take_output();
+    [[nodiscard]] bool has_output() const noexcept { return !out_.empty() || !checkpoints_due_.empty(); }
     [[nodiscard]] std::vector<callback_request> take_requests() { return std::exchange(requests_, {}); }
     /// Failpoints to trigger once what is queued now has been written (see protocol/failpoint.hpp).
     [[nodiscard]] std::vector<std::string_view> take_after_write() { return std::exchange(after_write_, {}); }
@@ -151,6 +153,8 @@ private:
     // The last checkpoint sent per running shard: sent again right after authenticating to a
     // (possibly restarted) master, which would otherwise have none until the worker's next one.
     std::map<std::uint32_t, std::pair<std::uint64_t, std::vector<std::byte>>> last_checkpoint_;
+    // Shards whose last checkpoint is still to be written: encoded at take_output().
+    std::set<std::uint32_t> checkpoints_due_;
     std::map<std::uint64_t, pending_op> ops_;
     std::uint64_t next_op_ = 1;
     std::uint64_t heartbeat_seq_ = 0;

@@ -303,6 +303,48 @@ TEST_CASE("checkpoints go out for running shards only, chunked like any state") 
     CHECK(cp.state_size == 100u);
 }
 
+TEST_CASE("a checkpoint still waiting for the writer is replaced by the shard's next one") {
+    // On a slow link the writer falls behind the worker's checkpoints: only the newest of each
+    // shard goes, so what waits (heartbeats and replies included) stays at one state per shard.
+    master_side m;
+    m.connect();
+    for (std::uint32_t shard : {1u, 2u}) {
+        m.deliver(p::start_shard{.shard = shard, .epoch = 2});
+        m.core.complete(m.core.take_requests().at(0).op, {});
+    }
+    (void)m.written();
+    CHECK(m.core.checkpoint(1, bytes_of("one, first")));
+    CHECK(m.core.checkpoint(2, bytes_of("two")));
+    m.core.tick(9);
+    CHECK(m.core.checkpoint(1, bytes_of("one, second")));
+    CHECK(m.core.has_output());
+    auto out = m.written();
+    REQUIRE(out.size() == 3);
+    CHECK(std::get<p::heartbeat>(out[0]).progress == 9u);
+    CHECK(std::get<p::checkpoint>(out[1]) == p::checkpoint{.shard = 1, .epoch = 2, .state = p::bytes_view::of("one, second")});
+    CHECK(std::get<p::checkpoint>(out[2]) == p::checkpoint{.shard = 2, .epoch = 2, .state = p::bytes_view::of("two")});
+    CHECK_FALSE(m.core.has_output());
+}
+
+TEST_CASE("a checkpoint still waiting when its shard begins to stop is not sent: the stop hands the state back") {
+    master_side m;
+    m.connect();
+    m.deliver(p::start_shard{.shard = 1, .epoch = 2});
+    m.core.complete(m.core.take_requests().at(0).op, {});
+    (void)m.written();
+    CHECK(m.core.checkpoint(1, bytes_of("old")));
+    m.deliver(p::stop_shard{.shard = 1, .epoch = 2, .migration_id = 8});
+    const auto stop = m.core.take_requests().at(0);
+    CHECK(stop.kind == op_kind::stop_shard);
+    CHECK(m.written().empty());
+    m.core.complete(stop.op, outcome{.state = bytes_of("newest")});
+    auto out = m.written();
+    REQUIRE(out.size() == 1);
+    const auto stopped = std::get<p::shard_stopped>(out[0]);
+    CHECK(stopped.shard == 1u);
+    CHECK(p::bytes_view(stopped.state) == p::bytes_view::of("newest"));
+}
+
 TEST_CASE("shutdown: the worker's callback, then the acknowledgement, then finished") {
     master_side m;
     m.connect();

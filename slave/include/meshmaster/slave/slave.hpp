@@ -92,7 +92,9 @@ public:
     /// Hands the master a copy of a running shard's current state. If this process dies, the shard
     /// resumes elsewhere from its latest checkpoint (or from a state handed back since) instead of
     /// starting over. Call it from time to time for each shard, from any thread; it is dropped when
-    /// the master is unreachable or the shard is not running here.
+    /// the master is unreachable or the shard is not running here. A checkpoint still waiting to be
+    /// written when the shard's next one comes is replaced by it: on a slow link only the newest
+    /// state of each shard waits, not a growing backlog.
     void checkpoint(std::uint32_t shard, std::vector<std::byte> state);
     /// The mesh node's type or values changed (node.set_value, say): the master updates its
     /// record and lists it to everyone. From any thread.
