@@ -157,7 +157,8 @@ void slave_session::handle(const p::frame_view& frame) {
             } else if constexpr (std::is_same_v<T, p::shard_started>) {
                 host_.to_core(id, [&](supervisor& core, mono_time now) { core.on_shard_started(id, msg.shard, msg.epoch, now); });
             } else if constexpr (std::is_same_v<T, p::state_chunk>) {
-                if (auto r = assembler_.add(msg); !r) refuse(r.error().to_string(), "state_chunk", false);
+                if (auto r = assembler_.add(msg); !r) return refuse(r.error().to_string(), "state_chunk", false);
+                host_.to_core(id, [&](supervisor& core, mono_time now) { core.on_state_received(id, now); });
             } else if constexpr (std::is_same_v<T, p::shard_stopped> || std::is_same_v<T, p::checkpoint>) {
                 constexpr bool stopped = std::is_same_v<T, p::shard_stopped>;
                 std::uint64_t migration = 0;  // checkpoints' chunks carry migration 0
@@ -166,6 +167,7 @@ void slave_session::handle(const p::frame_view& frame) {
                 if (!whole) return refuse(whole.error().to_string(), stopped ? "shard_stopped state" : "checkpoint state", false);
                 auto state = std::make_shared<const std::vector<std::byte>>(std::move(*whole));
                 host_.to_core(id, [&](supervisor& core, mono_time now) {
+                    core.on_state_received(id, now);
                     if constexpr (stopped) {
                         core.on_shard_stopped(id, msg.shard, msg.epoch, msg.migration_id, state, now);
                     } else {

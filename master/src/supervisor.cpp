@@ -68,7 +68,7 @@ struct slave_rec {
     mono_time last_seen{};
     mono_time next_heartbeat{};
     std::uint64_t progress = 0;  // the slave's event-loop counter, from its heartbeats
-    mono_time progress_at{};     // when it last moved
+    mono_time progress_at{};     // when it last moved, or state bytes last arrived from the slave
     bool spare = false;          // an idle slave kept ready to take over a slot
     std::uint64_t heartbeat_seq = 0;
     bool restart_target = false;
@@ -1617,6 +1617,18 @@ void supervisor::on_heartbeat(connection_id connection, std::uint64_t progress, 
         r->progress = progress;
         r->progress_at = now;
     }
+}
+
+void supervisor::on_state_received(connection_id connection, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    if (s.exited) return;
+    slave_rec* r = s.by_conn(connection);
+    if (!r) return;
+    // Its heartbeats may wait behind these bytes in its socket, for long on a busy machine: a slave
+    // whose states still flow is slow, not hung. A frozen one sends no state either.
+    r->last_seen = now;
+    r->progress_at = now;
 }
 
 void supervisor::on_slave_error(connection_id connection, std::string code, std::string message, mono_time now) {

@@ -142,7 +142,13 @@ TEST_CASE("after the handshake: a state in chunks reaches the supervisor whole, 
     std::vector<std::byte> bytes;
     REQUIRE(p::encode_with_state(p::checkpoint{.shard = 1, .epoch = 1}, p::bytes_view(state), bytes, 10).has_value());
     h.feed(bytes, 17);
-    CHECK(h.core_inputs == inputs + 1);
+    // Each chunk tells the supervisor the slave is alive and working, then the whole state follows.
+    std::size_t chunks = 0;
+    p::frame_decoder frames;
+    frames.feed(bytes);
+    while (auto f = frames.next().value()) chunks += f->event == static_cast<std::uint32_t>(p::event_id::state_chunk);
+    CHECK(chunks == 9);
+    CHECK(h.core_inputs == inputs + chunks + 1);
     CHECK(h.logged("frame_refused") == 0);
 
     // An event only the master sends: refused, logged, the connection stays.
@@ -230,4 +236,41 @@ TEST_CASE("a stream that ends in the middle of a frame is logged with the bytes 
         h.session->closed();
         CHECK(h.logged("frame_truncated") == 0);
     }
+}
+
+TEST_CASE("chunks of a state still arriving keep a slave whose heartbeats wait behind them from being lost") {
+    session_harness h;  // heartbeat 250 ms x 8: silent for 2 s is lost
+    h.feed(h.handshake_reply("w1", h.settings.secret));
+    REQUIRE(connected(h, "w1"));
+    h.feed(frame(p::heartbeat{.seq = 1, .progress = 5}));
+
+    // A large checkpoint crawls in, one 10-byte chunk every 500 ms for 10 s: no heartbeat gets
+    // through meanwhile.
+    std::vector<std::byte> state(200, std::byte{3});
+    std::vector<std::byte> bytes;
+    REQUIRE(p::encode_with_state(p::checkpoint{.shard = 1, .epoch = 1}, p::bytes_view(state), bytes, 10).has_value());
+    p::frame_decoder frames;
+    frames.feed(bytes);
+    int chunks = 0;
+    while (auto f = frames.next().value()) {
+        if (f->event != static_cast<std::uint32_t>(p::event_id::state_chunk)) break;  // the final frame: not fed
+        h.tick(std::chrono::milliseconds(500));
+        std::vector<std::byte> one;
+        p::frame_header header{f->event, static_cast<std::uint32_t>(f->body.size())};
+        one.resize(p::frame_header_size);
+        p::write_frame_header(one.data(), header);
+        one.insert(one.end(), f->body.begin(), f->body.end());
+        h.feed(one);
+        ++chunks;
+    }
+    REQUIRE(chunks == 19);
+    CHECK(h.logged("slave_lost") == 0);
+    CHECK(connected(h, "w1"));
+
+    // Then nothing more: lost once the silence has passed.
+    h.tick(std::chrono::milliseconds(2100));
+    REQUIRE(h.logged("slave_lost") == 1);
+    const auto lost = std::find_if(h.log_records.begin(), h.log_records.end(),
+                                   [](const event_record& r) { return r.event == "slave_lost"; });
+    CHECK(lost->reason == "heartbeat_timeout");
 }

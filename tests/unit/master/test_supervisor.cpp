@@ -164,6 +164,89 @@ TEST_CASE("a hung slave misses heartbeats, is killed, and only then are its shar
     CHECK(ids_of(w.holdings()).contains("s2-g1.1"));
 }
 
+namespace {
+
+const supervisor_config two_shards_one_slave{.shard_count = 2, .slave_count = 1};
+
+// Brings up one slave (connection 7) running both shards, its progress counter at 5. The default
+// heartbeat settings: silent or stuck for 250 ms x 8 = 2 s is lost.
+void run_one_slave(supervisor& core) {
+    core.start(0ns);
+    core.on_spawned("s0-g1", 42, 1ms);
+    core.on_slave_connected(7, {.id = "s0-g1", .pid = 42, .generation = 1}, 2ms);
+    core.on_shard_started(7, 0, 1, 3ms);
+    core.on_shard_started(7, 1, 1, 3ms);
+    core.on_heartbeat(7, 5, 10ms);
+    (void)core.take_actions();
+}
+
+// The reasons of the slave_lost records among the actions taken since the last call.
+std::vector<std::string> lost_since(supervisor& core) {
+    std::vector<std::string> reasons;
+    for (const auto& a : core.take_actions()) {
+        if (const auto* l = std::get_if<actions::log_event>(&a); l && l->record.event == "slave_lost") {
+            reasons.push_back(l->record.reason);
+        }
+    }
+    return reasons;
+}
+
+}  // namespace
+
+TEST_CASE("states still arriving are progress: a slave whose heartbeats wait behind them is slow, not hung") {
+    SUBCASE("heartbeats that keep coming with the counter standing still") {
+        supervisor core(two_shards_one_slave);
+        run_one_slave(core);
+        // 10 s of a slave working through large states: its progress counter seems to stand still
+        // (the heartbeats that would move it wait behind the states), but a state frame comes in
+        // every 500 ms.
+        mono_time t = 10ms;
+        for (int i = 0; i < 40; ++i) {
+            t += 250ms;
+            core.on_heartbeat(7, 5, t);
+            if (i % 2 == 1) core.on_state_received(7, t);
+            core.on_tick(t);
+            REQUIRE(lost_since(core).empty());
+        }
+        // The states stop as well: stuck, and lost once the silence has passed.
+        const mono_time last_state = t;
+        while (t - last_state <= 2s) {
+            t += 250ms;
+            core.on_heartbeat(7, 5, t);
+            core.on_tick(t);
+            if (const auto lost = lost_since(core); !lost.empty()) {
+                CHECK(lost == std::vector<std::string>{"progress_stalled"});
+                CHECK(t - last_state > 2s);
+                return;
+            }
+        }
+        FAIL("a slave whose counter and states stood still for longer than the silence was not lost");
+    }
+    SUBCASE("nothing but state frames") {
+        supervisor core(two_shards_one_slave);
+        run_one_slave(core);
+        mono_time t = 10ms;
+        for (int i = 0; i < 20; ++i) {
+            t += 500ms;
+            core.on_state_received(7, t);
+            core.on_tick(t);
+            REQUIRE(lost_since(core).empty());
+        }
+        // Then silence: a frozen process sends no state either.
+        const mono_time last_state = t;
+        while (t - last_state <= 2s) {
+            t += 100ms;
+            core.on_tick(t);
+            if (const auto lost = lost_since(core); !lost.empty()) {
+                CHECK(lost == std::vector<std::string>{"heartbeat_timeout"});
+                CHECK(t - last_state > 2s);
+                return;
+            }
+        }
+        FAIL("a slave silent for longer than the silence was not lost");
+    }
+}
+
 TEST_CASE("acknowledgements with a stale epoch change nothing") {
     supervisor_config c{.shard_count = 2, .slave_count = 1};
     supervisor core(c);

@@ -146,6 +146,10 @@ public:
                        mono_time now);
     /// `progress`: the slave's event-loop counter (0 from slaves that do not report one).
     void on_heartbeat(connection_id connection, std::uint64_t progress, mono_time now);
+    /// A frame carrying state arrived (a state_chunk, or shard_stopped / checkpoint with their
+    /// state): the slave is alive and working, as a heartbeat whose progress moved would show.
+    /// The driver calls it for each such frame, before the frame's own handler.
+    void on_state_received(connection_id connection, mono_time now);
     /// The slave's mesh node changed its type (if given) or values (mesh_update, 1.2).
     void on_mesh_update(connection_id connection, std::optional<std::string> type,
                         std::vector<std::pair<std::string, std::string>> values, mono_time now);
