@@ -3,7 +3,9 @@
 
 #include "slave_core.hpp"
 
+#include <meshmaster/protocol/event_id.hpp>
 #include <meshmaster/protocol/failpoint.hpp>
+#include <meshmaster/protocol/frame.hpp>
 #include <meshmaster/protocol/frame_decoder.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -34,6 +36,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <span>
 #include <stdexcept>
 #include <thread>
 #include <unistd.h>
@@ -181,15 +184,40 @@ struct slave::impl : std::enable_shared_from_this<impl> {
         asio::co_spawn(strand, write_all(shared_from_this()), asio::detached);
     }
 
+    static awaitable<boost::system::error_code> write_bytes(std::shared_ptr<impl> self, std::span<const std::byte> bytes) {
+        if (bytes.empty()) co_return boost::system::error_code{};
+        auto [ec, n] = co_await std::visit(
+            [&](auto& stream) { return asio::async_write(stream, asio::buffer(bytes.data(), bytes.size()), asio::as_tuple(use_awaitable)); },
+            self->link);
+        co_return ec;
+    }
+
+    // Writes write_buffer (whole frames). With failpoints armed, every state_chunk frame goes out
+    // after slave.state_chunk.before_write: delay:<ms> makes a slave that crawls through its states
+    // (the frames queued behind them, heartbeats included, wait as long).
+    static awaitable<boost::system::error_code> write_frames(std::shared_ptr<impl> self) {
+        const std::span<const std::byte> bytes(self->write_buffer);
+        std::size_t from = 0;
+        if (p::failpoints_armed()) {
+            for (std::size_t at = 0; at + p::frame_header_size <= bytes.size();) {
+                const p::frame_header header = p::read_frame_header(bytes.data() + at);
+                if (header.event == static_cast<std::uint32_t>(p::event_id::state_chunk)) {
+                    const boost::system::error_code ec = co_await write_bytes(self, bytes.subspan(from, at - from));
+                    if (ec) co_return ec;
+                    from = at;
+                    p::failpoint("slave.state_chunk.before_write");
+                }
+                at += p::frame_header_size + header.body_size;
+            }
+        }
+        co_return co_await write_bytes(self, bytes.subspan(from));
+    }
+
     static awaitable<void> write_all(std::shared_ptr<impl> self) {
         while (self->core.has_output() && self->socket().is_open()) {
             const auto failpoints = self->core.take_after_write();
             self->write_buffer = self->core.take_output();
-            auto [ec, n] = co_await std::visit(
-                [&](auto& stream) {
-                    return asio::async_write(stream, asio::buffer(self->write_buffer), asio::as_tuple(use_awaitable));
-                },
-                self->link);
+            const boost::system::error_code ec = co_await write_frames(self);
             if (ec) {
                 self->log("warn", fmt::format("write to the master failed: {}", ec.message()));
                 boost::system::error_code ignored;
