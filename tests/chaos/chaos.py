@@ -53,7 +53,7 @@ def main():
     frozen = set()
     try:
         master.start()
-        master.wait_for(lambda s: s["shards_running"] == args.shards, timeout=30, what="a running fleet")
+        master.wait_for(lambda s: s["shards_running"] == args.shards, timeout=60, what="a running fleet")
         deadline = time.monotonic() + args.minutes * 60
         while time.monotonic() < deadline:
             time.sleep(rng.uniform(0.3, 1.2))
@@ -114,8 +114,8 @@ def main():
         if master.process.poll() is not None:
             master.start()
         status = master.wait_for(lambda s: s["shards_running"] == args.shards and s["restart"] is None
-                                 and not s["restart_queued"], timeout=60, what="the fleet to settle")
-        drained = fleet.gateway.drain(timeout_ms=10000)
+                                 and not s["restart_queued"], timeout=120, what="the fleet to settle")
+        drained = fleet.gateway.drain(timeout_ms=60000)  # liveness limits: a busy machine settles later
         report = fleet.gateway.report()
         lagging = fleet.gateway.command("lagging") if drained != "drained" else None
         events = master.events()

@@ -25,7 +25,7 @@ class FakeSlave:
     def __init__(self, address, slave_id, secret, shards=(), source=None):
         """`source`: the local address to connect from (another 127.x.y.z is another peer)."""
         host, port = address.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=10,
+        self.sock = socket.create_connection((host, int(port)), timeout=60,  # a liveness limit
                                              source_address=(source, 0) if source else None)
         self.slave_id = slave_id
         self.secret = secret.encode()
@@ -74,9 +74,10 @@ class FakeSlave:
             assert hmac.compare_digest(expected, answer[1]["mac"]), "the master failed to prove the secret"
         return answer
 
-    def closed(self, timeout=5):
+    def closed(self, timeout=60):
         """True if the master closes the connection within `timeout` seconds (reading and dropping
-        whatever it sends meanwhile, heartbeats included); False if it is still open then."""
+        whatever it sends meanwhile, heartbeats included); False if it is still open then. The
+        default is a liveness limit; pass a short one only to show it stays open."""
         import time
         deadline = time.monotonic() + timeout
         try:

@@ -16,6 +16,7 @@ from support import Fleet, assert_single_owners, Master
 
 BUILD = os.environ.get("MESHMASTER_BUILD_DIR", "build/release")
 BINARY = os.path.join(BUILD, "master", "meshmaster")
+LIVENESS = 60  # seconds: a limit on waiting for what takes a second at most, never a speed goal
 
 
 def meshmaster(*args, **kwargs):
@@ -247,7 +248,7 @@ class RunningDaemon(unittest.TestCase):
         try:
             time.sleep(0.3)
             self.master.cli("restart", "--wait")
-            ready, _, _ = select.select([follower.stdout], [], [], 10)
+            ready, _, _ = select.select([follower.stdout], [], [], LIVENESS)
             self.assertTrue(ready, "--follow printed nothing")
             line = follower.stdout.readline()
             self.assertEqual(json.loads(line)["event"], "restart_completed")
@@ -264,7 +265,7 @@ class RunningDaemon(unittest.TestCase):
                 f.write("\n[restart]\nconcurrency = 0\n")  # invalid (and a duplicate table)
             rejected = len(self.master.events("config_rejected"))
             self.master.signal(signal.SIGHUP)
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + LIVENESS
             while len(self.master.events("config_rejected")) == rejected and time.monotonic() < deadline:
                 time.sleep(0.05)
             self.assertEqual(len(self.master.events("config_rejected")), rejected + 1)
@@ -442,8 +443,10 @@ class RunningDaemon(unittest.TestCase):
         os.rename(self.master.event_log, rotated)
         try:
             self.master.signal(signal.SIGUSR1)
-            deadline = time.monotonic() + 5
-            while not os.path.exists(self.master.event_log) and time.monotonic() < deadline:
+            # Until the new file holds its first record (it exists a moment before that).
+            deadline = time.monotonic() + LIVENESS
+            while not (os.path.exists(self.master.event_log) and os.path.getsize(self.master.event_log) > 0) \
+                    and time.monotonic() < deadline:
                 time.sleep(0.05)
             self.assertTrue(os.path.exists(self.master.event_log))
             self.assertEqual(self.master.events()[0]["event"], "event_log_reopened")

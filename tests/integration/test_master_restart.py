@@ -36,13 +36,16 @@ class MasterRestart(unittest.TestCase):
         table = {s["shard"]: (s["owner"], s["epoch"]) for s in before["shards"]}
         pids = sorted(s["pid"] for s in before["slaves"])
         go_away(master)
+        # The shards keep running without a master: events go on being processed (how many in a
+        # given time depends on the machine, so wait for some, within a liveness limit).
         processed = gateway.report()["processed"]
-        time.sleep(0.4)
-        self.assertGreater(gateway.report()["processed"], processed + before["shard_count"] * 200 * 0.2,
-                           "the shards kept running without a master")
+        deadline = time.monotonic() + 60
+        while gateway.report()["processed"] <= processed + before["shard_count"] * 10:
+            self.assertLess(time.monotonic(), deadline, "the shards stopped running without a master")
+            time.sleep(0.05)
         self.assertTrue(all(os.path.exists(f"/proc/{pid}") for pid in pids))
         master.start()
-        after = master.wait_running(timeout=10)
+        after = master.wait_running(timeout=60)
         assert_single_owners(self, after)
         self.assertEqual({s["shard"]: (s["owner"], s["epoch"]) for s in after["shards"]}, table)
         self.assertEqual(sorted(s["pid"] for s in after["slaves"]), pids, "adopted, not respawned")
@@ -64,7 +67,7 @@ class MasterRestart(unittest.TestCase):
             assert_single_owners(self, final)
             self.assertTrue(all(s["id"].endswith("-g2") for s in final["slaves"]), final["slaves"])
             for pid in pids:
-                deadline = time.monotonic() + 5
+                deadline = time.monotonic() + 60
                 while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
                     time.sleep(0.05)
                 self.assertFalse(os.path.exists(f"/proc/{pid}"), "an adopted slave outlived its retirement")
@@ -85,7 +88,7 @@ class MasterRestart(unittest.TestCase):
             os.kill(victim["pid"], signal.SIGKILL)
             master.start()
             after = master.wait_for(lambda s: s["shards_running"] == 8 and s["restart"] is None
-                                    and all(sh["owner"] != victim["id"] for sh in s["shards"]), timeout=15)
+                                    and all(sh["owner"] != victim["id"] for sh in s["shards"]), timeout=60)
             assert_single_owners(self, after)
             recovered = master.events("shard_recovered")
             self.assertEqual(len(recovered), 4, "the dead slave's four shards resume from their stored states")
@@ -106,7 +109,7 @@ class MasterRestart(unittest.TestCase):
                 out = m.cli("stop", "--leave-slaves")
                 self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
                 self.assertIn("detaching", out.stdout)
-                self.assertEqual(m.process.wait(10), 0)
+                self.assertEqual(m.process.wait(60), 0)
                 last = m.events()[-1]
                 self.assertEqual((last["event"], last["count"]), ("master_detached", 2))
 
@@ -124,10 +127,10 @@ class MasterRestart(unittest.TestCase):
             master, gateway = fleet.master, fleet.gateway
             master.wait_running()
             self.assertEqual(master.cli("restart").returncode, 0)
-            master.wait_for(lambda s: s["restart"] is not None and s["restart"]["migrations_done"] > 0, timeout=15,
+            master.wait_for(lambda s: s["restart"] is not None and s["restart"]["migrations_done"] > 0, timeout=60,
                             what="the restart moving shards")
             self.assertEqual(master.cli("stop", "--leave-slaves").returncode, 0)
-            self.assertEqual(master.process.wait(15), 0)
+            self.assertEqual(master.process.wait(60), 0)
             names = [e["event"] for e in master.events()]
             self.assertEqual(names[-1], "master_detached")
             self.assertIn("restart_failed", names, "the restart ends, recorded as such, before the master goes")
@@ -139,7 +142,7 @@ class MasterRestart(unittest.TestCase):
             master.start()
             after = master.wait_for(lambda s: s["shards_running"] == 32 and s["restart"] is None
                                     and len(s["slaves"]) == 2 and all(x["slot"] is not None for x in s["slaves"]),
-                                    timeout=20, what="the fleet converged after adoption")
+                                    timeout=60, what="the fleet converged after adoption")
             assert_single_owners(self, after)
             self.assertEqual(gateway.drain(), "drained")
             report = gateway.report()
@@ -219,10 +222,13 @@ class MasterRestart(unittest.TestCase):
             fleet.master.wait_running()
             self.assertEqual(fleet.master.stop(), 0)
             fleet.master.start()
-            started = time.monotonic()
             fleet.master.wait_running()
-            self.assertLess(time.monotonic() - started, 0.9, "a clean stop must not leave an adoption window")
-            self.assertEqual(fleet.master.events("adoption_started"), [])
+            # The second master's log: started, and done adopting at once, with no window opened.
+            records = fleet.master.events()
+            second = [n for n, r in enumerate(records) if r["event"] == "master_started"][1]
+            self.assertEqual(records[second + 1]["event"], "adoption_finished", records[second:second + 3])
+            self.assertEqual(fleet.master.events("adoption_started"), [],
+                             "a clean stop must not leave an adoption window")
 
 
 

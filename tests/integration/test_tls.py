@@ -23,6 +23,7 @@ MESHMASTER = os.path.join(BUILD, "master", "meshmaster")
 THREAD_SLAVE = os.path.join(BUILD, "tests", "integration", "thread_slave")
 NAME = "meshmaster-test"
 SECRET = "demo-secret-0123456789"  # the one fleet.Master writes into its secret file
+LIVENESS = 60  # seconds: a limit on waiting for what takes a second at most, never a speed goal
 
 
 def make_certificate(directory, stem, name=NAME):
@@ -78,7 +79,7 @@ class Tls(unittest.TestCase):
         """After the fleet closed: the master and every slave it reported are gone, and its port is free."""
         self.assertIsNotNone(fleet.master.process.poll(), "the master still runs")
         pids = set(fleet.master.seen_pids) | set(extra_pids)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + LIVENESS
         while time.monotonic() < deadline and not all(gone(pid) for pid in pids):
             time.sleep(0.05)
         self.assertEqual([pid for pid in pids if not gone(pid)], [], "processes left running")
@@ -147,7 +148,9 @@ class Tls(unittest.TestCase):
             cleartext = socket.create_connection((host, port), timeout=10)
             cleartext.sendall(frame(EVENTS["slave_hello"], {"version_major": 1, "version_minor": 1,
                                                             "slave_id": "cleartext", "nonce": b"\0" * 32}))
-            # A peer that connects and never starts TLS.
+            # A peer that connects and never starts TLS. The master's deadline starts after this
+            # connect began.
+            opened = time.monotonic()
             silent = socket.create_connection((host, port), timeout=10)
             # And one that finishes TLS but never authenticates. Ragged EOFs raise: the master must
             # end the TLS session properly (close_notify). (Python's default context ignores an
@@ -156,25 +159,25 @@ class Tls(unittest.TestCase):
             context.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
             mute = context.wrap_socket(socket.create_connection((host, port), timeout=10), server_hostname=NAME,
                                        suppress_ragged_eofs=False)
-            opened = time.monotonic()
 
-            answer, closed = receive_all(cleartext, 5)
+            answer, closed = receive_all(cleartext, LIVENESS)
             cleartext.close()
             self.assertTrue(closed, "the cleartext peer was not disconnected")
             # At most a TLS alert record (content type 21), never a frame of the protocol.
             self.assertTrue(answer == b"" or answer[0] == 21, answer[:16])
             self.assertNotEqual(answer[:4], struct.pack("<I", EVENTS["auth_challenge"]))
 
-            answer, closed = receive_all(silent, 5)
+            answer, closed = receive_all(silent, LIVENESS)
             silent_for = time.monotonic() - opened
             silent.close()
             self.assertTrue(closed, "the silent peer outlived the handshake deadline")
             self.assertEqual(answer, b"")
+            # Not cut before the deadline (a lower bound, which a slow machine cannot break). How
+            # late after it is up to the machine; the handshake_timeout records below say why.
             self.assertGreaterEqual(silent_for, 0.9)
-            self.assertLess(silent_for, 3.0)
 
             # The challenge, then at the deadline the fatal handshake_timeout error, then close_notify.
-            answer, closed = receive_all(mute, 5)
+            answer, closed = receive_all(mute, LIVENESS)
             mute.close()
             self.assertTrue(closed, "the silent TLS peer outlived the handshake deadline")
             frames = []
@@ -188,7 +191,7 @@ class Tls(unittest.TestCase):
             status = master.status()
             assert_single_owners(self, status)
             self.assertEqual(sorted(s["id"] for s in status["slaves"]), ["s0-g1", "s1-g1"])
-            deadline = time.monotonic() + 3
+            deadline = time.monotonic() + LIVENESS
             while time.monotonic() < deadline and len(master.events("handshake_timeout")) < 2:
                 time.sleep(0.05)
             failed = master.events("tls_handshake_failed")
@@ -282,8 +285,23 @@ class Tls(unittest.TestCase):
                 wrong_name = external("wrong-name", self.cert, "someone-else")
                 # The control: the same program with the master's CA and name gets in.
                 right = external("right", self.cert, NAME)
-                deadline = time.monotonic() + 2.5
-                while time.monotonic() < deadline:
+
+                def seen():
+                    """The right slave joined, each wrong one failed its handshake (and retried),
+                    and the master logged two failed handshakes at least."""
+                    joined = any(e["event"] == "slave_connected" and e.get("slave") == "right" for e in master.events())
+                    failed = len(master.events("tls_handshake_failed"))
+                    logs = []
+                    for slave_id in ("wrong-ca", "wrong-name"):
+                        log = started[slave_id][1]
+                        log.seek(0)
+                        logs.append(log.read())
+                    return joined and failed >= 2 and "(retrying)" in logs[0] and "hostname mismatch" in logs[1]
+
+                # For 2.5 s at least, and until all of that was seen, the wrong slaves keep retrying.
+                shortest = time.monotonic() + 2.5
+                deadline = time.monotonic() + LIVENESS
+                while time.monotonic() < shortest or (not seen() and time.monotonic() < deadline):
                     time.sleep(0.1)
                     self.assertIsNone(wrong_ca.poll(), "the slave with the wrong CA gave up instead of retrying")
                     self.assertIsNone(wrong_name.poll(), "the slave expecting another name gave up")

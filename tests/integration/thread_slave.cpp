@@ -56,7 +56,8 @@ int main() {
     std::unique_lock lock(mutex);
     cv.wait(lock, [&] { return shut_down; });
     lock.unlock();
-    // Give the goodbye a moment to leave before the library's thread is stopped.
-    for (int i = 0; i < 100 && !slave.finished(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    // Let the goodbye leave before the library's thread is stopped (60 s: a liveness limit for a
+    // busy machine; it takes milliseconds).
+    for (int i = 0; i < 6000 && !slave.finished(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     return 0;
 }

@@ -32,6 +32,7 @@ import netns  # noqa: E402  (the namespaces/veth/nftables helper of the integrat
 SIZE_SMALL, SIZE_BULK = 64, 65536
 LOSS_PERCENT = 10
 FAILED = []  # why the run must exit non-zero
+LIVENESS = 60  # seconds: a limit on waiting for starts and stops, never a speed goal
 
 
 class PeerError(Exception):
@@ -103,7 +104,7 @@ class Server:
         LIVE.add(self.process)
         want_udp = {port + p for p in peer.udp_ports}
         want_tcp = {port + p for p in peer.tcp_ports}
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + LIVENESS
         while True:
             if self.process.poll() is not None:
                 raise PeerError(f"server exited with status {self.process.returncode} at start", self.tail())
@@ -112,7 +113,7 @@ class Server:
                 break
             if time.monotonic() > deadline:
                 self.kill()
-                raise PeerError("server did not listen within 10 s")
+                raise PeerError(f"server did not listen within {LIVENESS} s")
             time.sleep(0.02)
 
     def cpus(self):
@@ -132,16 +133,16 @@ class Server:
         LIVE.discard(self.process)
 
     def stop(self):
-        """SIGTERM, then it must exit 0 within 10 s (the contract)."""
+        """SIGTERM, then it must exit 0 (the contract), within a liveness limit."""
         if self.process.poll() is not None:
             LIVE.discard(self.process)
             raise PeerError(f"server died during the run (status {self.process.returncode})", self.tail())
         self.process.send_signal(signal.SIGTERM)
         try:
-            rc = self.process.wait(timeout=10)
+            rc = self.process.wait(timeout=LIVENESS)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise PeerError("server did not stop within 10 s of SIGTERM")
+            raise PeerError(f"server did not stop within {LIVENESS} s of SIGTERM")
         LIVE.discard(self.process)
         kill_group(self.process)  # anything it left behind
         if rc != 0:
@@ -263,7 +264,7 @@ class Redis:
             ["taskset", "-c", SERVER_CPU, "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + LIVENESS
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
@@ -410,7 +411,7 @@ def main():
     floor_counts = dict(counts, oneway=pick(args.floor_oneway_count, 200_000, 50_000))
     loss_counts = {"oneway": pick(args.loss_oneway_count, 200_000, 20_000),
                    "bulk": pick(args.loss_bulk_count, 1000, 50)}
-    timeout = 60 if quick else 300
+    timeout = 120 if quick else 300
 
     build = os.environ.get("MESHMASTER_BUILD_DIR", os.path.normpath(os.path.join(HERE, "..", "..", "..", "build",
                                                                                 "release")))
