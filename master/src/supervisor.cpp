@@ -1357,6 +1357,9 @@ void supervisor::on_slave_connected(connection_id connection, const slave_hello_
     const bool mesh_changed_now = r->mesh != mesh;
     r->mesh = mesh;
     r->last_seen = now;
+    // Stuck is judged from this connection on: a slave back from a cut (an external one within
+    // external_grace) must not be lost for the progress it last reported before it left.
+    r->progress_at = now;
     r->next_heartbeat = now + s.ms(s.config.heartbeat_interval);
     s.by_connection[connection] = r->id;
     s.log({.event = "slave_connected", .slave = r->id, .generation = r->generation, .slot = r->slot, .pid = r->pid,

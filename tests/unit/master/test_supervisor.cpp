@@ -247,6 +247,39 @@ TEST_CASE("states still arriving are progress: a slave whose heartbeats wait beh
     }
 }
 
+TEST_CASE("a slave that reconnects is not judged stuck by the progress it reported before it left") {
+    // An external slave (launched elsewhere) whose connection drops is given external_grace to come
+    // back with its shards; its progress counter then starts over from the reconnect.
+    supervisor core({.shard_count = 2, .slave_count = 1, .spawn_slaves = false});
+    core.start(0ns);
+    core.on_slave_connected(7, {.id = "w1", .pid = 42}, 1ms);
+    core.on_shard_started(7, 0, 1, 2ms);
+    core.on_shard_started(7, 1, 1, 2ms);
+    core.on_heartbeat(7, 5, 10ms);
+    core.on_disconnected(7, 20ms);
+    REQUIRE(lost_since(core) == std::vector<std::string>{"connection lost"});
+    core.on_slave_connected(8, {.id = "w1", .pid = 42, .shards = {{0, 1}, {1, 1}}}, 1500ms);
+    REQUIRE(lost_since(core).empty());
+    // Past the 2 s silence counted from its last report before the reconnect, but well within it
+    // counted from the reconnect, and before its first heartbeat on the new connection.
+    core.on_tick(2100ms);
+    CHECK(lost_since(core).empty());
+    // Its counter then standing still for the whole silence is stuck, as before.
+    mono_time t = 2100ms;
+    for (; t <= 1500ms + 2s; t += 250ms) {
+        core.on_heartbeat(8, 5, t);
+        core.on_tick(t);
+        REQUIRE(lost_since(core).empty());
+    }
+    std::vector<std::string> lost;
+    for (; lost.empty() && t <= 10s; t += 250ms) {
+        core.on_heartbeat(8, 5, t);
+        core.on_tick(t);
+        lost = lost_since(core);
+    }
+    CHECK(lost == std::vector<std::string>{"progress_stalled"});
+}
+
 TEST_CASE("acknowledgements with a stale epoch change nothing") {
     supervisor_config c{.shard_count = 2, .slave_count = 1};
     supervisor core(c);
