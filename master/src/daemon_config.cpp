@@ -1,5 +1,6 @@
 #include "daemon_config.hpp"
 
+#include "quantity.hpp"
 #include "time_parse.hpp"
 
 #include <toml++/toml.h>
@@ -25,44 +26,12 @@ constexpr std::uint64_t max_memory_size = std::uint64_t{1} << 40;  // 1 TiB
 }  // namespace
 
 std::optional<std::uint64_t> parse_size(std::string_view text) {
-    const char* p = text.data();
-    const char* const end = p + text.size();
-    // Integers only: from_chars<double> would take "inf", "nan" and "1e400".
-    std::uint64_t whole = 0;
-    const auto [after_whole, ec] = std::from_chars(p, end, whole);
-    if (ec != std::errc{}) return std::nullopt;  // also a sign, or no digit at all
-    p = after_whole;
-    std::uint64_t fraction = 0, scale = 1;
-    if (p != end && *p == '.') {
-        const char* const first = ++p;
-        while (p != end && *p >= '0' && *p <= '9' && p - first < 6) {
-            fraction = fraction * 10 + static_cast<std::uint64_t>(*p - '0');
-            scale *= 10;
-            ++p;
-        }
-        if (p == first || (p != end && *p >= '0' && *p <= '9')) return std::nullopt;
-    }
-    const std::string_view unit(p, static_cast<std::size_t>(end - p));
-    std::uint64_t factor = 0;
-    if (unit.empty() || unit == "B") factor = 1;
-    else if (unit == "KiB") factor = std::uint64_t{1} << 10;
-    else if (unit == "MiB") factor = std::uint64_t{1} << 20;
-    else if (unit == "GiB") factor = std::uint64_t{1} << 30;
-    else if (unit == "TiB") factor = std::uint64_t{1} << 40;
-    else if (unit == "kB" || unit == "KB") factor = 1'000;
-    else if (unit == "MB") factor = 1'000'000;
-    else if (unit == "GB") factor = 1'000'000'000;
-    else if (unit == "TB") factor = 1'000'000'000'000;
-    else return std::nullopt;
-    if (unit.empty() || unit == "B") {
-        if (scale != 1) return std::nullopt;  // no fractions of a byte
-    }
+    static constexpr unit_factor units[] = {
+        {"", 1, false}, {"B", 1, false}, {"KiB", std::uint64_t{1} << 10}, {"MiB", std::uint64_t{1} << 20},
+        {"GiB", std::uint64_t{1} << 30}, {"TiB", std::uint64_t{1} << 40}, {"kB", 1'000}, {"KB", 1'000},
+        {"MB", 1'000'000}, {"GB", 1'000'000'000}, {"TB", 1'000'000'000'000}};
     // Bytes up to 2^62: any setting's limit is far below, and sums of them cannot overflow.
-    constexpr std::uint64_t limit = std::uint64_t{1} << 62;
-    if (whole > limit / factor) return std::nullopt;
-    const std::uint64_t total = whole * factor + fraction * factor / scale;  // fraction < 10^6, factor < 2^41
-    if (total > limit) return std::nullopt;
-    return total;
+    return parse_quantity(text, units, std::uint64_t{1} << 62, 6);
 }
 
 static_assert(std::is_same_v<std::size_t, std::uint64_t>, "sizes are read as std::uint64_t");

@@ -1,5 +1,7 @@
 #include "time_parse.hpp"
 
+#include "quantity.hpp"
+
 // g++ 12 at -O2 warns that a local of date.h's from_stream "may be used uninitialized" where it
 // is assigned on every path that reads it (a false positive in its fractional-seconds parsing).
 #pragma GCC diagnostic push
@@ -22,47 +24,12 @@ using std::chrono::sys_seconds;
 using std::chrono::system_clock;
 
 std::optional<milliseconds> parse_duration(std::string_view text) {
-    const char* p = text.data();
-    const char* const end = p + text.size();
-    // Integers only: from_chars<double> would take "inf", "nan" and "1e400".
-    std::uint64_t whole = 0;
-    const auto [after_whole, ec] = std::from_chars(p, end, whole);
-    if (ec != std::errc{}) return std::nullopt;  // also a sign, or no digit at all
-    p = after_whole;
-    std::uint64_t fraction = 0, scale = 1;
-    if (p != end && *p == '.') {
-        const char* const first = ++p;
-        while (p != end && std::isdigit(static_cast<unsigned char>(*p)) != 0 && p - first < 9) {
-            fraction = fraction * 10 + static_cast<std::uint64_t>(*p - '0');
-            scale *= 10;
-            ++p;
-        }
-        if (p == first || (p != end && std::isdigit(static_cast<unsigned char>(*p)) != 0)) return std::nullopt;
-    }
-    const std::string_view unit(p, static_cast<std::size_t>(end - p));
-    std::uint64_t unit_ms = 0;
-    if (unit.empty()) {
-        if (scale != 1) return std::nullopt;  // a bare number is whole milliseconds
-        unit_ms = 1;
-    } else if (unit == "ms") {
-        unit_ms = 1;
-    } else if (unit == "s") {
-        unit_ms = 1'000;
-    } else if (unit == "m") {
-        unit_ms = 60'000;
-    } else if (unit == "h") {
-        unit_ms = 3'600'000;
-    } else if (unit == "d") {
-        unit_ms = 86'400'000;
-    } else {
-        return std::nullopt;
-    }
-    const auto limit = static_cast<std::uint64_t>(max_duration.count());
-    if (whole > limit / unit_ms) return std::nullopt;
-    // fraction < 10^9 and unit_ms < 10^8: the product fits easily.
-    const std::uint64_t total = whole * unit_ms + (fraction * unit_ms + scale / 2) / scale;
-    if (total > limit) return std::nullopt;
-    return milliseconds(static_cast<milliseconds::rep>(total));
+    // A bare number is whole milliseconds.
+    static constexpr unit_factor units[] = {
+        {"", 1, false}, {"ms", 1}, {"s", 1'000}, {"m", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}};
+    const auto total = parse_quantity(text, units, static_cast<std::uint64_t>(max_duration.count()));
+    if (!total) return std::nullopt;
+    return milliseconds(static_cast<milliseconds::rep>(*total));
 }
 
 namespace {
