@@ -16,6 +16,21 @@ secret_error unreadable(const std::string& path) {
     return secret_error{"cannot read the secret file " + path + ": " + std::strerror(errno)};
 }
 
+// Everything up to end of file; false (errno set) on a read error.
+bool read_to_end(int fd, std::string& out) {
+    char buffer[4096];
+    while (true) {
+        const ssize_t n = ::read(fd, buffer, sizeof buffer);
+        if (n > 0) {
+            out.append(buffer, static_cast<std::size_t>(n));
+        } else if (n == 0) {
+            return true;
+        } else if (errno != EINTR) {
+            return false;
+        }
+    }
+}
+
 }  // namespace
 
 void throw_exception_from_error(const secret_error& e, const boost::source_location&) {
@@ -52,18 +67,16 @@ boost::system::result<std::string, secret_error> read_secret_file(const std::str
                             "): make it private with `chmod 600 " + path + "`"};
     }
     std::string content;
-    char buffer[4096];
-    while (true) {
-        const ssize_t n = ::read(fd, buffer, sizeof buffer);
-        if (n > 0) {
-            content.append(buffer, static_cast<std::size_t>(n));
-        } else if (n == 0) {
-            break;
-        } else if (errno != EINTR) {
-            return unreadable(path);
-        }
-    }
+    if (!read_to_end(fd, content)) return unreadable(path);
     return check_secret(std::move(content), "the secret file " + path);
+}
+
+boost::system::result<std::string, secret_error> read_secret_fd(int fd, std::string_view source) {
+    std::string content;
+    if (!read_to_end(fd, content)) {
+        return secret_error{"cannot read " + std::string(source) + ": " + std::strerror(errno)};
+    }
+    return check_secret(std::move(content), source);
 }
 
 }  // namespace meshmaster::protocol

@@ -2,10 +2,8 @@
 
 #include <meshmaster/protocol/secret.hpp>
 
-#include <cerrno>
 #include <charconv>
 #include <cstdlib>
-#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <unistd.h>
@@ -23,27 +21,16 @@ std::string env(const char* name) {
 
 // The master writes the secret into a pipe and hands the read end down: the secret never shows in
 // the environment or on a command line.
-std::string read_secret_fd(const std::string& text) {
+std::string read_secret_pipe(const std::string& text) {
     int fd = -1;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), fd);
     if (ec != std::errc{} || end != text.data() + text.size() || fd < 0) {
         throw std::runtime_error("MESHMASTER_SECRET_FD is not a file descriptor number: " + text);
     }
-    std::string secret;
-    char buffer[4096];
-    while (true) {
-        const ssize_t n = ::read(fd, buffer, sizeof buffer);
-        if (n > 0) {
-            secret.append(buffer, static_cast<std::size_t>(n));
-        } else if (n == 0) {
-            break;
-        } else if (errno != EINTR) {
-            throw std::runtime_error(std::string("cannot read MESHMASTER_SECRET_FD: ") + std::strerror(errno));
-        }
-    }
+    auto secret = p::read_secret_fd(fd, "MESHMASTER_SECRET_FD");
     ::close(fd);
     ::unsetenv("MESHMASTER_SECRET_FD");
-    return secret;
+    return std::move(secret).value();
 }
 
 }  // namespace
@@ -63,7 +50,7 @@ options options::from_environment() {
     }
     // The same rules as the master's (protocol/secret.hpp): a refused secret throws, naming its source.
     if (const std::string fd = env("MESHMASTER_SECRET_FD"); !fd.empty()) {
-        o.secret = p::check_secret(read_secret_fd(fd), "MESHMASTER_SECRET_FD").value();
+        o.secret = read_secret_pipe(fd);
     } else if (const std::string file = env("MESHMASTER_SECRET_FILE"); !file.empty()) {
         o.secret = p::read_secret_file(file).value();
     } else if (const std::string secret = env("MESHMASTER_SECRET"); !secret.empty()) {

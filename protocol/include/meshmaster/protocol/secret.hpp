@@ -33,6 +33,10 @@ struct secret_error {
 /// others, shorter than min_secret_size).
 [[nodiscard]] boost::system::result<std::string, secret_error> read_secret_file(const std::string& path);
 
+/// The secret read from `fd` to its end (a pipe a spawning master wrote it into), checked as
+/// check_secret does; `source` names it in messages. The descriptor stays open.
+[[nodiscard]] boost::system::result<std::string, secret_error> read_secret_fd(int fd, std::string_view source);
+
 /// `secret` less its trailing CR/LF, or why it is refused (shorter than min_secret_size);
 /// `source` names where it came from in the message ("MESHMASTER_SECRET").
 [[nodiscard]] boost::system::result<std::string, secret_error> check_secret(std::string secret, std::string_view source);
