@@ -83,6 +83,17 @@ class Configuration(unittest.TestCase):
         return self.write(f'listen = "{listen}"\nshards = 4\ncontrol_socket = "{socket}"\nevent_log = "{event_log}"\n'
                           f'{text}\n[slaves]\ncount = 1\ncommand = ["/bin/true"]\n')
 
+    def assert_refused_by_check_and_run(self, path, expected, d):
+        """check-config and run both exit 78 saying `expected`; run binds nothing on the way out."""
+        out = meshmaster("check-config", "-c", path)
+        self.assertEqual(out.returncode, 78, out.stdout)
+        self.assertIn(expected, out.stderr)
+        out = meshmaster("run", "-c", path, env=dict(os.environ, MESHMASTER_SECRET="x" * 32))
+        self.assertEqual(out.returncode, 78, out.stderr)
+        self.assertIn(expected, out.stderr)
+        self.assertNotIn("meshmaster started", out.stderr)
+        self.assertFalse(os.path.exists(os.path.join(d, "m.sock")), "a refused start left its control socket")
+
     def test_listen_may_be_a_host_name_and_check_config_resolves_it(self):
         d = self.workdir()
         out = meshmaster("check-config", "-c", self.config_in(d, listen="localhost:0"))
@@ -91,15 +102,7 @@ class Configuration(unittest.TestCase):
                                  ("192.0.2.1:7000", "listen: '192.0.2.1:7000': 192.0.2.1 is not an address of this host"),
                                  ("224.0.0.1:7000", "listen: '224.0.0.1:7000' is the multicast address 224.0.0.1")):
             with self.subTest(listen=listen):
-                path = self.config_in(d, listen=listen)
-                out = meshmaster("check-config", "-c", path)
-                self.assertEqual(out.returncode, 78, out.stdout)
-                self.assertIn(expected, out.stderr)
-                # run refuses it the same way, before it binds anything
-                out = meshmaster("run", "-c", path, env=dict(os.environ, MESHMASTER_SECRET="x" * 32))
-                self.assertEqual(out.returncode, 78, out.stderr)
-                self.assertIn(expected, out.stderr)
-                self.assertFalse(os.path.exists(os.path.join(d, "m.sock")))
+                self.assert_refused_by_check_and_run(self.config_in(d, listen=listen), expected, d)
 
     def test_absurd_numbers_are_refused_naming_the_key(self):
         d = self.workdir()
@@ -154,15 +157,7 @@ class Configuration(unittest.TestCase):
             with self.subTest(expected=expected):
                 with open(taken, "w") as f:
                     f.write("an operator's notes\n")
-                path = self.config_in(d, text, **files)
-                out = meshmaster("check-config", "-c", path)
-                self.assertEqual(out.returncode, 78, out.stdout)
-                self.assertIn(expected, out.stderr)
-                out = meshmaster("run", "-c", path, env=dict(os.environ, MESHMASTER_SECRET="x" * 32))
-                self.assertEqual(out.returncode, 78, out.stderr)
-                self.assertIn(expected, out.stderr)
-                self.assertNotIn("meshmaster started", out.stderr)
-                self.assertFalse(os.path.exists(os.path.join(d, "m.sock")), "a refused start left its control socket")
+                self.assert_refused_by_check_and_run(self.config_in(d, text, **files), expected, d)
                 with open(taken) as f:
                     self.assertEqual(f.read(), "an operator's notes\n")
 
