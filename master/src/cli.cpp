@@ -1,4 +1,5 @@
 #include "cli.hpp"
+#include "exit_code.hpp"
 
 #include "event_replay.hpp"
 #include "time_parse.hpp"
@@ -98,20 +99,20 @@ int status(const std::string& path, bool as_json) {
     control_client c(path);
     if (!c.error().empty()) {
         fmt::print(stderr, "{}\n", c.error());
-        return 69;
+        return to_int(exit_code::unavailable);
     }
     c.request({{"command", "status"}});
     auto reply = c.next();
     if (!reply || !reply->is_object()) {
         fmt::print(stderr, "no answer from meshmaster on {}\n", path);
-        return 69;
+        return to_int(exit_code::unavailable);
     }
     const json::object& s = reply->as_object();
     // The daemon's verdict: every configured shard runs (0), or the fleet is degraded (1).
     const json::value* healthy = s.if_contains("healthy");
     if (!healthy || !healthy->is_bool()) {
         fmt::print(stderr, "meshmaster on {} gave no health verdict: {}\n", path, json::serialize(s));
-        return 1;
+        return to_int(exit_code::failure);
     }
     const int code = healthy->as_bool() ? 0 : 1;
     if (as_json) {
@@ -172,19 +173,19 @@ int restart(const std::string& path, bool wait) {
     control_client c(path);
     if (!c.error().empty()) {
         fmt::print(stderr, "{}\n", c.error());
-        return 69;
+        return to_int(exit_code::unavailable);
     }
     c.request({{"command", "restart"}, {"wait", wait}});
     auto accepted = c.next();
     if (!accepted || !accepted->is_object()) {
         fmt::print(stderr, "no answer from meshmaster on {}\n", path);
-        return 69;
+        return to_int(exit_code::unavailable);
     }
     const json::object& a = accepted->as_object();
     if (const auto* ok = a.if_contains("accepted"); !ok || !ok->is_bool() || !ok->as_bool()) {
         const auto* why = a.if_contains("refused");
         fmt::print(stderr, "restart refused: {}\n", why ? text(*why) : json::serialize(a));
-        return 1;
+        return to_int(exit_code::failure);
     }
     if (!a.at("queued").as_bool()) {
         fmt::print("restart started (id {})\n", text(a.at("restart")));
@@ -194,7 +195,7 @@ int restart(const std::string& path, bool wait) {
         fmt::print("restart queued behind the running one (id {})\n", text(a.at("restart")));
     }
     print_retried(a);
-    if (!wait) return 0;
+    if (!wait) return to_int(exit_code::ok);
     const bool tty = ::isatty(STDOUT_FILENO);
     auto last_print = std::chrono::steady_clock::now() - std::chrono::seconds(10);
     while (auto line = c.next()) {
@@ -217,11 +218,11 @@ int restart(const std::string& path, bool wait) {
             fmt::print("restart {} {} in {:.3f} s, {} shards moved{}\n", text(o.at("restart")), ok ? "completed" : "FAILED",
                        o.at("duration_ms").to_number<double>() / 1000, text(o.at("shards_moved")),
                        ok ? "" : ": " + text(o.at("reason")));
-            return ok ? 0 : 1;
+            return to_int(ok ? exit_code::ok : exit_code::failure);
         }
     }
     fmt::print(stderr, "\nthe daemon closed the connection before the restart finished\n");
-    return 1;
+    return to_int(exit_code::failure);
 }
 
 namespace {
@@ -230,13 +231,13 @@ std::variant<json::object, int> request_once(const std::string& path, const json
     control_client c(path);
     if (!c.error().empty()) {
         fmt::print(stderr, "{}\n", c.error());
-        return 69;
+        return to_int(exit_code::unavailable);
     }
     c.request(request);
     auto reply = c.next();
     if (!reply || !reply->is_object()) {
         fmt::print(stderr, "no answer from meshmaster on {}\n", path);
-        return 69;
+        return to_int(exit_code::unavailable);
     }
     return std::move(reply->as_object());
 }
@@ -255,22 +256,22 @@ int reload(const std::string& path) {
     if (result == "rejected") {
         fmt::print(stderr, "reload rejected, the running configuration is kept:\n");
         for (const auto& e : o.at("errors").as_array()) fmt::print(stderr, "  {}\n", text(e));
-        return 78;
+        return to_int(exit_code::config);
     }
     if (result != "reloaded") {
         fmt::print(stderr, "unexpected answer from meshmaster: {}\n", json::serialize(o));
-        return 1;
+        return to_int(exit_code::failure);
     }
     std::string keys;
     for (const auto& k : o.at("not_applied").as_array()) keys += (keys.empty() ? "" : ", ") + text(k);
     fmt::print("configuration reloaded{}\n", keys.empty() ? "" : " in part");
     print_retried(o);
-    if (keys.empty()) return 0;
+    if (keys.empty()) return to_int(exit_code::ok);
     fmt::print(stderr,
                "NOT applied: {}: these settings change only when the meshmaster daemon itself restarts; they keep "
                "their running values\n",
                keys);
-    return 1;
+    return to_int(exit_code::failure);
 }
 
 int stop(const std::string& path, bool leave_slaves) {
@@ -288,23 +289,23 @@ int stop(const std::string& path, bool leave_slaves) {
         fmt::print("already detaching: the detach under way goes on\n");
     } else if (result == "refused") {
         fmt::print(stderr, "stop refused: {}\n", text(o.at("refused")));
-        return 1;
+        return to_int(exit_code::failure);
     } else {
         fmt::print(stderr, "unexpected answer from meshmaster: {}\n", json::serialize(o));
-        return 1;
+        return to_int(exit_code::failure);
     }
-    return 0;
+    return to_int(exit_code::ok);
 }
 
 int replay(const std::string& path, std::optional<std::uint32_t> configured, bool as_json) {
     if (::access(path.c_str(), R_OK) != 0) {
         fmt::print(stderr, "cannot read the event log {}\n", path);
-        return 1;
+        return to_int(exit_code::failure);
     }
     const auto logged = logged_shard_count(path);
     if (!configured && !logged) {
         fmt::print(stderr, "the event log {} names no shard count (no master_started record): give --shards or -c\n", path);
-        return 64;
+        return to_int(exit_code::usage);
     }
     if (configured && logged && *configured != *logged) {
         fmt::print(stderr, "note: the log's last master ran {} shards; replaying {} as configured\n", *logged, *configured);
@@ -419,12 +420,12 @@ int events(const std::string& path, const event_filter& filter, bool as_json, bo
                    "--since: '{}' is not a duration ago (90s, 5m, 2h, 1d), an RFC 3339 time "
                    "(2026-12-06T14:00:00+01:00, ...Z), a local time (2026-12-06 14:00) or a sequence number (#812)\n",
                    *filter.since);
-        return 64;
+        return to_int(exit_code::usage);
     }
     std::ifstream in(path);
     if (!in && !follow) {
         fmt::print(stderr, "cannot read the event log {}\n", path);
-        return 1;
+        return to_int(exit_code::failure);
     }
     struct stat st {};
     ino_t inode = ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
@@ -444,7 +445,7 @@ int events(const std::string& path, const event_filter& filter, bool as_json, bo
             if (as_json) fmt::print("{}\n", protocol::json_text(v));  // plain decimals, also from older logs
             else print_human(v.as_object());
         }
-        if (!follow) return 0;
+        if (!follow) return to_int(exit_code::ok);
         std::fflush(stdout);
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
         // Rotation: the path now names another file; finish the old one, then switch.

@@ -1,8 +1,9 @@
 // meshmaster: the daemon (`run`), its configuration check, and the CLI that talks to it.
-// Exit codes: 0 clean, 1 runtime failure, 64 usage, 69 unavailable, 78 bad configuration.
+// Exit codes: exit_code.hpp (0 clean, 1 runtime failure, 64 usage, 69 unavailable, 78 bad configuration).
 #include "cli.hpp"
 #include "daemon.hpp"
 #include "daemon_config.hpp"
+#include "exit_code.hpp"
 #include "fleet_secret.hpp"
 #include "mesh_cli.hpp"
 #include "startup_checks.hpp"
@@ -161,7 +162,7 @@ int main(int argc, char** argv) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
         app.exit(e);
-        return 64;
+        return to_int(exit_code::usage);
     }
 
     // Commands that only need paths from the configuration read it leniently: a key this version
@@ -183,7 +184,7 @@ int main(int argc, char** argv) {
         auto built = build_config(flags);
         if (auto* errors = std::get_if<std::vector<std::string>>(&built)) {
             print_errors(*errors);
-            return 78;
+            return to_int(exit_code::config);
         }
         auto& config = std::get<daemon_config>(built);
         if (*check) {
@@ -193,7 +194,7 @@ int main(int argc, char** argv) {
             if (auto secret = load_fleet_secret(config.secret_file); !secret) problems.push_back(secret.error().message);
             if (!problems.empty()) {
                 print_errors(problems);
-                return 78;
+                return to_int(exit_code::config);
             }
             for (const auto& w : startup_warnings(config)) fmt::print(stderr, "meshmaster: warning: {}\n", w);
             fmt::print("configuration ok: {} shards over {} slaves, listening on {}, {} moves in flight{}\n",
@@ -201,14 +202,14 @@ int main(int argc, char** argv) {
                        config.supervisor.migration_concurrency,
                        config.supervisor.spawn_slaves ? fmt::format(", spawning `{}`", fmt::join(config.slave_command, " "))
                                                       : ", slaves launched externally");
-            return 0;
+            return to_int(exit_code::ok);
         }
         return run_daemon(std::move(config), [flags] { return build_config(flags); });
     }
     if (*status || *restart || *reload || *stop) {
         if (!control_config.empty()) {
             auto c = paths_from(control_config);
-            if (!c) return 78;
+            if (!c) return to_int(exit_code::config);
             if (status->count("--control-socket") == 0 && restart->count("--control-socket") == 0 &&
                 reload->count("--control-socket") == 0 && stop->count("--control-socket") == 0) {
                 control_socket = c->control_socket;
@@ -222,20 +223,20 @@ int main(int argc, char** argv) {
     if (*mesh) {
         if (!control_config.empty() && mesh_key.key_file.empty() && mesh_key.secret_file.empty()) {
             auto c = paths_from(control_config);
-            if (!c) return 78;
+            if (!c) return to_int(exit_code::config);
             mesh_key.secret_file = c->secret_file;
         }
         if (*mesh_ping) return cli::mesh_ping(mesh_address, mesh_key, ping_count, ping_interval, mesh_timeout);
         if (!redis.address.empty()) return cli::mesh_nodes_from_redis(redis, as_json, mesh_timeout);
         if (mesh_address.empty()) {
             fmt::print(stderr, "mesh nodes: give the node's HOST:PORT, or --redis HOST:PORT\n");
-            return 64;
+            return to_int(exit_code::usage);
         }
         return cli::mesh_nodes(mesh_address, mesh_key, as_json, mesh_timeout);
     }
     if (*replay) {
         auto c = paths_from(control_config);
-        if (!c) return 78;
+        if (!c) return to_int(exit_code::config);
         if (event_log_path.empty()) event_log_path = c->event_log;
         std::optional<std::uint32_t> shards;
         if (replay_shards != 0) shards = replay_shards;
@@ -245,7 +246,7 @@ int main(int argc, char** argv) {
     if (*events) {
         if (event_log_path.empty()) {
             auto c = paths_from(control_config);
-            if (!c) return 78;
+            if (!c) return to_int(exit_code::config);
             event_log_path = c->event_log;
         }
         filter.slave = slave_filter;
@@ -253,5 +254,5 @@ int main(int argc, char** argv) {
         filter.since = since;
         return cli::events(event_log_path, filter, as_json, follow);
     }
-    return 64;
+    return to_int(exit_code::usage);
 }

@@ -1,4 +1,5 @@
 #include "mesh_cli.hpp"
+#include "exit_code.hpp"
 
 #include <meshmaster/mesh/node.hpp>
 #include <meshmaster/mesh/packet_auth.hpp>
@@ -41,7 +42,7 @@ std::optional<std::string> read_trimmed(const std::string& path) {
 
 // The key, or an exit code with the reason printed.
 std::optional<std::string> resolve_key(const mesh_key_source& k, int& rc) {
-    rc = 0;
+    rc = to_int(exit_code::ok);
     if (k.insecure) return std::string();
     if (!k.key_file.empty()) {
         if (auto v = read_trimmed(k.key_file)) return v;
@@ -55,7 +56,7 @@ std::optional<std::string> resolve_key(const mesh_key_source& k, int& rc) {
     } else {
         fmt::print(stderr, "no key: give --key-file, --secret-file, -c <config>, MESHMASTER_SECRET, or --insecure\n");
     }
-    rc = 78;
+    rc = to_int(exit_code::config);
     return std::nullopt;
 }
 
@@ -91,9 +92,9 @@ int with_node(const std::string& key, const std::string& host, Body body) {
     mesh::node n(io.get_executor(), tool_options(key, host));
     if (auto ec = n.start()) {
         fmt::print(stderr, "cannot open a UDP socket: {}\n", ec.message());
-        return 69;
+        return to_int(exit_code::unavailable);
     }
-    int rc = 1;
+    int rc = to_int(exit_code::failure);
     // The tool says goodbye when done: the node it visited forgets it at once.
     auto visit = [&]() -> awaitable<int> {
         const int r = co_await body(n);
@@ -118,7 +119,7 @@ std::optional<target> resolve_target(const std::string& address, const mesh_key_
     target t;
     if (!split(address, t.host, t.port)) {
         fmt::print(stderr, "'{}' is not HOST:PORT\n", address);
-        rc = 64;
+        rc = to_int(exit_code::usage);
         return std::nullopt;
     }
     auto key = resolve_key(k, rc);
@@ -131,7 +132,7 @@ std::optional<target> resolve_target(const std::string& address, const mesh_key_
 
 int mesh_ping(const std::string& address, const mesh_key_source& k, unsigned count, unsigned interval_ms,
               unsigned timeout_ms) {
-    int rc = 0;
+    int rc = to_int(exit_code::ok);
     const auto t = resolve_target(address, k, rc);
     if (!t) return rc;
     const auto& [host, port, key] = *t;
@@ -165,12 +166,12 @@ int mesh_ping(const std::string& address, const mesh_key_source& k, unsigned cou
                        sum / static_cast<double>(rtts.size()), *std::max_element(rtts.begin(), rtts.end()));
         }
         fmt::print("\n");
-        co_return rtts.empty() ? 1 : 0;
+        co_return to_int(rtts.empty() ? exit_code::failure : exit_code::ok);
     });
 }
 
 int mesh_nodes(const std::string& address, const mesh_key_source& k, bool as_json, unsigned timeout_ms) {
-    int rc = 0;
+    int rc = to_int(exit_code::ok);
     const auto t = resolve_target(address, k, rc);
     if (!t) return rc;
     const auto& [host, port, key] = *t;
@@ -182,23 +183,23 @@ int mesh_nodes(const std::string& address, const mesh_key_source& k, bool as_jso
         }
         if (!who) {
             fmt::print(stderr, "no answer from {} (not a mesh node, or another key)\n", address);
-            co_return 1;
+            co_return to_int(exit_code::failure);
         }
         auto o = co_await n.request(who->id, mesh::node::status_command, {}, std::chrono::milliseconds(timeout_ms), 2);
         if (!o.ok()) {
             fmt::print(stderr, "{} did not answer the status request: {}\n", who->id, mesh::to_string(o.what));
-            co_return 1;
+            co_return to_int(exit_code::failure);
         }
         const std::string text(reinterpret_cast<const char*>(o.body.data()), o.body.size());
         if (as_json) {
             fmt::print("{}\n", text);
-            co_return 0;
+            co_return to_int(exit_code::ok);
         }
         boost::system::error_code ec;
         const json::value v = json::parse(text, ec);
         if (ec || !v.is_object()) {
             fmt::print(stderr, "unreadable status from {}\n", who->id);
-            co_return 1;
+            co_return to_int(exit_code::failure);
         }
         const auto& self = v.at("self").as_object();
         fmt::print("node {} (type {}) at {}:{}{}\n", json::value_to<std::string>(self.at("id")),
@@ -216,7 +217,7 @@ int mesh_nodes(const std::string& address, const mesh_key_source& k, bool as_jso
                        p.at("packets_in").to_number<std::uint64_t>(), p.at("packets_out").to_number<std::uint64_t>(),
                        p.at("bytes_in").to_number<std::uint64_t>(), p.at("bytes_out").to_number<std::uint64_t>());
         }
-        co_return 0;
+        co_return to_int(exit_code::ok);
     });
 }
 
@@ -224,13 +225,13 @@ int mesh_nodes_from_redis(const redis_source& redis, bool as_json, unsigned time
     mesh::redis_options o;
     if (!split(redis.address, o.host, o.port)) {
         fmt::print(stderr, "'{}' is not HOST:PORT\n", redis.address);
-        return 64;
+        return to_int(exit_code::usage);
     }
     if (!redis.password_file.empty()) {
         auto p = read_trimmed(redis.password_file);
         if (!p) {
             fmt::print(stderr, "cannot read the Redis password file {}\n", redis.password_file);
-            return 78;
+            return to_int(exit_code::config);
         }
         o.password = *p;
     }
@@ -241,7 +242,7 @@ int mesh_nodes_from_redis(const redis_source& redis, bool as_json, unsigned time
     auto nodes = mesh::redis_discovery::list(o);
     if (!nodes) {
         fmt::print(stderr, "Redis at {}: {}\n", redis.address, nodes.error().message());
-        return 69;
+        return to_int(exit_code::unavailable);
     }
     if (as_json) {
         json::array a;
@@ -252,7 +253,7 @@ int mesh_nodes_from_redis(const redis_source& redis, bool as_json, unsigned time
                                      {"incarnation", std::to_string(n.incarnation)}, {"values", std::move(values)}});
         }
         fmt::print("{}\n", json::serialize(a));
-        return 0;
+        return to_int(exit_code::ok);
     }
     fmt::print("{} node(s) under {} in Redis {} (db {})\n", nodes->size(), o.prefix, redis.address, o.database);
     fmt::print("{:<24} {:<10} {:<22} {}\n", "NODE", "TYPE", "ADDRESS", "VALUES");
@@ -261,7 +262,7 @@ int mesh_nodes_from_redis(const redis_source& redis, bool as_json, unsigned time
         for (const auto& [k, v] : n.values) values += fmt::format("{}{}={}", values.empty() ? "" : " ", k, v);
         fmt::print("{:<24} {:<10} {:<22} {}\n", n.id, n.type, fmt::format("{}:{}", n.host, n.port), values);
     }
-    return 0;
+    return to_int(exit_code::ok);
 }
 
 }  // namespace meshmaster::master::cli
