@@ -1,6 +1,7 @@
 // `meshmaster run`: the supervisor core driven by Boost.Asio — TCP sessions with slaves
 // (authentication, frames in and out), the spawner, one deadline timer, signals, the event log and
-// the control socket the CLI talks to. One io_context, one thread.
+// the control socket the CLI talks to. One io_context, one thread. No Asio here: the runtime and
+// its rooms are declared in daemon_runtime.hpp, which only the daemon's own sources include.
 #pragma once
 
 #include "daemon_config.hpp"
@@ -15,8 +16,9 @@ namespace meshmaster::master {
 /// Re-reads the configuration (same file, same flags) for SIGHUP: the new settings, or the errors.
 using config_loader = std::function<std::variant<daemon_config, std::vector<std::string>>()>;
 
-/// Runs the daemon until it stops; returns the process exit code (0 clean, 1 runtime failure,
-/// 69 unavailable: the port or control socket is taken, 78 bad config).
+/// Runs the daemon until it stops; returns the process exit code (exit_code.hpp: ok, failure,
+/// unavailable when the port or control socket is taken, cant_create for the checkpoint store,
+/// config for a bad configuration).
 int run_daemon(daemon_config config, config_loader reload);
 
 }  // namespace meshmaster::master

@@ -1,6 +1,6 @@
 // The slave link's TLS server context, built from [tls]: what the daemon accepts connections with,
 // and what `check-config` builds and throws away to prove the files load. Asio's SSL header: include
-// this only where a context is made (daemon.cpp, startup_checks.cpp).
+// this only where a context is made (daemon_startup.cpp, startup_checks.cpp).
 #pragma once
 
 #include "daemon_config.hpp"

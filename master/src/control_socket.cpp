@@ -1,0 +1,160 @@
+// The control socket: the Unix socket the CLI talks to, one JSON request a line per connection —
+// status, restart (with --wait: progress, then the outcome), reload, stop (or detach). Answers are
+// JSON lines; the status projection itself is control_status.cpp. Thread safety: none; every
+// session runs on the daemon's io_context thread.
+#include "daemon_runtime.hpp"
+
+#include "control_status.hpp"
+
+#include <meshmaster/protocol/json_text.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json/parse.hpp>
+
+#include <fmt/format.h>
+
+namespace meshmaster::master {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+namespace p = meshmaster::protocol;
+using namespace asio::experimental::awaitable_operators;
+using std::chrono::milliseconds;
+
+namespace {
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+}  // namespace
+
+daemon_runtime::awaitable daemon_runtime::accept_control() {
+    while (true) {
+        auto [ec, socket] = co_await control_.async_accept(tuple_awaitable);
+        if (ec) {
+            if (ec == asio::error::operation_aborted) co_return;
+            continue;
+        }
+        asio::co_spawn(io_, control_session(std::move(socket)), asio::detached);
+    }
+}
+
+daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_protocol::socket socket) {
+    asio::streambuf in(64 * 1024);
+    auto [ec, n] = co_await asio::async_read_until(socket, in, '\n', tuple_awaitable);
+    if (ec) co_return;
+    std::string line(asio::buffers_begin(in.data()), asio::buffers_begin(in.data()) + static_cast<std::ptrdiff_t>(n));
+    auto reply = [&](const json::value& v) -> asio::awaitable<bool> {
+        const std::string text = p::json_text(v) + "\n";
+        auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(text), tuple_awaitable);
+        co_return !wec;
+    };
+    boost::system::error_code pec;
+    json::value request = json::parse(line, pec);
+    const json::object* req = pec ? nullptr : request.if_object();
+    const json::value* command = req ? req->if_contains("command") : nullptr;
+    if (!command || !command->is_string()) {
+        const json::value message1 = json::object{{"error", "expected {\"command\": ...}"}};
+        co_await reply(message1);
+        co_return;
+    }
+    const std::string_view cmd = command->as_string();
+    if (cmd == "status") {
+        co_await reply(status_json(core_.status(now()), cfg_, slave_address_));
+    } else if (cmd == "restart") {
+        const bool wait = req->contains("wait") && req->at("wait").is_bool() && req->at("wait").as_bool();
+        const std::size_t before = restart_outcomes_.size();
+        supervisor::restart_request request;
+        drive([&] { request = core_.request_restart(now(), "control socket"); });
+        using outcome = supervisor::restart_request::outcome;
+        if (request.result == outcome::refused) {
+            const json::value refused = json::object{{"accepted", false}, {"refused", request.refusal}};
+            co_await reply(refused);
+            co_return;
+        }
+        const bool busy = request.result != outcome::started;
+        json::object accepted = retried_json(request.retried);
+        accepted["accepted"] = true;
+        accepted["queued"] = busy;
+        accepted["already_queued"] = request.result == outcome::already_queued;
+        accepted["restart"] = request.restart;
+        co_await reply(accepted);
+        if (!wait) co_return;
+        const std::size_t goal = before + (busy ? 2 : 1);
+        // Progress every 100 ms, and the outcome as soon as it is logged (not at the next tick).
+        asio::steady_timer t(io_);
+        while (restart_outcomes_.size() < goal) {
+            t.expires_after(milliseconds(100));
+            co_await (t.async_wait(tuple_awaitable) || restart_finished_.async_wait(tuple_awaitable));
+            if (restart_outcomes_.size() >= goal) break;
+            json::object progress;
+            progress["progress"] = status_json(core_.status(now()), cfg_, slave_address_).at("restart");
+            if (!co_await reply(progress)) co_return;
+        }
+        const event_record& r = restart_outcomes_[goal - 1];
+        json::object finished;
+        finished["finished"] = r.event == "restart_completed" ? "completed" : "failed";
+        finished["restart"] = r.restart.value_or(0);
+        finished["duration_ms"] = r.duration_ms.value_or(0);
+        finished["shards_moved"] = r.count.value_or(0);
+        finished["reason"] = r.reason;
+        co_await reply(finished);
+    } else if (cmd == "reload") {
+        const reload_outcome r = reload("control socket");
+        json::object message4;
+        if (!r.errors.empty()) {
+            json::array errors;
+            for (const auto& e : r.errors) errors.push_back(json::string(e));
+            message4["result"] = "rejected";
+            message4["errors"] = std::move(errors);
+        } else {
+            message4 = retried_json(r.retried);
+            message4["result"] = "reloaded";
+            json::array keys;
+            for (const auto& k : r.not_applied) keys.push_back(json::string(k));
+            message4["not_applied"] = std::move(keys);
+        }
+        co_await reply(message4);
+    } else if (cmd == "stop") {
+        // leave_slaves: exit once moves in flight are over and let the slaves keep their
+        // shards; the next master adopts them (an upgrade of the master itself).
+        const bool leave = req->contains("leave_slaves") && req->at("leave_slaves").is_bool() &&
+                           req->at("leave_slaves").as_bool();
+        if (const auto st = core_.status(now()); st.stopping) {
+            // A stop is under way: the same request again changes nothing; the other kind cannot be honoured.
+            json::object answer;
+            if (st.detaching == leave) {
+                answer["result"] = leave ? "already_detaching" : "already_stopping";
+            } else {
+                const std::string why = leave ? "the master is already stopping gracefully: its slaves are being "
+                                                "shut down and cannot be left running"
+                                              : "the master is detaching (stop --leave-slaves): it exits leaving "
+                                                "the slaves running; stop them through the next master";
+                answer["result"] = "refused";
+                answer["refused"] = why;
+                log_line("warn", "control socket: stop refused: " + why);
+            }
+            co_await reply(answer);
+            co_return;
+        }
+        stop_requested_ = true;
+        drive([&] {
+            if (leave) {
+                core_.request_detach(now());
+            } else {
+                core_.request_stop(now(), false);
+            }
+        });
+        const json::value message5 = json::object{{"result", leave ? "detaching" : "stopping"}};
+        co_await reply(message5);
+    } else {
+        const json::value message6 = json::object{{"error", fmt::format("unknown command '{}'", cmd)}};
+        co_await reply(message6);
+    }
+}
+
+}  // namespace meshmaster::master

@@ -1,0 +1,166 @@
+// The daemon's one object: the supervisor core and everything that drives it, declared once and
+// defined by room — daemon.cpp (the core driver: actions, the event log, timers, the stop),
+// daemon_startup.cpp (secret and TLS, listening, the control socket's file, adoption from the
+// previous event log), slave_server.cpp (accepting slaves, their TLS or plain streams, the read and
+// write loops), daemon_signals.cpp (signals and reload) and control_socket.cpp (the CLI's requests).
+// Internal to those translation units: it includes Asio, so nothing else includes it (main.cpp sees
+// daemon.hpp). Thread safety: none; everything runs on the one thread of its io_context.
+#pragma once
+
+#include "checkpoint_store.hpp"
+#include "daemon.hpp"
+#include "event_log.hpp"
+#include "exit_code.hpp"
+#include "refusal_limiter.hpp"
+#include "spawner.hpp"
+
+#include <meshmaster/master/slave_session.hpp>
+#include <meshmaster/master/supervisor.hpp>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace boost::asio::ssl {
+class context;
+}
+
+namespace meshmaster::master {
+
+/// One JSON line on stderr: the daemon's own log.
+void log_line(std::string_view level, std::string_view msg, boost::json::object extra = {});
+
+struct connection;  // slave_server.cpp: one slave's stream and session
+
+class daemon_runtime final : public session_host {
+public:
+    daemon_runtime(daemon_config config, config_loader reload);
+    ~daemon_runtime() override;
+
+    int run();
+
+private:
+    using awaitable = boost::asio::awaitable<void>;
+
+    static std::uint64_t first_id();
+    mono_time now() const { return std::chrono::steady_clock::now() - origin_; }
+
+    // --- the core driver (daemon.cpp) -----------------------------------------------------------
+    template <class F>
+    void drive(F&& f) {
+        f();
+        execute(core_.take_actions());
+        rearm();
+    }
+    void rearm();
+    void execute(std::vector<action> actions);
+    void perform(actions::send_frame& a);
+    void perform(actions::spawn_slave& a);
+    void perform(actions::watch_process& a);
+    void perform(actions::store_checkpoint& a);
+    void perform(actions::kill_slave& a);
+    void perform(actions::close_connection& a);
+    void perform(actions::log_event& a);
+    void perform(actions::hit_failpoint& a);
+    void perform(actions::exit_daemon& a);
+    void say_failed_starts(const event_record& r);
+    awaitable finish();
+    void log_event(event_record r, bool on_stderr = false);
+    void write_record(const event_record& r, bool on_stderr = false);
+    void rearm_refusals();
+    awaitable refusal_summary_loop();
+    awaitable timer_loop();
+    static refusal_limits refusal_limits_of(const daemon_config& c);
+    spawner::callbacks spawner_callbacks();
+
+    // --- start-up (daemon_startup.cpp) ----------------------------------------------------------
+    int load_secret();
+    int load_tls();
+    int listen();
+    int open_control();
+    /// Continues from what the previous master left in the event log and the checkpoint store;
+    /// the adoption window, or the exit code of a failed start.
+    std::variant<std::chrono::milliseconds, int> adopt_previous();
+
+    // --- the slave server (slave_server.cpp) ----------------------------------------------------
+    std::shared_ptr<connection> find(connection_id id);
+    void send_bytes(const std::shared_ptr<connection>& c, std::span<const std::byte> bytes);
+    void close_connection(connection_id id, const std::string& code, const std::string& message);
+    /// For a failpoint: writes out at once what every connection has queued.
+    void write_queued_now();
+    /// Until nothing is being written to any slave, or until `limit` has passed.
+    awaitable writes_done(std::chrono::milliseconds limit);
+    void to_core(connection_id, const std::function<void(supervisor&, mono_time)>& input) override;
+    const supervisor_config& core_config() const override;
+    void log(event_record record) override;
+    void write(connection_id id, std::span<const std::byte> bytes) override;
+    void close_after_write(connection_id id) override;
+    void flush(const std::shared_ptr<connection>& c);
+    awaitable close_tls(std::shared_ptr<connection> c);
+    awaitable write_loop(std::shared_ptr<connection> c);
+    awaitable accept_slaves();
+    boost::asio::awaitable<bool> read_some(const std::shared_ptr<connection>& c);
+    bool reading(const std::shared_ptr<connection>& c) const;
+    awaitable session(std::shared_ptr<connection> c);
+    awaitable handshake(std::shared_ptr<connection> c);
+    awaitable handshake_deadline(std::shared_ptr<connection> c);
+
+    // --- signals and reload (daemon_signals.cpp) ------------------------------------------------
+    struct reload_outcome {
+        std::vector<std::string> errors;       // rejected, and why: nothing was applied
+        std::vector<std::string> not_applied;  // restart-only settings that changed: kept as they run
+        supervisor::retried_starts retried;    // failed slots (and spares) started again
+    };
+    awaitable signal_loop();
+    reload_outcome reload(std::string_view trigger);
+
+    // --- the control socket (control_socket.cpp) ------------------------------------------------
+    awaitable accept_control();
+    awaitable control_session(boost::asio::local::stream_protocol::socket socket);
+
+    daemon_config cfg_;
+    config_loader reload_;
+    boost::asio::io_context io_{1};
+    supervisor core_;
+    event_log log_;
+    bool log_ended_ = false;  // its last record (master_stopped, master_detached) is written
+    refusal_limiter refusals_;
+    std::optional<mono_time> refusals_armed_for_;
+    spawner spawner_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+    boost::asio::local::stream_protocol::acceptor control_;
+    boost::asio::steady_timer timer_;
+    boost::asio::steady_timer refusal_timer_;  // the next summary of refusals held back
+    boost::asio::steady_timer restart_finished_;  // never expires: cancelled when a restart ends
+    boost::asio::signal_set signals_;
+    std::chrono::steady_clock::time_point origin_ = std::chrono::steady_clock::now();
+    std::unordered_map<connection_id, std::shared_ptr<connection>> connections_;
+    connection_id next_connection_ = 1;
+    std::string secret_;
+    session_settings session_settings_;
+    std::unique_ptr<boost::asio::ssl::context> tls_;
+    std::string slave_tls_ca_;  // MESHMASTER_TLS_CA for spawned slaves
+    std::optional<checkpoint_store> checkpoints_;
+    std::string slave_address_;
+    std::deque<event_record> restart_outcomes_;
+    bool stop_requested_ = false;
+    int exit_code_ = to_int(exit_code::failure);
+};
+
+}  // namespace meshmaster::master
