@@ -1,8 +1,9 @@
 // The daemon's one object: the supervisor core and everything that drives it, declared once and
 // defined by room — daemon.cpp (the core driver: actions, the event log, timers, the stop),
 // daemon_startup.cpp (secret and TLS, listening, the control socket's file, adoption from the
-// previous event log), slave_server.cpp (accepting slaves, their TLS or plain streams, the read and
-// write loops), daemon_signals.cpp (signals and reload) and control_socket.cpp (the CLI's requests).
+// previous event log), slave_server.cpp and slave_writes.cpp (accepting slaves, their TLS or plain
+// streams — slave_connection.hpp — the read and write loops), daemon_signals.cpp (signals and
+// reload) and control_socket.cpp (the CLI's requests, with control_status.hpp).
 // Internal to those translation units: it includes Asio, so nothing else includes it (main.cpp sees
 // daemon.hpp). Thread safety: none; everything runs on the one thread of its io_context.
 #pragma once
@@ -98,7 +99,7 @@ private:
     /// the adoption window, or the exit code of a failed start.
     std::variant<std::chrono::milliseconds, int> adopt_previous();
 
-    // --- the slave server (slave_server.cpp) ----------------------------------------------------
+    // --- the slave server (slave_server.cpp: accept, handshake, reads; slave_writes.cpp) --------
     std::shared_ptr<connection> find(connection_id id);
     void send_bytes(const std::shared_ptr<connection>& c, std::span<const std::byte> bytes);
     void close_connection(connection_id id, const std::string& code, const std::string& message);
@@ -106,6 +107,8 @@ private:
     void write_queued_now();
     /// Until nothing is being written to any slave, or until `limit` has passed.
     awaitable writes_done(std::chrono::milliseconds limit);
+    /// Until nothing is being written to `c`, or until `limit` has passed.
+    awaitable written(std::shared_ptr<connection> c, std::chrono::milliseconds limit);
     void to_core(connection_id, const std::function<void(supervisor&, mono_time)>& input) override;
     const supervisor_config& core_config() const override;
     void log(event_record record) override;
