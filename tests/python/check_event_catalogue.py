@@ -8,7 +8,7 @@ import sys
 
 root = sys.argv[1]
 code = set()
-for path in glob.glob(os.path.join(root, "master", "src", "*.cpp")):
+for path in glob.glob(os.path.join(root, "master", "src", "*.[ch]pp")):
     text = open(path, encoding="utf-8").read()
     # `.event = "name"` and `.event = cond ? "a" : "b"`, and the outcomes passed to end_migration.
     for expr in re.findall(r"\.event = ([^,}]*)", text):

@@ -1,0 +1,327 @@
+// Failure handling: detecting that a slave failed, and what follows. It owns the deadlines (spawn,
+// soft start, shutdown, a migration's stop and resume, a shard's start, heartbeats and progress:
+// on_tick and next_deadline), a slave declared lost (fail_slave: closed and killed, or given
+// external_grace if it cannot be killed) and a slave known dead (slave_dead: its shards orphaned or
+// sent back to their source, its pair, slot and spare dealt with). Nothing it holds is granted again
+// before its death is known. Members of supervisor::state (supervisor_state.hpp); no header of its
+// own, since all it declares is there.
+#include "supervisor_state.hpp"
+
+#include <fmt/format.h>
+#include <utility>
+
+namespace meshmaster::master {
+
+// The slave whose answer a migration waits for, if it can still give one (a slave already
+// declared lost is being killed: its timeout has done its job).
+const slave_rec* supervisor::state::awaited(const migration_rec& m) const {
+    const std::string& id = m.phase == migration_phase::stopping ? m.from : shards[m.shard].owner;
+    auto it = slaves.find(id);
+    if (it == slaves.end() || !it->second.alive || it->second.phase == slave_phase::lost) return nullptr;
+    return &it->second;
+}
+
+const slave_rec* supervisor::state::awaited(const shard_rec& sh) const {
+    if (sh.phase != shard_phase::starting) return nullptr;
+    auto it = slaves.find(sh.owner);
+    if (it == slaves.end() || !it->second.alive || it->second.phase == slave_phase::lost) return nullptr;
+    return &it->second;
+}
+
+// Something is wrong with a live slave: make sure it is dead (kill it) before anything it holds
+// is granted again. External slaves cannot be killed: they get a grace period to come back.
+void supervisor::state::fail_slave(slave_rec& s, const std::string& reason) {
+    if (s.phase == slave_phase::lost || !s.alive) return;
+    log({.event = "slave_lost", .slave = s.id, .pid = s.pid, .reason = reason});
+    mesh_leave(s);
+    std::size_t index = 0;
+    if (pair_rec* p = pair_of(s.id, &index); p && p->to == s.id) fail_target(index, reason);
+    if (s.connection) {
+        out.emplace_back(actions::close_connection{*s.connection, "slave_lost", reason});
+        by_connection.erase(*s.connection);
+        s.connection.reset();
+    }
+    s.phase = slave_phase::lost;
+    if (s.killable()) {
+        out.emplace_back(actions::kill_slave{s.id, s.pid});
+        log({.event = "slave_killed", .slave = s.id, .pid = s.pid, .reason = reason});
+        s.deadline.reset();  // now we wait for its exit
+    } else if (s.ours) {
+        // Spawned but no pid yet (spawn still in progress): the exit will follow the spawn.
+        s.deadline.reset();
+    } else {
+        // An external slave cannot be killed. One that went silent or stuck is fenced now: its
+        // epochs are superseded by the next grants, it refuses stale ones itself, and an
+        // upstream that checks epochs refuses its work. One that merely disconnected gets
+        // external_grace to come back first.
+        const bool unresponsive = reason.find("timeout") != std::string::npos || reason == "progress_stalled";
+        s.deadline = now + (unresponsive ? mono_time{0} : ms(config.external_grace));
+    }
+}
+
+// The slave's process is gone (or, for an external slave, presumed gone after its grace):
+// nothing it held runs any more, so its shards may be granted again.
+void supervisor::state::slave_dead(const std::string& id, const std::string& reason) {
+    slave_rec* sp = find(id);
+    if (!sp) return;
+    slave_rec& s = *sp;
+    s.alive = false;
+    mesh_leave(s);
+    if (s.connection) {
+        out.emplace_back(actions::close_connection{*s.connection, "slave_exited", reason});
+        by_connection.erase(*s.connection);
+        s.connection.reset();
+    }
+    log({.event = "slave_exited", .slave = s.id, .pid = s.pid, .reason = reason});
+
+    std::size_t pair_index = 0;
+    pair_rec* pair = pair_of(s.id, &pair_index);
+    const bool is_target = pair && pair->to == s.id;
+    const bool is_source = pair && pair->from == s.id;
+    if (is_target) fail_target(pair_index, reason);
+    if (is_source) {
+        pair->source_dead = true;
+        std::erase_if(restart->queue, [&](const auto& q) { return q.first == pair_index; });
+        if (!pair->target_failed) slots[pair->slot].active = pair->to;
+    }
+
+    for (std::uint32_t shard : shards_of(s.id)) {
+        shard_rec& sh = shards[shard];
+        auto mig = sh.migration ? migrations.find(sh.migration) : migrations.end();
+        if (mig != migrations.end()) {
+            migration_rec& m = mig->second;
+            slave_rec* source = find(m.from);
+            if (sh.phase == shard_phase::resuming && !m.back_to_source && source && source->usable()) {
+                // The target died while resuming: the state is still here, give it back.
+                m.back_to_source = true;
+                resume_on(m, *source);
+                continue;
+            }
+            const bool was_stopping = sh.phase == shard_phase::stopping;
+            if (m.state) set_checkpoint(shard, m.state);  // a handed-back state outlives its target
+            sh.owner.clear();
+            sh.phase = shard_phase::unowned;
+            end_migration(m.id, "migration_failed",
+                          was_stopping ? "source died before handing back the state"
+                                       : fmt::format("{} died: {}", s.id, reason),
+                          !checkpoints[shard]);
+            log({.event = "shard_orphaned", .slave = s.id, .shard = shard, .epoch = sh.epoch,
+                 .state_lost = !checkpoints[shard]});
+            continue;
+        }
+        sh.owner.clear();
+        sh.phase = shard_phase::unowned;
+        // With a checkpoint the shard resumes from it; without, it starts over.
+        log({.event = "shard_orphaned", .slave = s.id, .shard = shard, .epoch = sh.epoch,
+             .state_lost = !checkpoints[shard]});
+    }
+
+    // Migrations stopping on another slave but bound for this one go back to their source.
+    for (auto& [mid, m] : migrations) {
+        if (m.to == s.id && m.phase == migration_phase::stopping) m.back_to_source = true;
+    }
+
+    const bool retired = s.phase == slave_phase::retiring;
+    const bool was_spare = s.spare;
+    if (s.slot && slots[*s.slot].active == s.id) {
+        slot_rec& slot = slots[*s.slot];
+        slot.active.clear();
+        if (!retired && !stopping && !promote_spare(*s.slot)) schedule_respawn(*s.slot, s, reason);
+    }
+    if (was_spare && s.ours && !s.started && !stopping) spare_start_failed(s.id, reason);
+    if (pair) {
+        // A retiring source is done however it went (it may have been killed at its deadline).
+        if (is_source && pair->phase == pair_phase::retiring) {
+            pair->phase = pair_phase::done;
+            log({.event = "slave_retired", .slave = s.id, .restart = restart->id});
+            log({.event = "restart_pair_completed", .slave = pair->to, .peer = pair->from,
+                 .restart = restart->id, .slot = pair->slot, .count = pair->moved});
+        }
+    } else if (retired) {
+        log({.event = "slave_retired", .slave = s.id});
+    }
+    slaves.erase(id);
+    if (pair) check_pair(pair_index);
+    grant_orphans();
+    if (was_spare || !retired) ensure_spares();
+    pump_restart();
+    advance_stop();
+}
+
+void supervisor::on_disconnected(connection_id connection, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    if (s.exited) return;
+    slave_rec* r = s.by_conn(connection);
+    if (!r) return;
+    s.by_connection.erase(connection);
+    r->connection.reset();
+    if (r->phase == slave_phase::retiring) {
+        s.log({.event = "slave_disconnected", .slave = r->id, .reason = "retiring"});
+        return;  // it is exiting; its exit (or the shutdown deadline) finishes the job
+    }
+    s.fail_slave(*r, "connection lost");
+}
+
+void supervisor::on_process_exited(const std::string& slave, std::string status, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    if (s.exited) return;
+    if (s.awaiting_exit.erase(slave) > 0) {
+        s.log({.event = "slave_exited", .slave = slave, .reason = status});
+        s.grant_orphans();
+        return;
+    }
+    if (!s.find(slave)) return;
+    s.slave_dead(slave, status);
+}
+
+void supervisor::on_heartbeat(connection_id connection, std::uint64_t progress, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    if (s.exited) return;
+    slave_rec* r = s.by_conn(connection);
+    if (!r) return;
+    r->last_seen = now;
+    if (progress != r->progress) {
+        r->progress = progress;
+        r->progress_at = now;
+    }
+}
+
+void supervisor::on_state_received(connection_id connection, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    if (s.exited) return;
+    slave_rec* r = s.by_conn(connection);
+    if (!r) return;
+    // Its heartbeats may wait behind these bytes in its socket, for long on a busy machine: a slave
+    // whose states still flow is slow, not hung. A frozen one sends no state either.
+    r->last_seen = now;
+    r->progress_at = now;
+}
+
+void supervisor::on_tick(mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    if (s.exited) return;
+    if (s.adopting_until && now >= *s.adopting_until) s.end_adoption();
+    if (std::erase_if(s.awaiting_exit, [&](const auto& entry) {
+            if (now < entry.second) return false;
+            s.log({.event = "slave_exited", .slave = entry.first,
+                   .reason = "no exit seen within stop_timeout after the kill: presumed gone"});
+            return true;
+        }) > 0) {
+        s.grant_orphans();
+    }
+
+    for (std::uint32_t i = 0; i < s.slots.size(); ++i) {
+        if (s.slots[i].respawn_at && now >= *s.slots[i].respawn_at) s.respawn(i);
+    }
+    if (s.spare_respawn_at && now >= *s.spare_respawn_at) {
+        s.spare_respawn_at.reset();
+        s.ensure_spares();
+    }
+
+    // Collect first: failing a slave changes the maps being walked.
+    std::vector<std::pair<std::string, std::string>> to_fail;
+    std::vector<std::string> to_kill;
+    std::vector<std::string> to_bury;
+    const mono_time silence = s.ms(s.config.heartbeat_interval) * s.config.heartbeat_misses;
+    for (auto& [id, r] : s.slaves) {
+        if (!r.alive) continue;
+        if (r.deadline && now >= *r.deadline) {
+            switch (r.phase) {
+                case slave_phase::spawning: to_fail.emplace_back(id, "no hello before spawn_timeout"); break;
+                case slave_phase::soft_starting: to_fail.emplace_back(id, "soft_start_timeout"); break;
+                case slave_phase::retiring: to_kill.push_back(id); break;
+                case slave_phase::lost: to_bury.push_back(id); break;
+                default: break;
+            }
+            continue;
+        }
+        if (r.connection && r.phase != slave_phase::lost) {
+            if (now - r.last_seen > silence) {
+                to_fail.emplace_back(id, "heartbeat_timeout");
+                continue;
+            }
+            // Heartbeats that keep coming while the event loop stands still: stuck, not idle.
+            if (r.progress != 0 && now - r.progress_at > silence) {
+                to_fail.emplace_back(id, "progress_stalled");
+                continue;
+            }
+            if (now >= r.next_heartbeat) {
+                s.send(r, protocol::heartbeat{.seq = ++r.heartbeat_seq});
+                r.next_heartbeat = now + s.ms(s.config.heartbeat_interval);
+            }
+        }
+    }
+    for (const auto& [id, m] : s.migrations) {
+        const bool stopping = m.phase == migration_phase::stopping;
+        const milliseconds limit = stopping ? s.config.stop_timeout : s.config.resume_timeout;
+        const slave_rec* who = s.awaited(m);
+        if (who && now - m.phase_started >= s.ms(limit)) {
+            to_fail.emplace_back(who->id, stopping ? "stop_timeout" : "resume_timeout");
+        }
+    }
+    for (const auto& sh : s.shards) {
+        const slave_rec* who = s.awaited(sh);
+        if (who && now - sh.since >= s.ms(s.config.start_timeout)) to_fail.emplace_back(who->id, "start_timeout");
+    }
+    for (const auto& id : to_kill) {
+        if (slave_rec* r = s.find(id); r && r->alive && r->phase == slave_phase::retiring) {
+            r->deadline.reset();
+            if (r->killable()) {
+                s.out.emplace_back(actions::kill_slave{r->id, r->pid});
+                s.log({.event = "slave_killed", .slave = r->id, .pid = r->pid, .reason = "shutdown_timeout"});
+            } else {
+                s.slave_dead(id, "did not exit after shutdown");
+            }
+        }
+    }
+    for (const auto& [id, reason] : to_fail) {
+        if (slave_rec* r = s.find(id)) s.fail_slave(*r, reason);
+    }
+    for (const auto& id : to_bury) {
+        if (slave_rec* r = s.find(id); r && r->phase == slave_phase::lost && r->deadline && now >= *r->deadline) {
+            s.slave_dead(id, "external slave did not come back within external_grace");
+        }
+    }
+    s.pump_restart();
+    s.advance_stop();
+}
+
+std::optional<mono_time> supervisor::next_deadline() const {
+    const auto& s = *s_;
+    std::optional<mono_time> next;
+    auto consider = [&](mono_time t) {
+        if (!next || t < *next) next = t;
+    };
+    if (s.exited) return std::nullopt;
+    if (s.adopting_until) consider(*s.adopting_until);
+    for (const auto& [id, deadline] : s.awaiting_exit) consider(deadline);
+    for (const auto& slot : s.slots) {
+        if (slot.respawn_at) consider(*slot.respawn_at);
+    }
+    if (s.spare_respawn_at) consider(*s.spare_respawn_at);
+    const mono_time silence = s.ms(s.config.heartbeat_interval) * s.config.heartbeat_misses;
+    for (const auto& [id, r] : s.slaves) {
+        if (!r.alive) continue;
+        if (r.deadline) consider(*r.deadline);
+        if (r.connection && r.phase != slave_phase::lost) {
+            consider(r.last_seen + silence);
+            consider(r.next_heartbeat);
+            if (r.progress != 0) consider(r.progress_at + silence);
+        }
+    }
+    for (const auto& [id, m] : s.migrations) {
+        if (!s.awaited(m)) continue;
+        consider(m.phase_started + s.ms(m.phase == migration_phase::stopping ? s.config.stop_timeout : s.config.resume_timeout));
+    }
+    for (const auto& sh : s.shards) {
+        if (s.awaited(sh)) consider(sh.since + s.ms(s.config.start_timeout));
+    }
+    return next;
+}
+
+}  // namespace meshmaster::master

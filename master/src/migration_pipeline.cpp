@@ -1,0 +1,203 @@
+// The migration pipeline's behaviour (the records and what it owns: migration_pipeline.hpp): a move
+// starts by stopping the shard on its holder, the handed-back state is resumed on the target (or
+// back on the source), and end_migration writes the move's one terminal record.
+#include "supervisor_state.hpp"
+
+#include <meshmaster/protocol/state_transfer.hpp>
+
+#include <algorithm>
+#include <utility>
+
+namespace meshmaster::master {
+
+void supervisor::state::resume_on(migration_rec& m, slave_rec& target) {
+    shard_rec& sh = shards[m.shard];
+    ++sh.epoch;
+    sh.owner = target.id;
+    sh.phase = shard_phase::resuming;
+    sh.since = now;
+    m.phase = migration_phase::resuming;
+    m.phase_started = now;
+    if (target.phase == slave_phase::ready) target.phase = slave_phase::running;
+    const std::size_t size = m.state ? m.state->size() : 0;
+    const protocol::bytes_view view = m.state ? protocol::bytes_view(*m.state) : protocol::bytes_view{};
+    // Logged before it is sent: a master that dies right after sending still leaves the new
+    // epoch in its log, and its successor never grants that epoch again.
+    log({.event = m.recovery ? "shard_recovering" : m.back_to_source ? "shard_resuming_on_source" : "shard_resuming",
+         .slave = target.id,
+         .peer = m.back_to_source ? std::string() : m.from,
+         .shard = m.shard,
+         .epoch = sh.epoch,
+         .migration = m.id,
+         .state_bytes = size});
+    if (target.connection) {
+        actions::send_frame a{*target.connection, {}};
+        if (protocol::encode_with_state(protocol::resume{.shard = m.shard, .epoch = sh.epoch, .migration_id = m.id},
+                                        view, a.frames, config.state_chunk_size)) {
+            out.emplace_back(std::move(a));
+        }
+    }
+    failpoint(m.recovery ? "master.recovery.after_resume_sent" : "master.migrate.after_resume_sent");
+}
+
+void supervisor::state::end_migration(std::uint64_t id, std::string_view outcome, std::string reason, bool state_lost) {
+    auto it = migrations.find(id);
+    if (it == migrations.end()) return;
+    migration_rec m = std::move(it->second);
+    migrations.erase(it);
+    if (!m.recovery) --in_flight;
+    shard_rec& sh = shards[m.shard];
+    if (sh.migration == id) sh.migration = 0;
+    const bool completed = outcome == "migration_completed" || outcome == "migration_rolled_back";
+    if (completed && m.state) set_checkpoint(m.shard, m.state);  // the newest known state
+    if (completed && !m.from.empty()) {
+        // The old holder kept a copy of what it handed back; it may let go of it now.
+        if (slave_rec* old = find(m.from); old && old->connection && old->minor >= 1 && m.from != sh.owner) {
+            send(*old, protocol::handoff_complete{.shard = m.shard, .epoch = m.from_epoch, .migration_id = m.id});
+        }
+    }
+    // The record names the shard's holder now as `slave`: the target, or the source it went
+    // back to (a recovery whose collected state went back where it came from included).
+    const bool back_to_source = outcome == "migration_rolled_back";
+    if (m.recovery) {
+        outcome = completed ? std::string_view("shard_recovered") : std::string_view("recovery_failed");
+    }
+    const bool forward = outcome == "migration_completed" || (outcome == "shard_recovered" && !back_to_source);
+    event_record r{.event = outcome,
+                   .slave = forward ? m.to : m.from,
+                   .peer = forward ? m.from : m.to,
+                   .shard = m.shard,
+                   .epoch = sh.epoch,
+                   .migration = m.id,
+                   .restart = restart ? std::optional(restart->id) : std::nullopt,
+                   .duration_ms = ms_between(m.started, now),
+                   .reason = std::move(reason)};
+    if (outcome != "migration_failed" && outcome != "recovery_failed") r.pause_ms = ms_between(m.started, now);
+    if (state_lost) r.state_lost = true;
+    log(std::move(r));
+    if (!m.recovery && restart && m.pair < restart->pairs.size()) {
+        pair_rec& p = restart->pairs[m.pair];
+        if (outcome == "migration_completed") ++p.moved;
+        check_pair(m.pair);
+    }
+}
+
+// A move of a running shard from one live slave to another (`pair`: the restart pair it
+// belongs to, or no_pair).
+void supervisor::state::start_move(std::uint32_t shard, const std::string& from, const std::string& to, std::size_t pair_index) {
+    shard_rec& sh = shards[shard];
+    slave_rec* src = find(from);
+    if (!src || !src->alive || sh.owner != from || sh.phase != shard_phase::running) return;
+    const std::uint64_t id = next_id++;
+    migration_rec m{.id = id, .shard = shard, .from = from, .to = to, .started = now, .phase_started = now,
+                    .pair = pair_index, .from_epoch = sh.epoch};
+    sh.phase = shard_phase::stopping;
+    sh.migration = id;
+    sh.since = now;
+    ++in_flight;
+    migrations.emplace(id, std::move(m));
+    log({.event = "migration_started", .slave = from, .peer = to, .shard = shard, .epoch = sh.epoch,
+         .migration = id, .restart = restart ? std::optional(restart->id) : std::nullopt});
+    failpoint("master.migrate.before_stop");
+    send(*src, protocol::stop_shard{.shard = shard, .epoch = sh.epoch, .migration_id = id});
+    failpoint("master.migrate.after_stop_sent");
+}
+
+// Slaves a previous master left beside the slot holders (it crashed in the middle of a
+// restart, say) hand their shards to the shards' home slots, a move at a time within the
+// concurrency, and then retire: the fleet converges to slaves.count.
+void supervisor::state::drain_surplus() {
+    if (restart || stopping || adopting() || !awaiting_exit.empty()) return;
+    const std::uint32_t concurrency = std::max<std::uint32_t>(1, config.migration_concurrency);
+    for (auto& [id, s] : slaves) {
+        if (s.slot || !(s.ours || s.watched) || !s.usable() || s.restart_target) continue;
+        const auto held = shards_of(id);
+        if (held.empty()) {
+            if (!s.spare) retire(s, "surplus slave");  // an idle spare stays one
+            continue;
+        }
+        for (std::uint32_t shard : held) {
+            if (in_flight >= concurrency) return;
+            if (shards[shard].phase != shard_phase::running || shards[shard].migration) continue;
+            const slave_rec* to = config.slave_count ? find(slots[home_slot(shard)].active) : nullptr;
+            if (!to || !to->usable() || to->id == id) continue;
+            start_move(shard, id, to->id, no_pair);
+        }
+    }
+}
+
+void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard, std::uint64_t epoch,
+                                  std::uint64_t migration, shared_bytes state, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    if (s.exited) return;
+    slave_rec* r = s.by_conn(connection);
+    if (!r) return;
+    r->last_seen = now;
+    const bool current = shard < s.shards.size() && s.shards[shard].owner == r->id && s.shards[shard].epoch == epoch &&
+                         s.shards[shard].phase == shard_phase::stopping && migration != 0 &&
+                         s.shards[shard].migration == migration && s.migrations.contains(migration);
+    if (!current) {
+        if (migration == 0) {
+            s.log({.event = "fence_acknowledged", .slave = r->id, .shard = shard, .epoch = epoch});
+        } else {
+            s.refuse_stale(*r, "shard_stopped", shard, epoch, migration);
+        }
+        return;
+    }
+    shard_rec& sh = s.shards[shard];
+    migration_rec& m = s.migrations.at(migration);
+    m.state = state ? std::move(state) : std::make_shared<const std::vector<std::byte>>();
+    s.failpoint("master.migrate.after_state_received");
+    sh.owner.clear();
+    s.log({.event = "shard_stopped", .slave = r->id, .shard = shard, .epoch = epoch, .migration = migration,
+           .duration_ms = ms_between(m.phase_started, now), .state_bytes = m.state->size()});
+    if (m.recovery && m.to.empty()) {
+        // A collected state: it goes to the shard's home slot, or waits there as a checkpoint.
+        slave_rec* home = s.config.slave_count ? s.find(s.slots[s.home_slot(shard)].active) : nullptr;
+        if (home && home->usable() && home->minor >= 1) {
+            m.to = home->id;
+            s.resume_on(m, *home);
+        } else {
+            s.set_checkpoint(shard, m.state);
+            sh.phase = shard_phase::unowned;
+            s.end_migration(migration, "migration_failed", "no slave to resume the collected state on yet", false);
+            s.grant_orphans();
+        }
+        return;
+    }
+    slave_rec* target = m.back_to_source ? nullptr : s.find(m.to);
+    if (target && target->usable()) {
+        s.resume_on(m, *target);
+    } else {
+        m.back_to_source = true;
+        s.resume_on(m, *r);
+    }
+}
+
+void supervisor::on_resumed(connection_id connection, std::uint32_t shard, std::uint64_t epoch,
+                            std::uint64_t migration, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    if (s.exited) return;
+    slave_rec* r = s.by_conn(connection);
+    if (!r) return;
+    r->last_seen = now;
+    if (shard >= s.shards.size() || s.shards[shard].owner != r->id || s.shards[shard].epoch != epoch ||
+        s.shards[shard].phase != shard_phase::resuming || s.shards[shard].migration != migration ||
+        !s.migrations.contains(migration)) {
+        s.refuse_stale(*r, "resumed", shard, epoch, migration);
+        return;
+    }
+    shard_rec& sh = s.shards[shard];
+    sh.phase = shard_phase::running;
+    sh.since = now;
+    const bool rollback = s.migrations.at(migration).back_to_source;
+    s.end_migration(migration, rollback ? "migration_rolled_back" : "migration_completed",
+                    rollback ? "the new slave failed" : "", false);
+    s.failpoint("master.migrate.after_resumed");
+    s.pump_restart();
+    s.advance_stop();
+}
+
+}  // namespace meshmaster::master

@@ -1,0 +1,257 @@
+// The rolling-restart planner's behaviour (the records and what it owns: rolling_restart.hpp):
+// starting pairs within the surge, queueing their moves within the concurrency, moving each pair
+// along (soft start, moves, retiring the old slave) and ending the restart in one terminal record.
+#include "supervisor_state.hpp"
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <utility>
+
+namespace meshmaster::master {
+
+pair_rec* supervisor::state::pair_of(const std::string& id, std::size_t* index) {
+    if (!restart) return nullptr;
+    for (std::size_t i = 0; i < restart->pairs.size(); ++i) {
+        pair_rec& p = restart->pairs[i];
+        if (p.phase == pair_phase::waiting || p.phase == pair_phase::done) continue;
+        if (p.from == id || p.to == id) {
+            if (index) *index = i;
+            return &p;
+        }
+    }
+    return nullptr;
+}
+
+void supervisor::state::begin_restart(std::string reason) {
+    ++generation;
+    restart_rec r{.id = next_id++, .started = now, .reason = std::move(reason)};
+    for (std::uint32_t slot = 0; slot < slots.size(); ++slot) {
+        slave_rec* s = find(slots[slot].active);
+        if (!s || !s->alive || !s->connection || s->phase != slave_phase::running) {
+            log({.event = "restart_slot_skipped", .slave = slots[slot].active, .slot = slot,
+                 .reason = s ? "slave not running" : "no slave in slot"});
+            continue;
+        }
+        if (!s->ours && !s->watched) {
+            log({.event = "restart_slot_skipped", .slave = s->id, .slot = slot,
+                 .reason = "external slave: the master cannot replace it"});
+            continue;
+        }
+        r.pairs.push_back({.slot = slot, .from = s->id});
+    }
+    restart = std::move(r);
+    log({.event = "restart_started", .restart = restart->id, .generation = generation,
+         .count = restart->pairs.size(), .reason = restart->reason});
+    pump_restart();
+}
+
+void supervisor::state::start_pair(std::size_t index) {
+    pair_rec& p = restart->pairs[index];
+    slave_rec* from = find(p.from);
+    if (!from || !from->alive || slots[p.slot].active != p.from) {
+        p.phase = pair_phase::done;
+        return;
+    }
+    p.to = fresh_id(p.slot);
+    slave_rec& t = spawn(p.slot, p.to);
+    t.restart_target = true;
+    p.phase = pair_phase::spawning;
+}
+
+void supervisor::state::start_migration(std::size_t pair_index, std::uint32_t shard) {
+    const pair_rec& p = restart->pairs[pair_index];
+    start_move(shard, p.from, p.to, pair_index);
+}
+
+// Pairs using the surge: a retiring one has handed all its shards over, so the next pair may
+// start while the old slave exits.
+std::size_t supervisor::state::preparing_pairs() const {
+    std::size_t n = 0;
+    for (const pair_rec& p : restart->pairs) {
+        if (p.phase == pair_phase::spawning || p.phase == pair_phase::soft_starting || p.phase == pair_phase::migrating) ++n;
+    }
+    return n;
+}
+
+std::size_t supervisor::state::unfinished_pairs() const {
+    std::size_t n = 0;
+    for (const pair_rec& p : restart->pairs) {
+        if (p.phase != pair_phase::waiting && p.phase != pair_phase::done) ++n;
+    }
+    return n;
+}
+
+void supervisor::state::pump_restart() {
+    if (!restart) return drain_surplus();
+    const std::size_t surge = std::max<std::uint32_t>(1, config.restart_surge);
+    while (!restart->failing && !stopping && restart->next_pair < restart->pairs.size() && preparing_pairs() < surge) {
+        start_pair(restart->next_pair++);
+    }
+    while (!stopping && in_flight < std::max<std::uint32_t>(1, config.migration_concurrency) && !restart->queue.empty()) {
+        auto [pair_index, shard] = restart->queue.front();
+        restart->queue.pop_front();
+        if (restart->pairs[pair_index].target_failed) continue;
+        start_migration(pair_index, shard);
+    }
+    for (std::size_t i = 0; i < restart->pairs.size(); ++i) check_pair(i);
+    if (!restart) return;
+    const bool all_started = restart->failing || stopping || restart->next_pair == restart->pairs.size();
+    if (all_started && unfinished_pairs() == 0 && in_flight == 0) finish_restart();
+}
+
+void supervisor::state::finish_restart() {
+    restart_rec r = std::move(*restart);
+    restart.reset();
+    if (r.failing || stopping) {
+        ++restarts_failed;
+        log({.event = "restart_failed", .restart = r.id, .generation = generation,
+             .duration_ms = ms_between(r.started, now), .reason = r.failing ? r.failure : "master stopping"});
+    } else {
+        ++restarts_completed;
+        std::uint64_t moved = 0;
+        for (const pair_rec& p : r.pairs) moved += p.moved;
+        log({.event = "restart_completed", .restart = r.id, .generation = generation,
+             .duration_ms = ms_between(r.started, now), .count = moved});
+        ensure_spares();  // spares of the new generation replace the old ones
+    }
+    if (restart_queued && !stopping) {
+        restart_queued = false;
+        begin_restart(std::move(queued_reason));
+    }
+}
+
+void supervisor::state::on_target_ready(std::size_t index) {
+    pair_rec& p = restart->pairs[index];
+    slave_rec* from = find(p.from);
+    slave_rec* to = find(p.to);
+    p.phase = pair_phase::migrating;
+    std::vector<std::uint32_t> moving;
+    if (from && from->alive) {
+        for (std::uint32_t s : shards_of(p.from)) {
+            if (shards[s].phase == shard_phase::running) moving.push_back(s);
+        }
+    }
+    p.total = static_cast<std::uint32_t>(moving.size());
+    log({.event = "soft_start_completed", .slave = p.to, .restart = restart->id,
+         .duration_ms = ms_between(p.soft_start_sent, now)});
+    if (from && from->connection) {
+        send(*from, protocol::shard_migration_start{.restart_id = restart->id, .role = protocol::migration_role::source,
+                                                    .peer = p.to, .shard_count = p.total});
+    }
+    if (to) {
+        send(*to, protocol::shard_migration_start{.restart_id = restart->id, .role = protocol::migration_role::target,
+                                                  .peer = p.from, .shard_count = p.total});
+    }
+    for (std::uint32_t s : moving) restart->queue.emplace_back(index, s);
+    if (p.source_dead) grant_orphans();
+}
+
+// Moves a pair forward when its moves are done: retire the source, or finish.
+void supervisor::state::check_pair(std::size_t index) {
+    if (!restart || index >= restart->pairs.size()) return;
+    pair_rec& p = restart->pairs[index];
+    if (p.phase == pair_phase::waiting || p.phase == pair_phase::done) return;
+    bool moving = false;
+    for (const auto& [id, m] : migrations) moving = moving || m.pair == index;
+    for (const auto& q : restart->queue) moving = moving || q.first == index;
+    if (moving) return;
+    slave_rec* from = find(p.from);
+    slave_rec* to = find(p.to);
+    if (p.target_failed) {
+        // Rolled back: done once the target is gone (its shards are back on the source or orphaned).
+        if (!to) {
+            p.phase = pair_phase::done;
+            log({.event = "restart_pair_rolled_back", .slave = p.from, .peer = p.to, .restart = restart->id,
+                 .slot = p.slot, .count = p.moved});
+        }
+        return;
+    }
+    if (p.phase == pair_phase::migrating) {
+        if (!from || !from->alive) {
+            p.phase = pair_phase::done;
+            slots[p.slot].active = p.to;
+            log({.event = "restart_pair_completed", .slave = p.to, .peer = p.from, .restart = restart->id,
+                 .slot = p.slot, .count = p.moved, .reason = "source died during the restart"});
+            return;
+        }
+        if (!shards_of(p.from).empty()) {
+            // Shards the source picked up meanwhile (or whose move was cancelled): move them too.
+            for (std::uint32_t s : shards_of(p.from)) {
+                if (shards[s].phase == shard_phase::running) restart->queue.emplace_back(index, s);
+            }
+            return;
+        }
+        slots[p.slot].active = p.to;
+        retire(*from, "rolling restart");
+        p.phase = pair_phase::retiring;
+    }
+}
+
+// The restart's new slave failed (timed out, disconnected or died): stop the restart and send
+// everything that has not settled on it back to its source.
+void supervisor::state::fail_target(std::size_t index, const std::string& reason) {
+    pair_rec& p = restart->pairs[index];
+    if (p.target_failed) return;
+    p.target_failed = true;
+    if (!restart->failing) {
+        restart->failing = true;
+        restart->failure = fmt::format("new slave {} failed: {}", p.to, reason);
+    }
+    std::erase_if(restart->queue, [&](const auto& q) { return q.first == index; });
+    for (auto& [id, m] : migrations) {
+        if (m.pair == index && m.phase == migration_phase::stopping) m.back_to_source = true;
+    }
+}
+
+void supervisor::on_soft_start_complete(connection_id connection, mono_time now) {
+    auto& s = *s_;
+    s.now = now;
+    if (s.exited) return;
+    slave_rec* r = s.by_conn(connection);
+    if (!r) return;
+    r->last_seen = now;
+    if (r->phase != slave_phase::soft_starting) {
+        s.log({.event = "stale_ack_ignored", .slave = r->id, .reason = "soft_start_complete without soft_start"});
+        return;
+    }
+    r->phase = slave_phase::ready;
+    r->deadline.reset();
+    if (r->spare) s.log({.event = "spare_ready", .slave = r->id});
+    std::size_t index = 0;
+    pair_rec* p = s.pair_of(r->id, &index);
+    if (p && p->to == r->id && !p->target_failed) s.on_target_ready(index);
+    s.pump_restart();
+}
+
+supervisor::restart_request supervisor::request_restart(mono_time now, std::string reason) {
+    auto& s = *s_;
+    s.now = now;
+    restart_request result;
+    if (s.stopping || s.exited) {
+        result.result = restart_request::outcome::refused;
+        result.refusal = s.detaching ? "the master is detaching (stop --leave-slaves): it exits, leaving the slaves running"
+                                     : "the master is stopping";
+        s.log({.event = "restart_refused", .reason = result.refusal});
+        return result;
+    }
+    if (s.restart) {
+        result.restart = s.restart->id;
+        if (s.restart_queued) {
+            result.result = restart_request::outcome::already_queued;
+            s.log({.event = "restart_already_queued", .restart = s.restart->id, .reason = reason});
+        } else {
+            result.result = restart_request::outcome::queued;
+            s.restart_queued = true;
+            s.queued_reason = reason;
+            s.log({.event = "restart_queued", .restart = s.restart->id, .reason = reason});
+        }
+    } else {
+        result.restart = s.next_id;  // the id begin_restart gives it
+        s.begin_restart(std::move(reason));
+    }
+    // After begin_restart: slots started again now belong to the new generation.
+    result.retried = s.retry_failed_starts("restart requested");
+    return result;
+}
+
+}  // namespace meshmaster::master

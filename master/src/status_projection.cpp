@@ -1,0 +1,69 @@
+// The status projection: supervisor_status (status.hpp), what `meshmaster status` and the control
+// socket show, read from the supervisor's state at a given time. Read-only; fleet_health.cpp judges
+// the result. No header of its own: it defines supervisor::status.
+#include "supervisor_state.hpp"
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <map>
+
+namespace meshmaster::master {
+
+supervisor_status supervisor::status(mono_time now) const {
+    const auto& s = *s_;
+    supervisor_status st;
+    st.generation = s.generation;
+    st.restarts_completed = s.restarts_completed;
+    st.restarts_failed = s.restarts_failed;
+    st.restart_queued = s.restart_queued;
+    st.stopping = s.stopping;
+    st.detaching = s.detaching;
+    if (s.adopting_until) st.adopting_ms = std::max(0.0, ms_between(now, *s.adopting_until));
+    st.spares = s.config.spares;
+    st.spares_failed = s.spares_failed;
+    st.spares_failure = s.spares_failure;
+    for (std::uint32_t i = 0; i < s.slots.size(); ++i) {
+        const slot_rec& slot = s.slots[i];
+        slot_status ss{.slot = i, .slave = slot.active, .failed = slot.failed,
+                       .failed_starts = slot.starts.recent(now, s.config.start_limit_interval), .failure = slot.failure};
+        if (slot.respawn_at) ss.respawn_in_ms = std::max(0.0, ms_between(now, *slot.respawn_at));
+        st.slots.push_back(std::move(ss));
+    }
+    std::vector<bool> seen_slot(s.slots.size(), false);
+    std::map<std::string, std::uint32_t> counts;
+    for (std::uint32_t i = 0; i < s.shards.size(); ++i) {
+        const shard_rec& sh = s.shards[i];
+        auto m = sh.migration ? s.migrations.find(sh.migration) : s.migrations.end();
+        const bool moving = m != s.migrations.end() && !m->second.recovery &&
+                            (sh.phase == shard_phase::stopping || sh.phase == shard_phase::resuming);
+        st.shards.push_back({.shard = i, .owner = sh.owner, .epoch = sh.epoch, .phase = name(sh.phase), .moving = moving});
+        if (!sh.owner.empty()) ++counts[sh.owner];
+        if (sh.phase == shard_phase::running) ++st.shards_running;
+        if (s.checkpoints[i]) ++st.shards_checkpointed;
+        if (!s.slots.empty()) {
+            const std::uint32_t home = s.home_slot(i);
+            if (!seen_slot[home]) st.slots[home].first_shard = i;
+            seen_slot[home] = true;
+            st.slots[home].last_shard = i;
+        }
+    }
+    for (const auto& [id, r] : s.slaves) {
+        st.slaves.push_back({.id = id, .slot = r.slot, .generation = r.generation, .pid = r.pid, .phase = name(r.phase),
+                             .connected = r.connection.has_value(), .spawned_here = r.ours, .shards = counts[id],
+                             .mesh = r.mesh ? fmt::format("{}:{}", r.mesh->host, r.mesh->port) : std::string()});
+    }
+    if (s.restart) {
+        restart_status rs{.id = s.restart->id, .in_flight = s.in_flight, .elapsed_ms = ms_between(s.restart->started, now),
+                          .failing = s.restart->failing};
+        for (const pair_rec& p : s.restart->pairs) {
+            ++rs.slaves_total;
+            if (p.phase == pair_phase::done) ++rs.slaves_done;
+            rs.migrations_done += p.moved;
+            rs.migrations_total += p.total;
+        }
+        st.restart = rs;
+    }
+    return st;
+}
+
+}  // namespace meshmaster::master

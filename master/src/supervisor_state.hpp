@@ -1,0 +1,199 @@
+// The supervisor's private state, shared by the units that make up the supervisor core. Each unit
+// owns a part of it and defines its part of the behaviour, as members of supervisor::state, in its
+// own source file (the declarations below are grouped by that file):
+//   shard_table        shards, their holders and fencing epochs, grants, checkpoints, hello reconciling
+//   migration_pipeline one move of a shard's state (stop, hand back, resume or roll back), recoveries
+//   rolling_restart    restarts: pairs of old and new slaves, the queue of moves, the surge
+//   slave_pool         slaves and slots: ids, spawns, respawn backoff and start limits, spares, retiring
+//   failure_handling   deadlines and heartbeats (detection), a lost slave, a dead one
+//   adoption           start-up, a slave's hello, slaves and moves left by a previous master
+//   stop_detach        graceful stop, immediate stop, detach
+//   mesh_directory     the mesh's embedded discovery (mesh_members)
+//   status_projection  supervisor_status, for `meshmaster status` and the control socket
+// supervisor.cpp composes them: the public entry points that belong to no one unit.
+//
+// Thread safety: none (the supervisor's driver thread only).
+#pragma once
+
+#include "migration_pipeline.hpp"
+#include "rolling_restart.hpp"
+#include "shard_table.hpp"
+#include "slave_pool.hpp"
+#include "start_limit.hpp"
+
+#include <meshmaster/master/supervisor.hpp>
+#include <meshmaster/protocol/codec.hpp>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace meshmaster::master {
+
+inline double ms_between(mono_time from, mono_time to) {
+    return std::chrono::duration<double, std::milli>(to - from).count();
+}
+
+struct supervisor::state {
+    supervisor_config config;
+    std::vector<action> out;
+    std::map<std::string, slave_rec> slaves;
+    std::unordered_map<connection_id, std::string> by_connection;
+    std::vector<shard_rec> shards;
+    std::vector<shared_bytes> checkpoints;  // per shard: the newest state to resume from
+    std::vector<slot_rec> slots;
+    std::map<std::uint64_t, migration_rec> migrations;
+    std::optional<restart_rec> restart;
+    bool restart_queued = false;
+    std::string queued_reason;
+    std::uint64_t next_id;
+    std::uint64_t generation = 1;
+    std::uint32_t spare_serial = 0;
+    // Spares that fail to start back off and give up like a slot (start limit); they have no slot.
+    start_limit spare_starts;
+    std::uint32_t spare_failures = 0;
+    std::optional<mono_time> spare_respawn_at;
+    bool spares_failed = false;
+    std::string spares_failure;
+    std::set<std::string> used_ids;  // by a previous master (seed_ids)
+    // Slaves a previous master left running (expect_slaves) that have not said hello yet, and
+    // those killed for not coming back, whose exit must be seen before any shard is granted.
+    std::map<std::string, std::int64_t> expected;
+    bool expecting = false;
+    std::map<std::string, mono_time> awaiting_exit;
+    std::uint64_t restarts_completed = 0;
+    std::uint64_t restarts_failed = 0;
+    std::uint32_t in_flight = 0;
+    std::uint64_t checkpoints_taken = 0;
+    std::uint64_t checkpoints_refused = 0;  // stale epoch or not the holder: ignored
+    bool started = false;
+    bool stopping = false;
+    bool detaching = false;  // stopping, but the slaves stay (request_detach)
+    bool exited = false;
+    std::optional<mono_time> adopting_until;
+    std::vector<supervisor::abandoned_migration> abandoned;
+    std::vector<std::uint64_t> abandoned_restarts;
+    mono_time now{};
+
+    state(supervisor_config c, std::uint64_t first_id) : config(c), next_id(first_id == 0 ? 1 : first_id) {
+        shards.resize(config.shard_count);
+        checkpoints.resize(config.shard_count);
+        slots.resize(config.slave_count);
+    }
+
+    // --- small helpers ------------------------------------------------------------------------
+
+    void log(event_record r) { out.emplace_back(actions::log_event{std::move(r)}); }
+    void failpoint(std::string_view name) { out.emplace_back(actions::hit_failpoint{name}); }
+
+    // Frames are encoded here, at once: an action then owns its bytes, and nothing in it can
+    // outlive the records a message's views point into.
+    template <class Message>
+    void send(const slave_rec& s, const Message& m) {
+        if (!s.connection) return;
+        actions::send_frame a{*s.connection, {}};
+        if (!protocol::encode(m, a.frames)) {
+            log({.event = "frame_not_sent", .slave = s.id, .reason = "message too large to encode"});
+            return;
+        }
+        out.emplace_back(std::move(a));
+    }
+
+    std::uint64_t mesh_version = 0;  // seeded from first_id: see the supervisor's constructor
+
+    slave_rec* find(const std::string& id) {
+        auto it = slaves.find(id);
+        return it == slaves.end() ? nullptr : &it->second;
+    }
+
+    slave_rec* by_conn(connection_id c) {
+        auto it = by_connection.find(c);
+        return it == by_connection.end() ? nullptr : find(it->second);
+    }
+
+    std::uint32_t home_slot(std::uint32_t shard) const {
+        return static_cast<std::uint32_t>(std::uint64_t{shard} * config.slave_count / config.shard_count);
+    }
+
+    std::vector<std::uint32_t> shards_of(const std::string& id) const {
+        std::vector<std::uint32_t> list;
+        for (std::uint32_t s = 0; s < shards.size(); ++s) {
+            if (shards[s].owner == id) list.push_back(s);
+        }
+        return list;
+    }
+
+    mono_time ms(milliseconds d) const { return std::chrono::duration_cast<mono_time>(d); }
+
+    bool adopting() const { return adopting_until.has_value(); }
+
+    // --- shard_table.cpp ---------------------------------------------------------------------
+    void set_checkpoint(std::uint32_t shard, shared_bytes state);
+    void grant(std::uint32_t shard, slave_rec& s);
+    void refuse_stale(slave_rec& s, std::string_view what, std::uint32_t shard, std::uint64_t epoch,
+                      std::uint64_t migration = 0);
+    void fence(slave_rec& s, std::uint32_t shard, std::uint64_t stale_epoch, std::string reason);
+    void grant_orphans();
+    void reconcile_reported_shards(slave_rec& s, const std::vector<protocol::shard_epoch>& reported,
+                                   const std::vector<protocol::shard_epoch>& kept);
+    void reconcile_stopped_shards(slave_rec& s, const std::vector<protocol::shard_epoch>& kept);
+
+    // --- migration_pipeline.cpp --------------------------------------------------------------
+    void resume_on(migration_rec& m, slave_rec& target);
+    void end_migration(std::uint64_t id, std::string_view outcome, std::string reason, bool state_lost);
+    void start_move(std::uint32_t shard, const std::string& from, const std::string& to, std::size_t pair_index);
+    void drain_surplus();
+
+    // --- rolling_restart.cpp -----------------------------------------------------------------
+    pair_rec* pair_of(const std::string& id, std::size_t* index = nullptr);
+    void begin_restart(std::string reason);
+    void start_pair(std::size_t index);
+    void start_migration(std::size_t pair_index, std::uint32_t shard);
+    std::size_t preparing_pairs() const;
+    std::size_t unfinished_pairs() const;
+    void pump_restart();
+    void finish_restart();
+    void on_target_ready(std::size_t index);
+    void check_pair(std::size_t index);
+    void fail_target(std::size_t index, const std::string& reason);
+
+    // --- slave_pool.cpp ----------------------------------------------------------------------
+    std::string fresh_id(std::uint32_t slot_index);
+    std::string fresh_spare_id();
+    slave_rec& spawn(std::optional<std::uint32_t> slot, std::string id);
+    void ensure_spares();
+    bool promote_spare(std::uint32_t slot_index);
+    void retire(slave_rec& s, std::string reason);
+    void respawn(std::uint32_t slot_index);
+    milliseconds backoff(std::uint32_t failures) const;
+    std::string start_limit_failure(std::uint32_t failed_starts, const std::string& last) const;
+    void schedule_respawn(std::uint32_t slot_index, const slave_rec& dead, const std::string& reason);
+    void spare_start_failed(const std::string& id, const std::string& reason);
+    supervisor::retried_starts retry_failed_starts(const std::string& reason);
+
+    // --- failure_handling.cpp ----------------------------------------------------------------
+    const slave_rec* awaited(const migration_rec& m) const;
+    const slave_rec* awaited(const shard_rec& sh) const;
+    void fail_slave(slave_rec& s, const std::string& reason);
+    void slave_dead(const std::string& id, const std::string& reason);
+
+    // --- adoption.cpp ------------------------------------------------------------------------
+    void activate(slave_rec& s, bool reported_anything, bool soft_started);
+    void end_adoption();
+
+    // --- stop_detach.cpp ---------------------------------------------------------------------
+    void begin_stop(bool detach);
+    void advance_stop();
+
+    // --- mesh_directory.cpp ------------------------------------------------------------------
+    void send_mesh_members(const slave_rec& to);
+    void mesh_changed();
+    void mesh_leave(slave_rec& r);
+};
+
+}  // namespace meshmaster::master
