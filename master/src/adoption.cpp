@@ -46,20 +46,20 @@ void supervisor::state::activate(slave_rec& s, bool reported_anything, bool soft
 
 void supervisor::state::end_adoption() {
     adopting_until.reset();
-    log({.event = "adoption_finished"});
+    log({.event = event_kind::adoption_finished});
     // A slave of a previous master that did not come back may be frozen or cut off while still
     // believing it holds shards: kill it (by the pid the log gave) and wait for the exit.
     for (const auto& [id, pid] : std::exchange(expected, {})) {
         out.emplace_back(actions::watch_process{id, pid});
         out.emplace_back(actions::kill_slave{id, pid});
-        log({.event = "slave_killed", .slave = id, .pid = pid,
+        log({.event = event_kind::slave_killed, .slave = id, .pid = pid,
              .reason = "it did not come back after the master restarted and may still hold shards"});
         awaiting_exit[id] = now + ms(config.stop_timeout);
     }
     // The previous master's unfinished moves end here, with where each shard is now.
     for (const auto& m : std::exchange(abandoned, {})) {
         const shard_rec& sh = m.shard < shards.size() ? shards[m.shard] : shard_rec{};
-        log({.event = "migration_abandoned", .slave = sh.owner, .peer = m.from, .shard = m.shard, .epoch = sh.epoch,
+        log({.event = event_kind::migration_abandoned, .slave = sh.owner, .peer = m.from, .shard = m.shard, .epoch = sh.epoch,
              .migration = m.id,
              .reason = fmt::format("the master restarted mid-move ({} → {}); the shard is {}", m.from, m.to,
                                    sh.owner.empty() ? std::string("being recovered") : "with " + sh.owner)});
@@ -76,17 +76,17 @@ void supervisor::start(mono_time now, std::chrono::milliseconds adopt_window) {
     s.now = now;
     if (s.started) return;
     s.started = true;
-    s.log({.event = "master_started", .generation = s.generation, .count = s.config.shard_count});
+    s.log({.event = event_kind::master_started, .generation = s.generation, .count = s.config.shard_count});
     // A restart its predecessor was killed in the middle of ends here, before anything else happens:
     // this master does not carry on the old plan (see adopt_open_restarts).
     for (const std::uint64_t id : std::exchange(s.abandoned_restarts, {})) {
-        s.log({.event = "restart_abandoned", .restart = id,
+        s.log({.event = event_kind::restart_abandoned, .restart = id,
                .reason = "the master running it was killed mid-restart; this one does not carry it on: it adopts "
                          "the slaves of both generations and converges the fleet"});
     }
     if (adopt_window.count() > 0) {
         s.adopting_until = now + s.ms(adopt_window);
-        s.log({.event = "adoption_started", .duration_ms = static_cast<double>(adopt_window.count())});
+        s.log({.event = event_kind::adoption_started, .duration_ms = static_cast<double>(adopt_window.count())});
         return;
     }
     s.end_adoption();
@@ -138,8 +138,9 @@ void supervisor::on_slave_connected(connection_id connection, const slave_hello_
         if (fresh.slot) s.slots[*fresh.slot].active = fresh.id;
         r = &s.slaves.emplace(hello.id, std::move(fresh)).first->second;
         if (r->watched) s.out.emplace_back(actions::watch_process{r->id, r->pid});
-        s.log({.event = r->watched ? "slave_adopted" : "slave_joined", .slave = r->id, .generation = hello.generation,
-               .slot = r->slot, .pid = hello.pid, .count = hello.shards.size()});
+        s.log({.event = r->watched ? event_kind::slave_adopted : event_kind::slave_joined,
+               .slave = r->id, .generation = hello.generation, .slot = r->slot, .pid = hello.pid,
+               .count = hello.shards.size()});
     }
     if (hello.pid > 0) r->pid = hello.pid;
     if (!r->started) {
@@ -164,7 +165,7 @@ void supervisor::on_slave_connected(connection_id connection, const slave_hello_
     r->progress_at = now;
     r->next_heartbeat = now + s.ms(s.config.heartbeat_interval);
     s.by_connection[connection] = r->id;
-    s.log({.event = "slave_connected", .slave = r->id, .generation = r->generation, .slot = r->slot, .pid = r->pid,
+    s.log({.event = event_kind::slave_connected, .slave = r->id, .generation = r->generation, .slot = r->slot, .pid = r->pid,
            .count = hello.shards.size()});
 
     if (mesh_changed_now) {

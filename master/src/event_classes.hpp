@@ -10,15 +10,17 @@
 // watches the daemon's output (journald, `docker logs`) rather than its event log.
 #pragma once
 
+#include <meshmaster/master/event_kind.hpp>
+
 #include <optional>
 #include <string_view>
 
 namespace meshmaster::master {
 
 /// Whether `event` is a refusal (rate-limited per peer).
-[[nodiscard]] bool is_refusal(std::string_view event);
+[[nodiscard]] bool is_refusal(event_id event);
 
 /// The stderr level ("info" or "warn") of a lifecycle event; nothing for the others.
-[[nodiscard]] std::optional<std::string_view> lifecycle_level(std::string_view event);
+[[nodiscard]] std::optional<std::string_view> lifecycle_level(event_id event);
 
 }  // namespace meshmaster::master

@@ -48,7 +48,7 @@ event_log::~event_log() {
 
 json::object event_log::to_json(const event_record& r) {
     json::object o;
-    o["event"] = r.event;
+    o["event"] = r.event.name();
     if (!r.slave.empty()) o["slave"] = r.slave;
     if (!r.peer.empty()) o["peer"] = r.peer;
     if (r.shard) o["shard"] = *r.shard;

@@ -32,7 +32,7 @@ const slave_rec* supervisor::state::awaited(const shard_rec& sh) const {
 // is granted again. External slaves cannot be killed: they get a grace period to come back.
 void supervisor::state::fail_slave(slave_rec& s, const std::string& reason) {
     if (s.phase == slave_phase::lost || !s.alive) return;
-    log({.event = "slave_lost", .slave = s.id, .pid = s.pid, .reason = reason});
+    log({.event = event_kind::slave_lost, .slave = s.id, .pid = s.pid, .reason = reason});
     mesh_leave(s);
     std::size_t index = 0;
     if (pair_rec* p = pair_of(s.id, &index); p && p->to == s.id) fail_target(index, reason);
@@ -44,7 +44,7 @@ void supervisor::state::fail_slave(slave_rec& s, const std::string& reason) {
     s.phase = slave_phase::lost;
     if (s.killable()) {
         out.emplace_back(actions::kill_slave{s.id, s.pid});
-        log({.event = "slave_killed", .slave = s.id, .pid = s.pid, .reason = reason});
+        log({.event = event_kind::slave_killed, .slave = s.id, .pid = s.pid, .reason = reason});
         s.deadline.reset();  // now we wait for its exit
     } else if (s.ours) {
         // Spawned but no pid yet (spawn still in progress): the exit will follow the spawn.
@@ -72,7 +72,7 @@ void supervisor::state::slave_dead(const std::string& id, const std::string& rea
         by_connection.erase(*s.connection);
         s.connection.reset();
     }
-    log({.event = "slave_exited", .slave = s.id, .pid = s.pid, .reason = reason});
+    log({.event = event_kind::slave_exited, .slave = s.id, .pid = s.pid, .reason = reason});
 
     std::size_t pair_index = 0;
     pair_rec* pair = pair_of(s.id, &pair_index);
@@ -101,18 +101,18 @@ void supervisor::state::slave_dead(const std::string& id, const std::string& rea
             if (m.state) set_checkpoint(shard, m.state);  // a handed-back state outlives its target
             sh.owner.clear();
             sh.phase = shard_phase::unowned;
-            end_migration(m.id, "migration_failed",
+            end_migration(m.id, event_kind::migration_failed,
                           was_stopping ? "source died before handing back the state"
                                        : fmt::format("{} died: {}", s.id, reason),
                           !checkpoints[shard]);
-            log({.event = "shard_orphaned", .slave = s.id, .shard = shard, .epoch = sh.epoch,
+            log({.event = event_kind::shard_orphaned, .slave = s.id, .shard = shard, .epoch = sh.epoch,
                  .state_lost = !checkpoints[shard]});
             continue;
         }
         sh.owner.clear();
         sh.phase = shard_phase::unowned;
         // With a checkpoint the shard resumes from it; without, it starts over.
-        log({.event = "shard_orphaned", .slave = s.id, .shard = shard, .epoch = sh.epoch,
+        log({.event = event_kind::shard_orphaned, .slave = s.id, .shard = shard, .epoch = sh.epoch,
              .state_lost = !checkpoints[shard]});
     }
 
@@ -133,12 +133,12 @@ void supervisor::state::slave_dead(const std::string& id, const std::string& rea
         // A retiring source is done however it went (it may have been killed at its deadline).
         if (is_source && pair->phase == pair_phase::retiring) {
             pair->phase = pair_phase::done;
-            log({.event = "slave_retired", .slave = s.id, .restart = restart->id});
-            log({.event = "restart_pair_completed", .slave = pair->to, .peer = pair->from,
+            log({.event = event_kind::slave_retired, .slave = s.id, .restart = restart->id});
+            log({.event = event_kind::restart_pair_completed, .slave = pair->to, .peer = pair->from,
                  .restart = restart->id, .slot = pair->slot, .count = pair->moved});
         }
     } else if (retired) {
-        log({.event = "slave_retired", .slave = s.id});
+        log({.event = event_kind::slave_retired, .slave = s.id});
     }
     slaves.erase(id);
     if (pair) check_pair(pair_index);
@@ -157,7 +157,7 @@ void supervisor::on_disconnected(connection_id connection, mono_time now) {
     s.by_connection.erase(connection);
     r->connection.reset();
     if (r->phase == slave_phase::retiring) {
-        s.log({.event = "slave_disconnected", .slave = r->id, .reason = "retiring"});
+        s.log({.event = event_kind::slave_disconnected, .slave = r->id, .reason = "retiring"});
         return;  // it is exiting; its exit (or the shutdown deadline) finishes the job
     }
     s.fail_slave(*r, "connection lost");
@@ -168,7 +168,7 @@ void supervisor::on_process_exited(const std::string& slave, std::string status,
     s.now = now;
     if (s.exited) return;
     if (s.awaiting_exit.erase(slave) > 0) {
-        s.log({.event = "slave_exited", .slave = slave, .reason = status});
+        s.log({.event = event_kind::slave_exited, .slave = slave, .reason = status});
         s.grant_orphans();
         return;
     }
@@ -208,7 +208,7 @@ void supervisor::on_tick(mono_time now) {
     if (s.adopting_until && now >= *s.adopting_until) s.end_adoption();
     if (std::erase_if(s.awaiting_exit, [&](const auto& entry) {
             if (now < entry.second) return false;
-            s.log({.event = "slave_exited", .slave = entry.first,
+            s.log({.event = event_kind::slave_exited, .slave = entry.first,
                    .reason = "no exit seen within stop_timeout after the kill: presumed gone"});
             return true;
         }) > 0) {
@@ -273,7 +273,7 @@ void supervisor::on_tick(mono_time now) {
             r->deadline.reset();
             if (r->killable()) {
                 s.out.emplace_back(actions::kill_slave{r->id, r->pid});
-                s.log({.event = "slave_killed", .slave = r->id, .pid = r->pid, .reason = "shutdown_timeout"});
+                s.log({.event = event_kind::slave_killed, .slave = r->id, .pid = r->pid, .reason = "shutdown_timeout"});
             } else {
                 s.slave_dead(id, "did not exit after shutdown");
             }

@@ -23,7 +23,9 @@ void supervisor::state::resume_on(migration_rec& m, slave_rec& target) {
     const protocol::bytes_view view = m.state ? protocol::bytes_view(*m.state) : protocol::bytes_view{};
     // Logged before it is sent: a master that dies right after sending still leaves the new
     // epoch in its log, and its successor never grants that epoch again.
-    log({.event = m.recovery ? "shard_recovering" : m.back_to_source ? "shard_resuming_on_source" : "shard_resuming",
+    log({.event = m.recovery         ? event_kind::shard_recovering
+                  : m.back_to_source ? event_kind::shard_resuming_on_source
+                                     : event_kind::shard_resuming,
          .slave = target.id,
          .peer = m.back_to_source ? std::string() : m.from,
          .shard = m.shard,
@@ -40,7 +42,7 @@ void supervisor::state::resume_on(migration_rec& m, slave_rec& target) {
     failpoint(m.recovery ? "master.recovery.after_resume_sent" : "master.migrate.after_resume_sent");
 }
 
-void supervisor::state::end_migration(std::uint64_t id, std::string_view outcome, std::string reason, bool state_lost) {
+void supervisor::state::end_migration(std::uint64_t id, event_kind outcome, std::string reason, bool state_lost) {
     auto it = migrations.find(id);
     if (it == migrations.end()) return;
     migration_rec m = std::move(it->second);
@@ -48,7 +50,7 @@ void supervisor::state::end_migration(std::uint64_t id, std::string_view outcome
     if (!m.recovery) --in_flight;
     shard_rec& sh = shards[m.shard];
     if (sh.migration == id) sh.migration = 0;
-    const bool completed = outcome == "migration_completed" || outcome == "migration_rolled_back";
+    const bool completed = outcome == event_kind::migration_completed || outcome == event_kind::migration_rolled_back;
     if (completed && m.state) set_checkpoint(m.shard, m.state);  // the newest known state
     if (completed && !m.from.empty()) {
         // The old holder kept a copy of what it handed back; it may let go of it now.
@@ -58,11 +60,12 @@ void supervisor::state::end_migration(std::uint64_t id, std::string_view outcome
     }
     // The record names the shard's holder now as `slave`: the target, or the source it went
     // back to (a recovery whose collected state went back where it came from included).
-    const bool back_to_source = outcome == "migration_rolled_back";
+    const bool back_to_source = outcome == event_kind::migration_rolled_back;
     if (m.recovery) {
-        outcome = completed ? std::string_view("shard_recovered") : std::string_view("recovery_failed");
+        outcome = completed ? event_kind::shard_recovered : event_kind::recovery_failed;
     }
-    const bool forward = outcome == "migration_completed" || (outcome == "shard_recovered" && !back_to_source);
+    const bool forward = outcome == event_kind::migration_completed ||
+                         (outcome == event_kind::shard_recovered && !back_to_source);
     event_record r{.event = outcome,
                    .slave = forward ? m.to : m.from,
                    .peer = forward ? m.from : m.to,
@@ -72,12 +75,14 @@ void supervisor::state::end_migration(std::uint64_t id, std::string_view outcome
                    .restart = restart ? std::optional(restart->id) : std::nullopt,
                    .duration_ms = ms_between(m.started, now),
                    .reason = std::move(reason)};
-    if (outcome != "migration_failed" && outcome != "recovery_failed") r.pause_ms = ms_between(m.started, now);
+    if (outcome != event_kind::migration_failed && outcome != event_kind::recovery_failed) {
+        r.pause_ms = ms_between(m.started, now);
+    }
     if (state_lost) r.state_lost = true;
     log(std::move(r));
     if (!m.recovery && restart && m.pair < restart->pairs.size()) {
         pair_rec& p = restart->pairs[m.pair];
-        if (outcome == "migration_completed") ++p.moved;
+        if (outcome == event_kind::migration_completed) ++p.moved;
         check_pair(m.pair);
     }
 }
@@ -96,7 +101,7 @@ void supervisor::state::start_move(std::uint32_t shard, const std::string& from,
     sh.since = now;
     ++in_flight;
     migrations.emplace(id, std::move(m));
-    log({.event = "migration_started", .slave = from, .peer = to, .shard = shard, .epoch = sh.epoch,
+    log({.event = event_kind::migration_started, .slave = from, .peer = to, .shard = shard, .epoch = sh.epoch,
          .migration = id, .restart = restart ? std::optional(restart->id) : std::nullopt});
     failpoint("master.migrate.before_stop");
     send(*src, protocol::stop_shard{.shard = shard, .epoch = sh.epoch, .migration_id = id});
@@ -139,7 +144,7 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
                          s.shards[shard].migration == migration && s.migrations.contains(migration);
     if (!current) {
         if (migration == 0) {
-            s.log({.event = "fence_acknowledged", .slave = r->id, .shard = shard, .epoch = epoch});
+            s.log({.event = event_kind::fence_acknowledged, .slave = r->id, .shard = shard, .epoch = epoch});
         } else {
             s.refuse_stale(*r, "shard_stopped", shard, epoch, migration);
         }
@@ -150,7 +155,7 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
     m.state = state ? std::move(state) : std::make_shared<const std::vector<std::byte>>();
     s.failpoint("master.migrate.after_state_received");
     sh.owner.clear();
-    s.log({.event = "shard_stopped", .slave = r->id, .shard = shard, .epoch = epoch, .migration = migration,
+    s.log({.event = event_kind::shard_stopped, .slave = r->id, .shard = shard, .epoch = epoch, .migration = migration,
            .duration_ms = ms_between(m.phase_started, now), .state_bytes = m.state->size()});
     if (m.recovery && m.to.empty()) {
         // A collected state: it goes to the shard's home slot, or waits there as a checkpoint.
@@ -161,7 +166,7 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
         } else {
             s.set_checkpoint(shard, m.state);
             sh.phase = shard_phase::unowned;
-            s.end_migration(migration, "migration_failed", "no slave to resume the collected state on yet", false);
+            s.end_migration(migration, event_kind::migration_failed, "no slave to resume the collected state on yet", false);
             s.grant_orphans();
         }
         return;
@@ -193,7 +198,7 @@ void supervisor::on_resumed(connection_id connection, std::uint32_t shard, std::
     sh.phase = shard_phase::running;
     sh.since = now;
     const bool rollback = s.migrations.at(migration).back_to_source;
-    s.end_migration(migration, rollback ? "migration_rolled_back" : "migration_completed",
+    s.end_migration(migration, rollback ? event_kind::migration_rolled_back : event_kind::migration_completed,
                     rollback ? "the new slave failed" : "", false);
     s.failpoint("master.migrate.after_resumed");
     s.pump_restart();

@@ -58,7 +58,7 @@ event_record refusal_limiter::summary(const std::string& key, peer_state& p, mon
     const std::string from = key == overflow_peer
                                  ? fmt::format("peers beyond the {} tracked", limits_.max_peers)
                                  : key;
-    event_record s{.event = "refusals_suppressed",
+    event_record s{.event = event_kind::refusals_suppressed,
                    .duration_ms = ms_of(now - p.first_held),
                    .reason = fmt::format("{} more refusals from {} not logged one by one ({})", p.held, from, kinds),
                    .suppressed = p.held};

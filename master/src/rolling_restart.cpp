@@ -28,19 +28,19 @@ void supervisor::state::begin_restart(std::string reason) {
     for (std::uint32_t slot = 0; slot < slots.size(); ++slot) {
         slave_rec* s = find(slots[slot].active);
         if (!s || !s->alive || !s->connection || s->phase != slave_phase::running) {
-            log({.event = "restart_slot_skipped", .slave = slots[slot].active, .slot = slot,
+            log({.event = event_kind::restart_slot_skipped, .slave = slots[slot].active, .slot = slot,
                  .reason = s ? "slave not running" : "no slave in slot"});
             continue;
         }
         if (!s->ours && !s->watched) {
-            log({.event = "restart_slot_skipped", .slave = s->id, .slot = slot,
+            log({.event = event_kind::restart_slot_skipped, .slave = s->id, .slot = slot,
                  .reason = "external slave: the master cannot replace it"});
             continue;
         }
         r.pairs.push_back({.slot = slot, .from = s->id});
     }
     restart = std::move(r);
-    log({.event = "restart_started", .restart = restart->id, .generation = generation,
+    log({.event = event_kind::restart_started, .restart = restart->id, .generation = generation,
          .count = restart->pairs.size(), .reason = restart->reason});
     pump_restart();
 }
@@ -104,13 +104,13 @@ void supervisor::state::finish_restart() {
     restart.reset();
     if (r.failing || stopping) {
         ++restarts_failed;
-        log({.event = "restart_failed", .restart = r.id, .generation = generation,
+        log({.event = event_kind::restart_failed, .restart = r.id, .generation = generation,
              .duration_ms = ms_between(r.started, now), .reason = r.failing ? r.failure : "master stopping"});
     } else {
         ++restarts_completed;
         std::uint64_t moved = 0;
         for (const pair_rec& p : r.pairs) moved += p.moved;
-        log({.event = "restart_completed", .restart = r.id, .generation = generation,
+        log({.event = event_kind::restart_completed, .restart = r.id, .generation = generation,
              .duration_ms = ms_between(r.started, now), .count = moved});
         ensure_spares();  // spares of the new generation replace the old ones
     }
@@ -132,7 +132,7 @@ void supervisor::state::on_target_ready(std::size_t index) {
         }
     }
     p.total = static_cast<std::uint32_t>(moving.size());
-    log({.event = "soft_start_completed", .slave = p.to, .restart = restart->id,
+    log({.event = event_kind::soft_start_completed, .slave = p.to, .restart = restart->id,
          .duration_ms = ms_between(p.soft_start_sent, now)});
     if (from && from->connection) {
         send(*from, protocol::shard_migration_start{.restart_id = restart->id, .role = protocol::migration_role::source,
@@ -161,7 +161,7 @@ void supervisor::state::check_pair(std::size_t index) {
         // Rolled back: done once the target is gone (its shards are back on the source or orphaned).
         if (!to) {
             p.phase = pair_phase::done;
-            log({.event = "restart_pair_rolled_back", .slave = p.from, .peer = p.to, .restart = restart->id,
+            log({.event = event_kind::restart_pair_rolled_back, .slave = p.from, .peer = p.to, .restart = restart->id,
                  .slot = p.slot, .count = p.moved});
         }
         return;
@@ -170,7 +170,7 @@ void supervisor::state::check_pair(std::size_t index) {
         if (!from || !from->alive) {
             p.phase = pair_phase::done;
             slots[p.slot].active = p.to;
-            log({.event = "restart_pair_completed", .slave = p.to, .peer = p.from, .restart = restart->id,
+            log({.event = event_kind::restart_pair_completed, .slave = p.to, .peer = p.from, .restart = restart->id,
                  .slot = p.slot, .count = p.moved, .reason = "source died during the restart"});
             return;
         }
@@ -211,12 +211,12 @@ void supervisor::on_soft_start_complete(connection_id connection, mono_time now)
     if (!r) return;
     r->last_seen = now;
     if (r->phase != slave_phase::soft_starting) {
-        s.log({.event = "stale_ack_ignored", .slave = r->id, .reason = "soft_start_complete without soft_start"});
+        s.log({.event = event_kind::stale_ack_ignored, .slave = r->id, .reason = "soft_start_complete without soft_start"});
         return;
     }
     r->phase = slave_phase::ready;
     r->deadline.reset();
-    if (r->spare) s.log({.event = "spare_ready", .slave = r->id});
+    if (r->spare) s.log({.event = event_kind::spare_ready, .slave = r->id});
     std::size_t index = 0;
     pair_rec* p = s.pair_of(r->id, &index);
     if (p && p->to == r->id && !p->target_failed) s.on_target_ready(index);
@@ -231,19 +231,19 @@ supervisor::restart_request supervisor::request_restart(mono_time now, std::stri
         result.result = restart_request::outcome::refused;
         result.refusal = s.detaching ? "the master is detaching (stop --leave-slaves): it exits, leaving the slaves running"
                                      : "the master is stopping";
-        s.log({.event = "restart_refused", .reason = result.refusal});
+        s.log({.event = event_kind::restart_refused, .reason = result.refusal});
         return result;
     }
     if (s.restart) {
         result.restart = s.restart->id;
         if (s.restart_queued) {
             result.result = restart_request::outcome::already_queued;
-            s.log({.event = "restart_already_queued", .restart = s.restart->id, .reason = reason});
+            s.log({.event = event_kind::restart_already_queued, .restart = s.restart->id, .reason = reason});
         } else {
             result.result = restart_request::outcome::queued;
             s.restart_queued = true;
             s.queued_reason = reason;
-            s.log({.event = "restart_queued", .restart = s.restart->id, .reason = reason});
+            s.log({.event = event_kind::restart_queued, .restart = s.restart->id, .reason = reason});
         }
     } else {
         result.restart = s.next_id;  // the id begin_restart gives it

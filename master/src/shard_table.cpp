@@ -40,7 +40,7 @@ void supervisor::state::grant(std::uint32_t shard, slave_rec& s) {
     sh.migration = 0;
     sh.since = now;
     if (s.phase == slave_phase::ready) s.phase = slave_phase::running;
-    log({.event = "shard_granted", .slave = s.id, .shard = shard, .epoch = sh.epoch});  // before it leaves
+    log({.event = event_kind::shard_granted, .slave = s.id, .shard = shard, .epoch = sh.epoch});  // before it leaves
     send(s, protocol::start_shard{.shard = shard, .epoch = sh.epoch, .shard_count = config.shard_count});
 }
 
@@ -54,14 +54,14 @@ void supervisor::state::refuse_stale(slave_rec& s, std::string_view what, std::u
                           shards[shard].epoch, shards[shard].owner.empty() ? "unowned" : "held by " + shards[shard].owner,
                           shards[shard].owner == s.id ? ", " + std::string(name(shards[shard].phase)) : "")
             : fmt::format("{} for shard {}: no such shard", what, shard);
-    log({.event = "stale_ack_ignored", .slave = s.id, .shard = shard, .epoch = epoch,
+    log({.event = event_kind::stale_ack_ignored, .slave = s.id, .shard = shard, .epoch = epoch,
          .migration = migration ? std::optional(migration) : std::nullopt, .reason = why});
     send(s, protocol::error_message{.code = "stale_epoch", .message = why, .shard = shard, .epoch = epoch});
 }
 
 void supervisor::state::fence(slave_rec& s, std::uint32_t shard, std::uint64_t stale_epoch, std::string reason) {
     send(s, protocol::stop_shard{.shard = shard, .epoch = stale_epoch, .migration_id = 0});
-    log({.event = "shard_fenced", .slave = s.id, .shard = shard, .epoch = stale_epoch, .reason = std::move(reason)});
+    log({.event = event_kind::shard_fenced, .slave = s.id, .shard = shard, .epoch = stale_epoch, .reason = std::move(reason)});
 }
 
 // Grants every shard nobody holds to the slave of its home slot, if that slave can take it.
@@ -84,7 +84,7 @@ void supervisor::state::reconcile_reported_shards(slave_rec& s, const std::vecto
     for (const shard_epoch& k : kept) seen.insert(k.shard);  // stopped, state kept: see below
     for (const shard_epoch& r : reported) {
         if (r.shard >= shards.size() || !seen.insert(r.shard).second) {
-            log({.event = "shard_report_ignored", .slave = s.id, .shard = r.shard, .epoch = r.epoch,
+            log({.event = event_kind::shard_report_ignored, .slave = s.id, .shard = r.shard, .epoch = r.epoch,
                  .reason = r.shard >= shards.size() ? "no such shard" : "reported twice"});
             continue;
         }
@@ -95,7 +95,7 @@ void supervisor::state::reconcile_reported_shards(slave_rec& s, const std::vecto
                 // with the old connection.
                 if (sh.phase == shard_phase::starting) {
                     sh.phase = shard_phase::running;
-                    log({.event = "shard_started", .slave = s.id, .shard = r.shard, .epoch = r.epoch,
+                    log({.event = event_kind::shard_started, .slave = s.id, .shard = r.shard, .epoch = r.epoch,
                          .duration_ms = ms_between(sh.since, now), .reason = "confirmed by the slave's hello"});
                     sh.since = now;
                 }
@@ -103,7 +103,9 @@ void supervisor::state::reconcile_reported_shards(slave_rec& s, const std::vecto
                     sh.phase = shard_phase::running;
                     auto m = migrations.find(sh.migration);
                     if (m != migrations.end()) {
-                        end_migration(m->first, m->second.back_to_source ? "migration_rolled_back" : "migration_completed",
+                        end_migration(m->first,
+                                      m->second.back_to_source ? event_kind::migration_rolled_back
+                                                               : event_kind::migration_completed,
                                       "acknowledged by the slave's hello", false);
                     }
                 }
@@ -122,7 +124,7 @@ void supervisor::state::reconcile_reported_shards(slave_rec& s, const std::vecto
             sh.epoch = r.epoch;
             sh.phase = shard_phase::running;
             sh.since = now;
-            log({.event = "shard_adopted", .slave = s.id, .shard = r.shard, .epoch = r.epoch});
+            log({.event = event_kind::shard_adopted, .slave = s.id, .shard = r.shard, .epoch = r.epoch});
             continue;
         }
         fence(s, r.shard, r.epoch,
@@ -143,12 +145,12 @@ void supervisor::state::reconcile_reported_shards(slave_rec& s, const std::vecto
         sh.owner.clear();
         sh.phase = shard_phase::unowned;
         if (mig != migrations.end()) {
-            end_migration(mig->first, "migration_failed",
+            end_migration(mig->first, event_kind::migration_failed,
                           was_stopping ? "the old slave lost the shard before handing back its state"
                                        : "the slave lost the shard",
                           !checkpoints[shard]);
         }
-        log({.event = "shard_orphaned", .slave = s.id, .shard = shard, .epoch = sh.epoch,
+        log({.event = event_kind::shard_orphaned, .slave = s.id, .shard = shard, .epoch = sh.epoch,
              .state_lost = !checkpoints[shard], .reason = "not reported in the slave's hello"});
     }
 }
@@ -182,7 +184,7 @@ void supervisor::state::reconcile_stopped_shards(slave_rec& s, const std::vector
         sh.migration = id;
         sh.since = now;
         send(s, protocol::stop_shard{.shard = k.shard, .epoch = k.epoch, .migration_id = id});
-        log({.event = "shard_state_collecting", .slave = s.id, .shard = k.shard, .epoch = k.epoch, .migration = id});
+        log({.event = event_kind::shard_state_collecting, .slave = s.id, .shard = k.shard, .epoch = k.epoch, .migration = id});
     }
 }
 
@@ -200,7 +202,7 @@ void supervisor::on_shard_started(connection_id connection, std::uint32_t shard,
     }
     shard_rec& sh = s.shards[shard];
     sh.phase = shard_phase::running;
-    s.log({.event = "shard_started", .slave = r->id, .shard = shard, .epoch = epoch,
+    s.log({.event = event_kind::shard_started, .slave = r->id, .shard = shard, .epoch = epoch,
            .duration_ms = ms_between(sh.since, now)});
     sh.since = now;
 }

@@ -63,7 +63,7 @@ slave_rec& supervisor::state::spawn(std::optional<std::uint32_t> slot, std::stri
                   .deadline = now + ms(config.spawn_timeout), .spawned_at = now, .last_seen = now,
                   .spare = !slot.has_value()};
     out.emplace_back(actions::spawn_slave{.slave = id, .slot = slot, .generation = generation});
-    log({.event = s.spare ? "spare_spawned" : "slave_spawned", .slave = id,
+    log({.event = s.spare ? event_kind::spare_spawned : event_kind::slave_spawned, .slave = id,
          .restart = restart ? std::optional(restart->id) : std::nullopt, .generation = generation, .slot = slot});
     return s;
 }
@@ -103,7 +103,7 @@ bool supervisor::state::promote_spare(std::uint32_t slot_index) {
         r.spare = false;
         r.slot = slot_index;
         slots[slot_index].active = r.id;
-        log({.event = "spare_promoted", .slave = r.id, .slot = slot_index});
+        log({.event = event_kind::spare_promoted, .slave = r.id, .slot = slot_index});
         return true;
     }
     return false;
@@ -114,7 +114,7 @@ void supervisor::state::retire(slave_rec& s, std::string reason) {
     s.phase = slave_phase::retiring;
     s.deadline = now + ms(config.shutdown_timeout);
     send(s, protocol::shutdown{.reason = reason, .deadline_ms = static_cast<std::uint32_t>(config.shutdown_timeout.count())});
-    log({.event = "slave_retiring", .slave = s.id, .restart = restart ? std::optional(restart->id) : std::nullopt,
+    log({.event = event_kind::slave_retiring, .slave = s.id, .restart = restart ? std::optional(restart->id) : std::nullopt,
          .reason = std::move(reason)});
 }
 
@@ -151,7 +151,7 @@ void supervisor::state::schedule_respawn(std::uint32_t slot_index, const slave_r
         slot.respawn_at.reset();
         const std::uint32_t failed_starts = slot.starts.recent(now, config.start_limit_interval);
         slot.failure = start_limit_failure(failed_starts, reason);
-        log({.event = "slot_failed", .slave = dead.id, .slot = slot_index,
+        log({.event = event_kind::slot_failed, .slave = dead.id, .slot = slot_index,
              .duration_ms = static_cast<double>(config.start_limit_interval.count()), .count = failed_starts,
              .reason = reason});
         return;
@@ -161,7 +161,7 @@ void supervisor::state::schedule_respawn(std::uint32_t slot_index, const slave_r
     const milliseconds delay = backoff(slot.failures);
     if (quick_death) ++slot.failures;
     slot.respawn_at = now + ms(delay);
-    log({.event = "respawn_scheduled", .slave = dead.id, .slot = slot_index,
+    log({.event = event_kind::respawn_scheduled, .slave = dead.id, .slot = slot_index,
          .duration_ms = static_cast<double>(delay.count()), .count = slot.failures});
 }
 
@@ -172,7 +172,7 @@ void supervisor::state::spare_start_failed(const std::string& id, const std::str
         spare_respawn_at.reset();
         const std::uint32_t failed_starts = spare_starts.recent(now, config.start_limit_interval);
         spares_failure = start_limit_failure(failed_starts, reason);
-        log({.event = "spares_failed", .slave = id,
+        log({.event = event_kind::spares_failed, .slave = id,
              .duration_ms = static_cast<double>(config.start_limit_interval.count()), .count = failed_starts,
              .reason = reason});
         return;
@@ -191,7 +191,7 @@ supervisor::retried_starts supervisor::state::retry_failed_starts(const std::str
         slot.failure.clear();
         slot.starts.reset();
         slot.failures = 0;
-        log({.event = "slot_retried", .slot = i, .reason = reason});
+        log({.event = event_kind::slot_retried, .slot = i, .reason = reason});
         done.slots.push_back(i);
         if (slot.active.empty() && !promote_spare(i)) respawn(i);
     }
@@ -200,7 +200,7 @@ supervisor::retried_starts supervisor::state::retry_failed_starts(const std::str
         spares_failure.clear();
         spare_starts.reset();
         spare_failures = 0;
-        log({.event = "spares_retried", .reason = reason});
+        log({.event = event_kind::spares_retried, .reason = reason});
         done.spares = true;
         ensure_spares();
     }
@@ -215,7 +215,7 @@ void supervisor::on_spawned(const std::string& slave, std::int64_t pid, mono_tim
     slave_rec* r = s.find(slave);
     if (!r) return;
     r->pid = pid;
-    s.log({.event = "slave_process_started", .slave = slave, .pid = pid});
+    s.log({.event = event_kind::slave_process_started, .slave = slave, .pid = pid});
     // Killed while the spawn was in flight (e.g. the master is stopping): finish the job.
     if (r->phase == slave_phase::lost && r->alive) s.out.emplace_back(actions::kill_slave{r->id, pid});
 }
@@ -224,7 +224,7 @@ void supervisor::on_spawn_failed(const std::string& slave, std::string reason, m
     auto& s = *s_;
     s.now = now;
     if (s.exited) return;
-    s.log({.event = "spawn_failed", .slave = slave, .reason = reason});
+    s.log({.event = event_kind::spawn_failed, .slave = slave, .reason = reason});
     s.slave_dead(slave, "spawn failed: " + reason);
 }
 

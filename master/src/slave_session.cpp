@@ -71,7 +71,7 @@ void slave_session::closed() {
         if (const auto partial = decoder_.partial()) {
             const std::string size = partial->size ? fmt::format("{}-byte frame (event {})", *partial->size, *partial->event)
                                                    : fmt::format("{}-byte frame header", p::frame_header_size);
-            event_record r{.event = "frame_truncated",
+            event_record r{.event = event_kind::frame_truncated,
                            .slave = name(),
                            .reason = fmt::format("truncated: the connection ended {} bytes into a {}", partial->received, size),
                            .address = peer_,
@@ -89,7 +89,7 @@ void slave_session::closed() {
 }
 
 void slave_session::refuse(std::string_view code, std::string_view why, bool fatal) {
-    host_.log({.event = "frame_refused", .slave = name(), .reason = fmt::format("{}: {}", code, why), .address = peer_});
+    host_.log({.event = event_kind::frame_refused, .slave = name(), .reason = fmt::format("{}: {}", code, why), .address = peer_});
     if (fatal) {
         close(code, why);
     } else {
@@ -130,7 +130,7 @@ void slave_session::handle_handshake(const p::frame_view& frame) {
     const p::proof expected =
         p::slave_proof(settings_.secret, p::bytes_view(master_nonce_), p::bytes_view(slave_nonce_), hello_->id);
     if (slave_nonce_.size() != p::nonce_size || !p::proofs_equal(expected, proof->mac)) {
-        host_.log({.event = "auth_failed", .slave = hello_->id, .reason = fmt::format("wrong proof from {}", peer_),
+        host_.log({.event = event_kind::auth_failed, .slave = hello_->id, .reason = fmt::format("wrong proof from {}", peer_),
                    .address = peer_});
         return close("auth_failed", "authentication failed");
     }

@@ -23,7 +23,7 @@ void supervisor::state::begin_stop(bool detach) {
         restart->failing = true;
         if (restart->failure.empty()) restart->failure = detach ? "master detaching" : "master stopping";
     }
-    log({.event = "master_stopping", .reason = detach ? "detaching: the slaves keep running" : "graceful"});
+    log({.event = event_kind::master_stopping, .reason = detach ? "detaching: the slaves keep running" : "graceful"});
     pump_restart();
     advance_stop();
 }
@@ -45,7 +45,7 @@ void supervisor::state::advance_stop() {
             }
         }
         exited = true;
-        log({.event = "master_detached", .count = left});
+        log({.event = event_kind::master_detached, .count = left});
         out.emplace_back(actions::exit_daemon{0});
         return;
     }
@@ -60,7 +60,7 @@ void supervisor::state::advance_stop() {
             if (s.killable()) {
                 out.emplace_back(actions::kill_slave{s.id, s.pid});
                 s.phase = slave_phase::lost;
-                log({.event = "slave_killed", .slave = s.id, .pid = s.pid, .reason = "master stopping"});
+                log({.event = event_kind::slave_killed, .slave = s.id, .pid = s.pid, .reason = "master stopping"});
                 return;
             }
             continue;
@@ -81,7 +81,7 @@ void supervisor::state::advance_stop() {
         }
     }
     exited = true;
-    log({.event = "master_stopped"});
+    log({.event = event_kind::master_stopped});
     out.emplace_back(actions::exit_daemon{0});
 }
 
@@ -90,11 +90,11 @@ void supervisor::request_stop(mono_time now, bool immediate) {
     s.now = now;
     if (s.exited) return;
     if (immediate) {
-        s.log({.event = "master_stopping", .reason = "immediate"});
+        s.log({.event = event_kind::master_stopping, .reason = "immediate"});
         for (auto& [id, r] : s.slaves) {
             if (r.killable()) {
                 s.out.emplace_back(actions::kill_slave{r.id, r.pid});
-                s.log({.event = "slave_killed", .slave = r.id, .pid = r.pid, .reason = "master stopping immediately"});
+                s.log({.event = event_kind::slave_killed, .slave = r.id, .pid = r.pid, .reason = "master stopping immediately"});
             }
         }
         if (s.restart) {
@@ -106,7 +106,7 @@ void supervisor::request_stop(mono_time now, bool immediate) {
             s.finish_restart();
         }
         s.exited = true;
-        s.log({.event = "master_stopped", .reason = "immediate"});
+        s.log({.event = event_kind::master_stopped, .reason = "immediate"});
         s.out.emplace_back(actions::exit_daemon{0});
         return;
     }

@@ -26,7 +26,7 @@ void supervisor::on_shutdown_complete(connection_id connection, mono_time now) {
     slave_rec* r = s.by_conn(connection);
     if (!r) return;
     r->last_seen = now;
-    s.log({.event = "shutdown_acknowledged", .slave = r->id});
+    s.log({.event = event_kind::shutdown_acknowledged, .slave = r->id});
 }
 
 void supervisor::on_slave_error(connection_id connection, std::string code, std::string message, mono_time now) {
@@ -36,7 +36,7 @@ void supervisor::on_slave_error(connection_id connection, std::string code, std:
     slave_rec* r = s.by_conn(connection);
     if (!r) return;
     r->last_seen = now;
-    s.log({.event = "slave_reported_error", .slave = r->id, .reason = code + ": " + message});
+    s.log({.event = event_kind::slave_reported_error, .slave = r->id, .reason = code + ": " + message});
 }
 
 void supervisor::apply_config(const supervisor_config& config, mono_time now) {

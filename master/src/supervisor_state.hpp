@@ -98,7 +98,7 @@ struct supervisor::state {
         if (!s.connection) return;
         actions::send_frame a{*s.connection, {}};
         if (!protocol::encode(m, a.frames)) {
-            log({.event = "frame_not_sent", .slave = s.id, .reason = "message too large to encode"});
+            log({.event = event_kind::frame_not_sent, .slave = s.id, .reason = "message too large to encode"});
             return;
         }
         out.emplace_back(std::move(a));
@@ -145,7 +145,7 @@ struct supervisor::state {
 
     // --- migration_pipeline.cpp --------------------------------------------------------------
     void resume_on(migration_rec& m, slave_rec& target);
-    void end_migration(std::uint64_t id, std::string_view outcome, std::string reason, bool state_lost);
+    void end_migration(std::uint64_t id, event_kind outcome, std::string reason, bool state_lost);
     void start_move(std::uint32_t shard, const std::string& from, const std::string& to, std::size_t pair_index);
     void drain_surplus();
 

@@ -1,9 +1,11 @@
 // One entry of the event log: a state change of the supervisor, as the core reports it.
 //
 // The daemon adds the wall time, the monotonic time and a sequence number and writes it as one JSON
-// line; every event name is listed and explained in docs/events.md. Fields that do not apply are
-// left empty and omitted from the line.
+// line; every event is in event_table (event_kind.hpp) and explained in docs/events.md. Fields that
+// do not apply are left empty and omitted from the line.
 #pragma once
+
+#include <meshmaster/master/event_kind.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -14,7 +16,7 @@
 namespace meshmaster::master {
 
 struct event_record {
-    std::string_view event;  ///< a name from docs/events.md (always a string literal)
+    event_id event;          ///< which event (its name is the log line's `event`)
     std::string slave;       ///< the slave the event is about
     std::string peer;        ///< the other slave involved (a migration's other side)
     std::optional<std::uint32_t> shard;
