@@ -178,11 +178,8 @@ void supervisor::on_process_exited(const std::string& slave, std::string status,
 
 void supervisor::on_heartbeat(connection_id connection, std::uint64_t progress, mono_time now) {
     auto& s = *s_;
-    s.now = now;
-    if (s.exited) return;
-    slave_rec* r = s.by_conn(connection);
+    slave_rec* r = s.heard_from(connection, now);
     if (!r) return;
-    r->last_seen = now;
     if (progress != r->progress) {
         r->progress = progress;
         r->progress_at = now;
@@ -191,13 +188,10 @@ void supervisor::on_heartbeat(connection_id connection, std::uint64_t progress, 
 
 void supervisor::on_state_received(connection_id connection, mono_time now) {
     auto& s = *s_;
-    s.now = now;
-    if (s.exited) return;
-    slave_rec* r = s.by_conn(connection);
+    slave_rec* r = s.heard_from(connection, now);
     if (!r) return;
     // Its heartbeats may wait behind these bytes in its socket, for long on a busy machine: a slave
     // whose states still flow is slow, not hung. A frozen one sends no state either.
-    r->last_seen = now;
     r->progress_at = now;
 }
 

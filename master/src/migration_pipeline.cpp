@@ -134,11 +134,8 @@ void supervisor::state::drain_surplus() {
 void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard, std::uint64_t epoch,
                                   std::uint64_t migration, shared_bytes state, mono_time now) {
     auto& s = *s_;
-    s.now = now;
-    if (s.exited) return;
-    slave_rec* r = s.by_conn(connection);
+    slave_rec* r = s.heard_from(connection, now);
     if (!r) return;
-    r->last_seen = now;
     const bool current = shard < s.shards.size() && s.shards[shard].owner == r->id && s.shards[shard].epoch == epoch &&
                          s.shards[shard].phase == shard_phase::stopping && migration != 0 &&
                          s.shards[shard].migration == migration && s.migrations.contains(migration);
@@ -183,11 +180,8 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
 void supervisor::on_resumed(connection_id connection, std::uint32_t shard, std::uint64_t epoch,
                             std::uint64_t migration, mono_time now) {
     auto& s = *s_;
-    s.now = now;
-    if (s.exited) return;
-    slave_rec* r = s.by_conn(connection);
+    slave_rec* r = s.heard_from(connection, now);
     if (!r) return;
-    r->last_seen = now;
     if (shard >= s.shards.size() || s.shards[shard].owner != r->id || s.shards[shard].epoch != epoch ||
         s.shards[shard].phase != shard_phase::resuming || s.shards[shard].migration != migration ||
         !s.migrations.contains(migration)) {

@@ -205,11 +205,8 @@ void supervisor::state::fail_target(std::size_t index, const std::string& reason
 
 void supervisor::on_soft_start_complete(connection_id connection, mono_time now) {
     auto& s = *s_;
-    s.now = now;
-    if (s.exited) return;
-    slave_rec* r = s.by_conn(connection);
+    slave_rec* r = s.heard_from(connection, now);
     if (!r) return;
-    r->last_seen = now;
     if (r->phase != slave_phase::soft_starting) {
         s.log({.event = event_kind::stale_ack_ignored, .slave = r->id, .reason = "soft_start_complete without soft_start"});
         return;

@@ -190,11 +190,8 @@ void supervisor::state::reconcile_stopped_shards(slave_rec& s, const std::vector
 
 void supervisor::on_shard_started(connection_id connection, std::uint32_t shard, std::uint64_t epoch, mono_time now) {
     auto& s = *s_;
-    s.now = now;
-    if (s.exited) return;
-    slave_rec* r = s.by_conn(connection);
+    slave_rec* r = s.heard_from(connection, now);
     if (!r) return;
-    r->last_seen = now;
     if (shard >= s.shards.size() || s.shards[shard].owner != r->id || s.shards[shard].epoch != epoch ||
         s.shards[shard].phase != shard_phase::starting) {
         s.refuse_stale(*r, "shard_started", shard, epoch);

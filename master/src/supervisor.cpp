@@ -21,21 +21,15 @@ std::vector<action> supervisor::take_actions() { return std::exchange(s_->out, {
 
 void supervisor::on_shutdown_complete(connection_id connection, mono_time now) {
     auto& s = *s_;
-    s.now = now;
-    if (s.exited) return;
-    slave_rec* r = s.by_conn(connection);
+    slave_rec* r = s.heard_from(connection, now);
     if (!r) return;
-    r->last_seen = now;
     s.log({.event = event_kind::shutdown_acknowledged, .slave = r->id});
 }
 
 void supervisor::on_slave_error(connection_id connection, std::string code, std::string message, mono_time now) {
     auto& s = *s_;
-    s.now = now;
-    if (s.exited) return;
-    slave_rec* r = s.by_conn(connection);
+    slave_rec* r = s.heard_from(connection, now);
     if (!r) return;
-    r->last_seen = now;
     s.log({.event = event_kind::slave_reported_error, .slave = r->id, .reason = code + ": " + message});
 }
 

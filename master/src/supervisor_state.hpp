@@ -115,6 +115,16 @@ struct supervisor::state {
         auto it = by_connection.find(c);
         return it == by_connection.end() ? nullptr : find(it->second);
     }
+    /// A frame from `c` arrived at `at`: time advances, and its sender, unless the master is on
+    /// its way out or does not know the connection, was heard (last_seen). Null when there is
+    /// nothing more to do with the frame.
+    slave_rec* heard_from(connection_id c, mono_time at) {
+        now = at;
+        if (exited) return nullptr;
+        slave_rec* r = by_conn(c);
+        if (r) r->last_seen = at;
+        return r;
+    }
 
     std::uint32_t home_slot(std::uint32_t shard) const {
         return static_cast<std::uint32_t>(std::uint64_t{shard} * config.slave_count / config.shard_count);
