@@ -278,7 +278,7 @@ void slave_core::handle(const p::start_shard& m) {
             send(p::shard_started{.shard = m.shard, .epoch = m.epoch});
             return;
         }
-        send_error("busy", fmt::format("shard {} is being started, resumed or stopped", m.shard), m.shard, m.epoch);
+        defer(m.shard, {.start = m});
         return;
     }
     std::erase_if(retained_, [&](const auto& kv) { return kv.first == m.shard && kv.second.epoch < m.epoch; });
@@ -327,13 +327,53 @@ void slave_core::handle(const p::resume& m, p::bytes_view whole_state) {
         return;
     }
     if (it != shards_.end() && it->second.phase != shard_phase::running) {
-        send_error("busy", fmt::format("shard {} is being started, resumed or stopped", m.shard), m.shard, m.epoch);
+        deferred_grant grant{.resume = m, .state = std::vector<std::byte>(whole_state.begin(), whole_state.end())};
+        grant.resume->state = p::bytes_view(grant.state);
+        grant.resume->state_size.reset();
+        defer(m.shard, std::move(grant));
         return;
     }
     std::erase_if(retained_, [&](const auto& kv) { return kv.first == m.shard && kv.second.epoch < m.epoch; });
     p::failpoint("slave.resume.before_callback");
     shards_[m.shard] = shard_entry{.epoch = m.epoch, .phase = shard_phase::resuming, .migration = m.migration_id};
     request(op_kind::resume_shard, m.shard, m.epoch, 0, whole_state, m.migration_id);
+}
+
+void slave_core::defer(std::uint32_t shard, deferred_grant grant) {
+    // Only the newest grant matters: an older deferred one is superseded.
+    const std::uint64_t epoch = grant.start ? grant.start->epoch : grant.resume->epoch;
+    if (auto it = deferred_grants_.find(shard); it != deferred_grants_.end()) {
+        const std::uint64_t waiting = it->second.start ? it->second.start->epoch : it->second.resume->epoch;
+        if (waiting >= epoch) {
+            send_error("stale_epoch", fmt::format("shard {} at epoch {}: epoch {} is already waiting", shard, epoch, waiting),
+                       shard, epoch);
+            return;
+        }
+    }
+    log("info", fmt::format("shard {} is granted at epoch {} while its last callback runs: it follows that one",
+                            shard, epoch));
+    auto& stored = deferred_grants_[shard] = std::move(grant);
+    if (stored.resume) stored.resume->state = p::bytes_view(stored.state);  // the vector moved
+}
+
+// The shard's callback finished: a grant that waited for it is handled now, as if it had just
+// arrived (its epoch is checked again).
+void slave_core::run_deferred_grant(std::uint32_t shard) {
+    auto it = deferred_grants_.find(shard);
+    if (it == deferred_grants_.end()) return;
+    if (auto held = shards_.find(shard); held != shards_.end() && held->second.phase != shard_phase::running) return;
+    deferred_grant grant = std::move(it->second);
+    deferred_grants_.erase(it);
+    if (grant.start) {
+        handle(*grant.start);
+    } else {
+        // The worker's callback sees the state until the next call into the core, like a
+        // reassembled one.
+        assembled_ = std::move(grant.state);
+        p::resume m = *grant.resume;
+        m.state = p::bytes_view(assembled_);
+        handle(m, m.state);
+    }
 }
 
 void slave_core::send_stopped(std::uint32_t shard, const retained_state& r) {
@@ -379,6 +419,7 @@ void slave_core::complete(std::uint64_t op, outcome result) {
             if (!result.ok) {
                 send_error(resuming ? "resume_failed" : "start_failed", result.error, pending.shard, pending.epoch);
                 shards_.erase(shard);
+                run_deferred_grant(pending.shard);
                 return;
             }
             e.phase = shard_phase::running;
@@ -395,6 +436,7 @@ void slave_core::complete(std::uint64_t op, outcome result) {
                 e.deferred_stop.reset();
                 handle(stop);
             }
+            run_deferred_grant(pending.shard);
             return;
         }
         case op_kind::stop_shard: {
@@ -406,6 +448,7 @@ void slave_core::complete(std::uint64_t op, outcome result) {
                 // The worker could not stop it: it keeps running here, the master decides what next.
                 e.phase = shard_phase::running;
                 send_error("stop_failed", result.error, pending.shard, pending.epoch);
+                run_deferred_grant(pending.shard);
                 return;
             }
             if (result.state.size() > config_.max_state_size) {
@@ -413,6 +456,7 @@ void slave_core::complete(std::uint64_t op, outcome result) {
                 send_error("state_too_large",
                            fmt::format("{} bytes, the limit is {}", result.state.size(), config_.max_state_size),
                            pending.shard, pending.epoch);
+                run_deferred_grant(pending.shard);
                 return;
             }
             p::failpoint("slave.stop.after_callback");
@@ -425,6 +469,7 @@ void slave_core::complete(std::uint64_t op, outcome result) {
                 send_stopped(pending.shard, kept);
                 after_write_.push_back("slave.stop.after_send");
             }
+            run_deferred_grant(pending.shard);
             return;
         }
     }

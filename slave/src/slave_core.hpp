@@ -108,6 +108,14 @@ private:
         std::uint64_t migration = 0;         // of the stop in progress
         std::optional<protocol::stop_shard> deferred_stop;  // arrived while starting/resuming
     };
+    // A grant under a newer epoch that arrived while the worker was still starting, resuming or
+    // stopping the shard under the older one: carried out once that callback is done (the stop
+    // first, so that the old state is handed back or kept before the new grant replaces it).
+    struct deferred_grant {
+        std::optional<protocol::start_shard> start;
+        std::optional<protocol::resume> resume;  // its `state` views `state` below
+        std::vector<std::byte> state;
+    };
     // A stopped shard's state, kept after it was handed back (or while the master is away) until
     // the master confirms with handoff_complete that it runs elsewhere: a master that crashed
     // mid-handoff finds it in the next hello and asks for it again.
@@ -138,6 +146,8 @@ private:
     void handle(const protocol::stop_shard& m);
     void handle(const protocol::resume& m, protocol::bytes_view whole_state);
     void send_stopped(std::uint32_t shard, const retained_state& r);
+    void defer(std::uint32_t shard, deferred_grant grant);
+    void run_deferred_grant(std::uint32_t shard);
 
     core_config config_;
     std::uint64_t mesh_version_ = 0;  // of the newest membership list applied
@@ -150,6 +160,7 @@ private:
     std::optional<std::string> close_reason_;
     std::map<std::uint32_t, shard_entry> shards_;
     std::map<std::uint32_t, retained_state> retained_;
+    std::map<std::uint32_t, deferred_grant> deferred_grants_;
     // The last checkpoint sent per running shard: sent again right after authenticating to a
     // (possibly restarted) master, which would otherwise have none until the worker's next one.
     std::map<std::uint32_t, std::pair<std::uint64_t, std::vector<std::byte>>> last_checkpoint_;

@@ -226,6 +226,51 @@ TEST_CASE("a stop arriving while the shard is still starting runs once the start
     CHECK(requests[0].kind == op_kind::stop_shard);
 }
 
+TEST_CASE("a newer grant arriving while the shard is being stopped follows the stop instead of being refused") {
+    // Found by the supervisor's simulation: a master that fences an old epoch and grants a newer
+    // one right behind it must not get `busy` (it would wait for its start timeout).
+    master_side m;
+    m.connect();
+    m.deliver(p::start_shard{.shard = 1, .epoch = 2});
+    m.core.complete(m.core.take_requests().at(0).op, {});
+    (void)m.written();
+    m.deliver(p::stop_shard{.shard = 1, .epoch = 2, .migration_id = 0});
+    const auto stop = m.core.take_requests().at(0);
+    REQUIRE(stop.kind == op_kind::stop_shard);
+    m.deliver(p::start_shard{.shard = 1, .epoch = 3});
+    CHECK(m.core.take_requests().empty());
+    CHECK(m.written().empty());  // no error: it waits
+    m.core.complete(stop.op, {.state = bytes_of("old state")});
+    auto out = m.written();
+    REQUIRE(out.size() == 1);
+    CHECK(std::get<p::shard_stopped>(out[0]).epoch == 2u);
+    auto requests = m.core.take_requests();
+    REQUIRE(requests.size() == 1);
+    CHECK(requests[0].kind == op_kind::start_shard);
+    CHECK(requests[0].epoch == 3u);
+    m.core.complete(requests[0].op, {});
+    out = m.written();
+    REQUIRE(out.size() == 1);
+    CHECK(std::get<p::shard_started>(out[0]).epoch == 3u);
+
+    // A resume waits the same way, with its state intact, and only the newest waiting grant counts.
+    m.deliver(p::stop_shard{.shard = 1, .epoch = 3, .migration_id = 0});
+    const auto stop2 = m.core.take_requests().at(0);
+    const auto state = bytes_of("the state to resume from");
+    m.deliver(p::start_shard{.shard = 1, .epoch = 4});
+    m.deliver(p::resume{.shard = 1, .epoch = 5, .migration_id = 9, .state = p::bytes_view(state)});
+    m.deliver(p::start_shard{.shard = 1, .epoch = 4});  // older than the one waiting: refused
+    out = m.written();
+    REQUIRE(out.size() == 1);
+    CHECK(std::get<p::error_message>(out[0]).code == "stale_epoch");
+    m.core.complete(stop2.op, {.state = bytes_of("older state")});
+    requests = m.core.take_requests();
+    REQUIRE(requests.size() == 1);
+    CHECK(requests[0].kind == op_kind::resume_shard);
+    CHECK(requests[0].epoch == 5u);
+    CHECK(std::vector<std::byte>(requests[0].state.begin(), requests[0].state.end()) == state);
+}
+
 TEST_CASE("shards keep running without the master and are reported with their epochs on reconnect") {
     master_side m;
     m.connect();
