@@ -145,6 +145,19 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
         } else {
             s.refuse_stale(*r, "shard_stopped", shard, epoch, migration);
         }
+        if (shard < s.shards.size() && s.shards[shard].owner == r->id && s.shards[shard].epoch == epoch &&
+            s.shards[shard].phase == shard_phase::running && s.shards[shard].migration == 0) {
+            // The holder stopped it on an earlier request (a previous master's, whose stop it was
+            // still carrying out when its hello reported the shard as held): it runs no more
+            // there. Its state is the newest there is: keep it, and grant the shard again.
+            shard_rec& sh = s.shards[shard];
+            if (state) s.set_checkpoint(shard, std::move(state));
+            sh.owner.clear();
+            sh.phase = shard_phase::unowned;
+            s.log({.event = event_kind::shard_orphaned, .slave = r->id, .shard = shard, .epoch = epoch,
+                   .state_lost = !s.checkpoints[shard], .reason = "the slave stopped it on an earlier request"});
+            s.grant_orphans();
+        }
         return;
     }
     shard_rec& sh = s.shards[shard];

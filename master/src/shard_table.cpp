@@ -81,7 +81,19 @@ void supervisor::state::grant_orphans() {
 void supervisor::state::reconcile_reported_shards(slave_rec& s, const std::vector<shard_epoch>& reported,
                                                   const std::vector<shard_epoch>& kept) {
     std::set<std::uint32_t> seen;
-    for (const shard_epoch& k : kept) seen.insert(k.shard);  // stopped, state kept: see below
+    // Shards the table gives this slave under a newer epoch than the one it reports (running or
+    // kept): the newer grant went out on a connection that is gone (one the master replaced by an
+    // older connection whose hello it read late, say), so it does not run here under it.
+    std::set<std::uint32_t> outdated;
+    std::set<std::uint32_t> running_here;
+    for (const shard_epoch& r : reported) running_here.insert(r.shard);
+    for (const shard_epoch& k : kept) {
+        seen.insert(k.shard);  // stopped, state kept: see below
+        if (k.shard < shards.size() && !running_here.contains(k.shard) && shards[k.shard].owner == s.id &&
+            k.epoch < shards[k.shard].epoch) {
+            outdated.insert(k.shard);
+        }
+    }
     for (const shard_epoch& r : reported) {
         if (r.shard >= shards.size() || !seen.insert(r.shard).second) {
             log({.event = event_kind::shard_report_ignored, .slave = s.id, .shard = r.shard, .epoch = r.epoch,
@@ -114,6 +126,7 @@ void supervisor::state::reconcile_reported_shards(slave_rec& s, const std::vecto
                 }
             } else if (r.epoch < sh.epoch) {
                 fence(s, r.shard, r.epoch, "a newer epoch is already granted");
+                outdated.insert(r.shard);
             } else {
                 sh.epoch = r.epoch;
             }
@@ -133,7 +146,7 @@ void supervisor::state::reconcile_reported_shards(slave_rec& s, const std::vecto
     // The hello is the truth about what the slave runs: what the table gives it but it did not
     // report is not running there (a restarted process, or frames lost with the old connection).
     for (std::uint32_t shard : shards_of(s.id)) {
-        if (seen.contains(shard)) continue;
+        if (seen.contains(shard) && !outdated.contains(shard)) continue;
         shard_rec& sh = shards[shard];
         auto mig = sh.migration ? migrations.find(sh.migration) : migrations.end();
         if (sh.phase == shard_phase::resuming && mig != migrations.end()) {
