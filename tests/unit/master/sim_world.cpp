@@ -1,11 +1,14 @@
+// The master side of sim_world: the supervisor core, one slave_session per connection (the
+// master's real byte path), carrying out the core's actions, master crashes and successors, the
+// schedule, and the checks. The slave side (slave_core and the worker) is in sim_slave.cpp.
 #include "sim_world.hpp"
 
 #include "event_log.hpp"
 #include "event_replay.hpp"
+#include "slave_core.hpp"
 
 #include <meshmaster/protocol/codec.hpp>
 #include <meshmaster/protocol/frame_decoder.hpp>
-#include <meshmaster/protocol/state_transfer.hpp>
 
 #include <fmt/format.h>
 
@@ -13,20 +16,22 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 namespace meshmaster::master::test {
 
 using namespace std::chrono_literals;
 
-namespace {
 // MESHMASTER_SIM_TRACE=1 prints every record and fault of a run (use with MESHMASTER_SIM_SEED).
-const bool tracing = std::getenv("MESHMASTER_SIM_TRACE") != nullptr;
-}  // namespace
+const bool sim_world::tracing = std::getenv("MESHMASTER_SIM_TRACE") != nullptr;
 
 void sim_world::trace(std::string_view what) const {
     if (tracing) fmt::print("  [{:>8.1f} ms] {}\n", std::chrono::duration<double, std::milli>(now_).count(), what);
 }
 namespace p = meshmaster::protocol;
+
+sim_world::~sim_world() = default;
+sim_world::sim_world(sim_world&&) noexcept = default;
 
 sim_world::sim_world(std::uint64_t seed, sim_options options) : rng_(seed), options_(options) {
     supervisor_config c;
@@ -36,7 +41,7 @@ sim_world::sim_world(std::uint64_t seed, sim_options options) : rng_(seed), opti
     c.migration_concurrency = options.concurrency;
     c.restart_surge = options.surge;
     c.spares = options.spares;
-    c.state_chunk_size = 16;  // states here are ~35 bytes: every resume arrives in chunks
+    c.state_chunk_size = 16;  // states here are ~45 bytes: every resume arrives in chunks
     c.spawn_timeout = 3s;
     c.soft_start_timeout = 3s;
     c.start_timeout = 3s;
@@ -57,13 +62,11 @@ sim_world::sim_world(std::uint64_t seed, sim_options options) : rng_(seed), opti
     }
     config_ = c;
     core_ = std::make_unique<supervisor>(c, 100);
+    session_settings_ = {.master_id = "sim-master", .secret = "sim-secret-0123456789abcdef", .max_state_size = 1 << 20};
     if (!options.spawn) {
         for (std::uint32_t i = 0; i < options.slaves; ++i) {
-            process p{.id = fmt::format("ext-{}", i), .pid = next_pid_++, .external = true};
-            auto& stored = processes_[p.id] = p;
-            os_events_.push_back([this, id = stored.id] {
-                if (auto it = processes_.find(id); it != processes_.end() && it->second.alive) connect(it->second);
-            });
+            process& proc = add_process(fmt::format("ext-{}", i), 0, true);
+            os_events_.push_back(reconnect_later(proc.id));
         }
     }
     core_->start(now_);
@@ -72,10 +75,6 @@ sim_world::sim_world(std::uint64_t seed, sim_options options) : rng_(seed), opti
 
 void sim_world::fail(std::string what) {
     if (!violation_) violation_ = std::move(what);
-}
-
-std::string sim_world::state_for(std::uint32_t shard, std::uint64_t epoch, std::uint64_t serial) {
-    return fmt::format("state of shard {} at epoch {} #{}", shard, epoch, serial);
 }
 
 // --- actions from the core -------------------------------------------------------------------
@@ -91,54 +90,30 @@ void sim_world::apply_one(action& a) {
         auto it = links_.find(send->connection);
         if (it == links_.end() || !it->second.open) return;
         check_grants(it->second.slave, send->frames);
-        it->second.to_slave.push_back(std::move(send->frames));
+        it->second.to_slave.push_back({.bytes = std::move(send->frames), .duplicable = true});
     } else if (auto* spawn = std::get_if<actions::spawn_slave>(&a)) {
-        process proc{.id = spawn->slave, .pid = next_pid_++, .generation = spawn->generation};
-        if (processes_.contains(proc.id) && processes_[proc.id].alive) fail("spawned a slave id that is still alive: " + proc.id);
-        processes_[proc.id] = proc;
+        if (auto it = processes_.find(spawn->slave); it != processes_.end() && it->second.alive) {
+            fail("spawned a slave id that is still alive: " + spawn->slave);
+        }
+        const process& proc = add_process(spawn->slave, spawn->generation, false);
         os_events_.push_back([this, id = proc.id, pid = proc.pid] {
             core_->on_spawned(id, pid, now_);
             apply(core_->take_actions());
         });
-        os_events_.push_back([this, id = proc.id] {
-            if (auto it = processes_.find(id); it != processes_.end() && it->second.alive && !it->second.link) {
-                connect(it->second);
-            }
-        });
+        os_events_.push_back(reconnect_later(proc.id));
     } else if (auto* kill = std::get_if<actions::kill_slave>(&a)) {
         auto it = processes_.find(kill->slave);
         if (it == processes_.end()) return;
         if (it->second.external) fail("the core tried to kill an external slave");
         if (it->second.alive) die(it->second);
     } else if (auto* close = std::get_if<actions::close_connection>(&a)) {
+        // As the daemon does: the session sends the fatal error frame and asks to be closed once it
+        // is out (close_after_write).
         auto it = links_.find(close->connection);
         if (it == links_.end() || !it->second.open) return;
-        link& l = it->second;
-        l.open = false;
-        l.to_master.clear();  // the master closed its end: nothing more is read
-        os_events_.push_back(eof_to_slave(l.id));
+        it->second.session->close(close->code, close->message);
     } else if (auto* log = std::get_if<actions::log_event>(&a)) {
-        const event_record& r = log->record;
-        records_.push_back(r);
-        if (r.event == "adoption_started") adopting_ = true;
-        if (r.event == "adoption_finished") adopting_ = false;
-        if (tracing) trace(boost::json::serialize(event_log::to_json(r)));
-        if (r.event == "migration_started") {
-            if (migration_terminals_.contains(*r.migration)) fail("migration id reused");
-            migration_terminals_[*r.migration] = 0;
-        } else if (r.event == "migration_completed" || r.event == "migration_rolled_back" || r.event == "migration_failed" ||
-                   r.event == "migration_abandoned") {
-            auto it = migration_terminals_.find(r.migration.value_or(0));
-            if (it == migration_terminals_.end()) fail(fmt::format("{} for an unknown migration", r.event));
-            else if (++it->second > 1) fail(fmt::format("migration {} ended twice", it->first));
-        } else if (r.event == "restart_started") {
-            if (restart_terminals_.contains(*r.restart)) fail("restart id reused");
-            restart_terminals_[*r.restart] = 0;
-        } else if (r.event == "restart_completed" || r.event == "restart_failed" || r.event == "restart_abandoned") {
-            auto it = restart_terminals_.find(r.restart.value_or(0));
-            if (it == restart_terminals_.end()) fail(fmt::format("{} for an unknown restart", r.event));
-            else if (++it->second > 1) fail(fmt::format("restart {} ended twice", it->first));
-        }
+        record(log->record);
     } else if (std::holds_alternative<actions::exit_daemon>(a)) {
         exited_ = true;
     } else if (auto* store = std::get_if<actions::store_checkpoint>(&a)) {
@@ -156,25 +131,54 @@ void sim_world::apply_one(action& a) {
     }
 }
 
-// The slave sees EOF after the frames already sent; a live slave then reconnects. A hung one does
-// all that when it wakes.
-std::function<void()> sim_world::eof_to_slave(std::uint64_t link_id) {
-    return [this, link_id] {
-        auto lit = links_.find(link_id);
-        if (lit == links_.end()) return;
-        link& l = lit->second;
-        auto pit = processes_.find(l.slave);
-        if (pit == processes_.end()) return;
-        process& proc = pit->second;
-        if (!proc.alive || proc.hung) return;
-        while (!l.to_slave.empty() && proc.alive && !proc.hung) deliver_to_slave(l);
-        if (!proc.alive || proc.hung || proc.link != link_id) return;
-        proc.link.reset();
-        if (proc.reconnects < 200) {
-            ++proc.reconnects;
-            connect(proc);
-        }
-    };
+void sim_world::record(const event_record& r) {
+    records_.push_back(r);
+    if (r.event == "adoption_started") adopting_ = true;
+    if (r.event == "adoption_finished") adopting_ = false;
+    if (tracing) trace(boost::json::serialize(event_log::to_json(r)));
+    if (r.event == "migration_started") {
+        if (migration_terminals_.contains(*r.migration)) fail("migration id reused");
+        migration_terminals_[*r.migration] = 0;
+    } else if (r.event == "migration_completed" || r.event == "migration_rolled_back" || r.event == "migration_failed" ||
+               r.event == "migration_abandoned") {
+        auto it = migration_terminals_.find(r.migration.value_or(0));
+        if (it == migration_terminals_.end()) fail(fmt::format("{} for an unknown migration", r.event));
+        else if (++it->second > 1) fail(fmt::format("migration {} ended twice", it->first));
+    } else if (r.event == "restart_started") {
+        if (restart_terminals_.contains(*r.restart)) fail("restart id reused");
+        restart_terminals_[*r.restart] = 0;
+    } else if (r.event == "restart_completed" || r.event == "restart_failed" || r.event == "restart_abandoned") {
+        auto it = restart_terminals_.find(r.restart.value_or(0));
+        if (it == restart_terminals_.end()) fail(fmt::format("{} for an unknown restart", r.event));
+        else if (++it->second > 1) fail(fmt::format("restart {} ended twice", it->first));
+    }
+}
+
+// --- session_host ------------------------------------------------------------------------------
+
+void sim_world::log(event_record r) { record(r); }
+
+void sim_world::to_core(connection_id, const std::function<void(supervisor&, mono_time)>& input) {
+    input(*core_, now_);
+    if (!deferring_) take_and_apply();
+}
+
+void sim_world::write(connection_id connection, std::span<const std::byte> bytes) {
+    auto it = links_.find(connection);
+    if (it == links_.end() || !it->second.open) return;
+    it->second.to_slave.push_back({.bytes = std::vector<std::byte>(bytes.begin(), bytes.end())});
+}
+
+// The master closes its end: it reads nothing more (its session hears the end at once, as the
+// daemon's read loop stops), and the slave sees EOF after what was written.
+void sim_world::close_after_write(connection_id connection) {
+    auto it = links_.find(connection);
+    if (it == links_.end() || !it->second.open) return;
+    link& l = it->second;
+    l.open = false;
+    l.to_master.clear();
+    l.to_master.push_back({.eof = true});
+    os_events_.push_back(eof_to_slave(l.id));
 }
 
 // Every grant the master makes carries an epoch above every earlier grant of that shard, by this
@@ -190,6 +194,7 @@ void sim_world::check_grants(const std::string& slave, const std::vector<std::by
         std::optional<std::pair<std::uint32_t, std::uint64_t>> grant;
         if (const auto* x = std::get_if<p::start_shard>(&*m)) grant.emplace(x->shard, x->epoch);
         if (const auto* x = std::get_if<p::resume>(&*m)) grant.emplace(x->shard, x->epoch);
+        if (const auto* x = std::get_if<p::resume>(&*m)) resume_migration_[{x->shard, x->epoch}] = x->migration_id;
         if (!grant) continue;
         auto [shard, epoch] = *grant;
         auto& last = granted_[shard];
@@ -201,185 +206,6 @@ void sim_world::check_grants(const std::string& slave, const std::vector<std::by
     }
 }
 
-// --- slaves ------------------------------------------------------------------------------------
-
-void sim_world::connect(process& proc) {
-    link l{.id = next_link_++, .slave = proc.id};
-    if (tracing) {
-        std::string shards;
-        for (const auto& [shard, epoch] : proc.held) shards += fmt::format(" {}@{}", shard, epoch);
-        trace(fmt::format("{} connects (link {}), holding{}", proc.id, l.id, shards));
-    }
-    proc.link = l.id;
-    auto& stored = links_[l.id] = std::move(l);
-    slave_hello_info hello{.id = proc.id, .pid = proc.pid, .generation = proc.generation,
-                           .soft_started = proc.soft_started, .version_minor = 1};
-    for (const auto& [shard, epoch] : proc.held) hello.shards.push_back({shard, epoch});
-    for (const auto& [shard, k] : proc.kept) hello.stopped.push_back({shard, k.first});
-    core_->on_slave_connected(stored.id, hello, now_);
-    apply(core_->take_actions());
-}
-
-void sim_world::reply(link& l, std::function<void()> input) {
-    if (l.open) l.to_master.push_back(std::move(input));
-}
-
-void sim_world::hold(process& proc, std::uint32_t shard, std::uint64_t epoch) {
-    for (const auto& [id, other] : processes_) {
-        if (id != proc.id && other.alive && other.held.contains(shard)) {
-            // An external slave the master fenced (it cannot kill it) may still believe it holds
-            // the shard, under an epoch the new grant supersedes.
-            if (other.external && other.held.at(shard) < epoch) continue;
-            // The same, the other way round: a woken external zombie reads a grant sent to it
-            // before it froze, long superseded.
-            if (proc.external && epoch < other.held.at(shard)) continue;
-            fail(fmt::format("shard {} granted to {} at epoch {} while {} still holds it at epoch {}", shard, proc.id,
-                             epoch, id, other.held.at(shard)));
-        }
-    }
-    if (epoch <= max_epoch_held_[shard] && !proc.external) {
-        // (An external zombie may read a stale grant late: the master never reused the epoch —
-        // that is checked when grants are sent — and an upstream checking epochs refuses it.)
-        fail(fmt::format("shard {} granted at epoch {} after epoch {} was held", shard, epoch, max_epoch_held_[shard]));
-    }
-    max_epoch_held_[shard] = std::max(max_epoch_held_[shard], epoch);
-    proc.held[shard] = epoch;
-}
-
-void sim_world::slave_receives(process& proc, link& l, const p::message& m) {
-    const std::uint64_t c = l.id;
-    if (tracing) {
-        std::string what;
-        if (const auto* x = std::get_if<p::start_shard>(&m)) what = fmt::format("start_shard {}@{}", x->shard, x->epoch);
-        else if (const auto* x = std::get_if<p::stop_shard>(&m)) what = fmt::format("stop_shard {}@{} m{}", x->shard, x->epoch, x->migration_id);
-        else if (const auto* x = std::get_if<p::resume>(&m)) what = fmt::format("resume {}@{} m{}", x->shard, x->epoch, x->migration_id);
-        if (!what.empty()) trace(fmt::format("{} (link {}) reads {}", proc.id, c, what));
-    }
-    if (std::holds_alternative<p::soft_start>(m)) {
-        proc.soft_started = true;
-        reply(l, [this, c] { core_->on_soft_start_complete(c, now_); });
-    } else if (const auto* start = std::get_if<p::start_shard>(&m)) {
-        auto it = proc.held.find(start->shard);
-        if (it != proc.held.end() && it->second >= start->epoch) {
-            reply(l, [this, c] { core_->on_slave_error(c, "stale_epoch", "start_shard", now_); });
-            return;
-        }
-        if (auto k = proc.kept.find(start->shard); k != proc.kept.end() && k->second.first < start->epoch) proc.kept.erase(k);
-        hold(proc, start->shard, start->epoch);
-        reply(l, [this, c, s = start->shard, e = start->epoch] { core_->on_shard_started(c, s, e, now_); });
-    } else if (const auto* stop = std::get_if<p::stop_shard>(&m)) {
-        auto it = proc.held.find(stop->shard);
-        std::string text;
-        if (it != proc.held.end() && it->second == stop->epoch) {
-            proc.held.erase(it);
-            text = state_for(stop->shard, stop->epoch, ++state_serial_);
-            produced_[stop->shard].insert(text);
-            if (stop->migration_id != 0) proc.kept[stop->shard] = {stop->epoch, text};
-        } else if (auto k = proc.kept.find(stop->shard); k != proc.kept.end() && k->second.first == stop->epoch) {
-            text = k->second.second;  // asked again for a state already handed back
-        } else {
-            reply(l, [this, c] { core_->on_slave_error(c, "stale_epoch", "stop_shard", now_); });
-            return;
-        }
-        if (stop->migration_id != 0) handed_[stop->migration_id] = text;
-        auto state = std::make_shared<std::vector<std::byte>>();
-        for (char ch : text) state->push_back(static_cast<std::byte>(ch));
-        reply(l, [this, c, s = stop->shard, e = stop->epoch, mig = stop->migration_id, state] {
-            core_->on_shard_stopped(c, s, e, mig, state, now_);
-        });
-    } else if (const auto* done = std::get_if<p::handoff_complete>(&m)) {
-        if (auto k = proc.kept.find(done->shard); k != proc.kept.end() && k->second.first == done->epoch) proc.kept.erase(k);
-    } else if (const auto* res = std::get_if<p::resume>(&m)) {
-        auto it = proc.held.find(res->shard);
-        if (it != proc.held.end() && it->second >= res->epoch) {
-            reply(l, [this, c] { core_->on_slave_error(c, "stale_epoch", "resume", now_); });
-            return;
-        }
-        const std::string got(reinterpret_cast<const char*>(res->state.data()), res->state.size());
-        if (auto h = handed_.find(res->migration_id); h != handed_.end()) {
-            if (got != h->second) {
-                fail(fmt::format("shard {} resumed with state '{}', but '{}' was handed back for migration {}",
-                                 res->shard, got, h->second, res->migration_id));
-            }
-        } else if (!produced_[res->shard].contains(got)) {
-            fail(fmt::format("shard {} recovered from state '{}', which no holder ever produced", res->shard, got));
-        }
-        if (auto k = proc.kept.find(res->shard); k != proc.kept.end() && k->second.first < res->epoch) proc.kept.erase(k);
-        hold(proc, res->shard, res->epoch);
-        reply(l, [this, c, s = res->shard, e = res->epoch, mig = res->migration_id] { core_->on_resumed(c, s, e, mig, now_); });
-    } else if (std::holds_alternative<p::shutdown>(m)) {
-        reply(l, [this, c] { core_->on_shutdown_complete(c, now_); });
-        os_events_.push_back([this, id = proc.id] {
-            if (auto it = processes_.find(id); it != processes_.end() && it->second.alive) die(it->second);
-        });
-    }
-    // full_start, shard_migration_start, heartbeat, error: nothing to do for a simulated slave.
-}
-
-bool sim_world::can_deliver(const link& l) const {
-    if (l.to_slave.empty()) return false;
-    auto pit = processes_.find(l.slave);
-    return pit == processes_.end() || !pit->second.alive || !pit->second.hung;  // a hung slave reads nothing
-}
-
-void sim_world::deliver_to_slave(link& l) {
-    auto pit = processes_.find(l.slave);
-    if (pit != processes_.end() && pit->second.alive && pit->second.hung) return;
-    std::vector<std::byte> bytes = std::move(l.to_slave.front());
-    l.to_slave.pop_front();
-    if (pit == processes_.end() || !pit->second.alive) return;
-    // One send may carry several frames (state chunks, then the resume closing them).
-    p::frame_decoder decoder;
-    p::state_assembler assembler(std::uint64_t{1} << 30);
-    decoder.feed(bytes);
-    while (true) {
-        auto next = decoder.next();
-        if (!next) return fail("the core sent a broken frame stream: " + next.error().to_string());
-        if (!*next) break;
-        auto m = p::decode(**next);
-        if (!m) return fail("a frame from the core does not decode: " + m.error().to_string());
-        if (const auto* chunk = std::get_if<p::state_chunk>(&*m)) {
-            if (!assembler.add(*chunk)) return fail("a state chunk out of order");
-            continue;
-        }
-        if (auto* res = std::get_if<p::resume>(&*m)) {
-            auto whole = assembler.finish(res->migration_id, res->shard, res->state, res->state_size);
-            if (!whole) return fail("a chunked state does not reassemble: " + whole.error().to_string());
-            const std::vector<std::byte> state = std::move(*whole);
-            p::resume full = *res;
-            full.state = p::bytes_view(state);
-            slave_receives(pit->second, l, full);
-            continue;
-        }
-        slave_receives(pit->second, l, *m);
-    }
-    if (!decoder.finish()) fail("the core sent a truncated frame");
-}
-
-void sim_world::die(process& proc) {
-    proc.alive = false;
-    proc.held.clear();
-    proc.kept.clear();
-    if (proc.link) {
-        auto it = links_.find(*proc.link);
-        if (it != links_.end()) {
-            link& l = it->second;
-            l.to_slave.clear();
-            if (l.open) {
-                l.open = false;
-                // Frames the slave sent before dying arrive first, then EOF.
-                l.to_master.push_back([this, c = l.id] { core_->on_disconnected(c, now_); });
-            }
-        }
-    }
-    if (!proc.external) {
-        os_events_.push_back([this, id = proc.id] {
-            core_->on_process_exited(id, "killed by signal 9", now_);
-            apply(core_->take_actions());
-        });
-    }
-}
-
 void sim_world::request_restart(std::string reason) {
     core_->request_restart(now_, std::move(reason));
     apply(core_->take_actions());
@@ -388,70 +214,6 @@ void sim_world::request_restart(std::string reason) {
 void sim_world::request_stop(bool immediate) {
     core_->request_stop(now_, immediate);
     apply(core_->take_actions());
-}
-
-void sim_world::kill(const std::string& slave) {
-    trace("FAULT kill " + slave);
-    auto it = processes_.find(slave);
-    if (it != processes_.end() && it->second.alive) die(it->second);
-}
-
-void sim_world::hang(const std::string& slave) {
-    trace("FAULT hang " + slave);
-    auto it = processes_.find(slave);
-    if (it != processes_.end()) it->second.hung = true;
-}
-
-void sim_world::wake(const std::string& slave) {
-    auto it = processes_.find(slave);
-    if (it == processes_.end() || !it->second.alive || !it->second.hung) return;
-    process& proc = it->second;
-    proc.hung = false;
-    ++wakes_;
-    trace("FAULT wake " + slave);
-    if (!proc.link) {
-        connect(proc);
-    } else if (auto lit = links_.find(*proc.link); lit != links_.end() && !lit->second.open) {
-        os_events_.push_back(eof_to_slave(lit->first));  // it reads what piled up, then the EOF
-    }
-}
-
-void sim_world::drop_connection(const std::string& slave) {
-    trace("FAULT drop connection of " + slave);
-    auto it = processes_.find(slave);
-    if (it == processes_.end() || !it->second.link) return;
-    auto lit = links_.find(*it->second.link);
-    if (lit == links_.end() || !lit->second.open) return;
-    link& l = lit->second;
-    l.open = false;
-    l.to_slave.clear();
-    it->second.link.reset();
-    // The master sees the connection end; the slave library reconnects promptly on its own (the
-    // two may reach the master in either order), still holding its shards.
-    l.to_master.push_back([this, c = l.id] {
-        core_->on_disconnected(c, now_);
-        take_and_apply();
-    });
-    os_events_.push_back([this, id = slave] {
-        auto pit = processes_.find(id);
-        if (pit != processes_.end() && pit->second.alive && !pit->second.hung && !pit->second.link) connect(pit->second);
-    });
-}
-
-std::vector<std::string> sim_world::live_slaves() const {
-    std::vector<std::string> ids;
-    for (const auto& [id, proc] : processes_) {
-        if (proc.alive) ids.push_back(id);
-    }
-    return ids;
-}
-
-std::map<std::string, std::map<std::uint32_t, std::uint64_t>> sim_world::holdings() const {
-    std::map<std::string, std::map<std::uint32_t, std::uint64_t>> out;
-    for (const auto& [id, proc] : processes_) {
-        if (proc.alive) out[id] = proc.held;
-    }
-    return out;
 }
 
 std::vector<std::string> sim_world::log_names() const {
@@ -490,11 +252,12 @@ void sim_world::restart_master(std::optional<std::size_t> carried_out) {
     exited_ = false;
     trace(carried_out ? fmt::format("FAULT master killed after {} of its actions", *carried_out) : "FAULT master killed");
     // Its sockets close: the frames it sent still arrive, then the EOF; what slaves sent it and it
-    // had not read is gone. Its children keep running: a dead parent does not take them along.
+    // had not read is gone, its sessions with it. Its children keep running: a dead parent does
+    // not take them along.
     for (auto& [id, l] : links_) {
+        l.to_master.clear();
         if (!l.open) continue;
         l.open = false;
-        l.to_master.clear();
         os_events_.push_back(eof_to_slave(l.id));
     }
     // The next master starts from the event log, as the daemon does.
@@ -527,11 +290,18 @@ void sim_world::restart_master(std::optional<std::size_t> carried_out) {
 
 void sim_world::advance(std::chrono::milliseconds dt) {
     now_ += dt;
+    // Each slave's shell ticks its core every heartbeat interval (the welcome's), once authenticated.
     for (auto& [id, proc] : processes_) {
-        if (!proc.alive || proc.hung || !proc.link) continue;
-        auto it = links_.find(*proc.link);
-        if (it != links_.end() && it->second.open) {
-            core_->on_heartbeat(it->first, ++proc.progress, now_);
+        if (!proc.alive || proc.hung || !proc.link || !proc.core->authenticated() || now_ < proc.next_heartbeat) continue;
+        proc.core->tick(++proc.progress);
+        proc.next_heartbeat = now_ + proc.core->heartbeat_interval();
+        flush(proc);
+    }
+    // The daemon closes connections that have not authenticated within its handshake timeout (a
+    // slave frozen mid-handshake, say).
+    for (auto& [id, l] : links_) {
+        if (l.open && l.session && !l.session->authenticated() && !l.session->closing() && now_ - l.opened >= 5s) {
+            l.session->close("handshake_timeout", "authenticate within the handshake timeout");
         }
     }
     if (auto next = core_->next_deadline(); next && *next <= now_) core_->on_tick(now_);
@@ -549,6 +319,7 @@ void sim_world::step_deliver_all(int max_rounds) {
             e();
             did = true;
         }
+        for (process* proc : workers_with_callbacks()) did = complete_callback(*proc) || did;
         for (auto& [id, l] : links_) {
             if (can_deliver(l)) {
                 deliver_to_slave(l);
@@ -569,6 +340,11 @@ bool sim_world::deliver_one() {
         auto e = std::move(os_events_.front());
         os_events_.pop_front();
         e();
+        check_invariants();
+        return true;
+    }
+    if (auto workers = workers_with_callbacks(); !workers.empty()) {
+        complete_callback(*workers.front());
         check_invariants();
         return true;
     }
@@ -611,11 +387,24 @@ std::size_t sim_world::count(std::string_view event) const {
                                                   [&](const event_record& r) { return r.event == event; }));
 }
 
+// The daemon's read loop: the bytes into the session (in reads no larger than it asks for), or
+// the end of the stream.
+void sim_world::feed_master(link& l, const piece& got) {
+    if (got.eof) return l.session->closed();
+    std::span<const std::byte> bytes(got.bytes);
+    while (!bytes.empty() && !l.session->closing()) {
+        auto space = l.session->read_buffer();
+        const std::size_t n = std::min(space.size(), bytes.size());
+        std::memcpy(space.data(), bytes.data(), n);
+        bytes = bytes.subspan(n);
+        l.session->received(n);
+    }
+}
+
 void sim_world::deliver_to_master(link& l) {
-    auto input = std::move(l.to_master.front());
+    piece got = std::move(l.to_master.front());
     l.to_master.pop_front();
-    input();
-    take_and_apply();
+    feed_master(l, got);
 }
 
 // A master that detached and exited is followed by the next one.
@@ -632,60 +421,37 @@ void sim_world::random_step() {
     }
     const int choice = std::uniform_int_distribution<int>(0, 99)(rng_);
     const bool twice = options_.duplicates && std::uniform_int_distribution<int>(0, 99)(rng_) < 8;
-    if (choice < 30 && !to_slave.empty()) {
+    if (choice < 26 && !to_slave.empty()) {
         link& l = links_[to_slave[rng_() % to_slave.size()]];
-        if (!twice) return deliver_to_slave(l);
+        if (!twice || !l.to_slave.front().duplicable) return deliver_to_slave(l);
         // The master sent it twice (as after a reconnect): the slave answers both.
         auto copy = l.to_slave.front();
         deliver_to_slave(l);
         if (l.open && can_deliver(l)) ++duplicates_delivered_;
         l.to_slave.push_front(std::move(copy));
         deliver_to_slave(l);
-    } else if (choice < 60 && !to_master.empty()) {
+    } else if (choice < 52 && !to_master.empty()) {
         link& l = links_[to_master[rng_() % to_master.size()]];
-        if (!twice) return deliver_to_master(l);
-        auto input = l.to_master.front();
-        deliver_to_master(l);
-        if (!l.open) return;  // the first one closed the connection: the copy is never read
-        // The same frame again: it must change nothing but draw a complaint.
-        const auto before = core_->status(now_);
-        input();
-        ++duplicates_delivered_;
-        std::vector<action> actions = core_->take_actions();
-        const auto after = core_->status(now_);
-        for (std::size_t i = 0; i < before.shards.size(); ++i) {
-            const auto& b = before.shards[i];
-            const auto& a = after.shards[i];
-            if (b.owner != a.owner || b.epoch != a.epoch || b.phase != a.phase) {
-                fail(fmt::format("a duplicated frame changed shard {}: {}@{} {} -> {}@{} {}", b.shard, b.owner, b.epoch,
-                                 b.phase, a.owner, a.epoch, a.phase));
-            }
-        }
-        for (const action& a : actions) {
-            if (const auto* send = std::get_if<actions::send_frame>(&a)) {
-                p::frame_decoder decoder;
-                decoder.feed(send->frames);
-                while (auto next = decoder.next()) {
-                    if (!*next) break;
-                    auto m = p::decode(**next);
-                    if (m && !std::holds_alternative<p::error_message>(*m) && !std::holds_alternative<p::heartbeat>(*m)) {
-                        fail(fmt::format("a duplicated frame made the master send {}",
-                                         p::to_string(static_cast<p::event_id>((**next).event))));
-                    }
-                }
-            } else if (!std::holds_alternative<actions::log_event>(a)) {
-                fail(fmt::format("a duplicated frame made the master act (action #{})", a.index()));
-            }
-        }
-        apply(std::move(actions));
-    } else if (choice < 75 && !os_events_.empty()) {
+        if (!twice || !l.to_master.front().duplicable) return deliver_to_master(l);
+        deliver_twice_to_master(l);
+    } else if (choice < 62) {
+        // A worker completes one of the callbacks it was given.
+        if (auto workers = workers_with_callbacks(); !workers.empty()) complete_callback(*workers[rng_() % workers.size()]);
+    } else if (choice < 72 && !os_events_.empty()) {
         // OS events of different processes may complete in any order.
         const std::size_t i = rng_() % std::min<std::size_t>(os_events_.size(), 3);
         auto e = std::move(os_events_[i]);
         os_events_.erase(os_events_.begin() + static_cast<std::ptrdiff_t>(i));
         e();
-    } else if (choice < 80) {
+    } else if (choice < 76) {
         send_checkpoint();
+    } else if (choice < 82) {
+        // An event for a shard: its owner's worker processes it (a hung one processes nothing).
+        std::vector<process*> workers;
+        for (auto& [id, proc] : processes_) {
+            if (proc.alive && !proc.hung && !proc.shards.empty()) workers.push_back(&proc);
+        }
+        if (!workers.empty()) process_event(*workers[rng_() % workers.size()]);
     } else if (choice < 94) {
         advance(std::chrono::milliseconds(std::uniform_int_distribution<int>(1, 100)(rng_)));
     } else if (options_.faults) {
@@ -693,25 +459,52 @@ void sim_world::random_step() {
     }
 }
 
-// A live slave hands the master a copy of one of its shards' state, as the worker would from time to
-// time. The master keeps it only if it is the current holder under the current epoch.
-void sim_world::send_checkpoint() {
-    std::vector<std::pair<process*, std::uint32_t>> candidates;
-    for (auto& [id, proc] : processes_) {
-        if (!proc.alive || proc.hung || !proc.link) continue;
-        for (const auto& [shard, epoch] : proc.held) candidates.emplace_back(&proc, shard);
+// The same message delivered twice: the copy must change nothing but draw a complaint.
+void sim_world::deliver_twice_to_master(link& l) {
+    const piece copy = l.to_master.front();
+    deliver_to_master(l);
+    if (!l.open) return;  // the first one closed the connection: the copy is never read
+    const auto before = core_->status(now_);
+    deferring_ = true;
+    feed_master(l, copy);
+    deferring_ = false;
+    ++duplicates_delivered_;
+    std::vector<action> actions = core_->take_actions();
+    const auto after = core_->status(now_);
+    for (std::size_t i = 0; i < before.shards.size(); ++i) {
+        const auto& b = before.shards[i];
+        const auto& a = after.shards[i];
+        if (b.owner != a.owner || b.epoch != a.epoch || b.phase != a.phase) {
+            fail(fmt::format("a duplicated frame changed shard {}: {}@{} {} -> {}@{} {}", b.shard, b.owner, b.epoch, b.phase,
+                             a.owner, a.epoch, a.phase));
+        }
     }
-    if (candidates.empty()) return;
-    auto [proc, shard] = candidates[rng_() % candidates.size()];
-    auto lit = links_.find(*proc->link);
-    if (lit == links_.end() || !lit->second.open) return;
-    const std::uint64_t epoch = proc->held.at(shard);
-    const std::string text = state_for(shard, epoch, ++state_serial_);
-    produced_[shard].insert(text);
-    auto state = std::make_shared<std::vector<std::byte>>();
-    for (char ch : text) state->push_back(static_cast<std::byte>(ch));
-    ++checkpoints_sent_;
-    reply(lit->second, [this, c = lit->first, shard, epoch, state] { core_->on_checkpoint(c, shard, epoch, state, now_); });
+    for (const action& a : actions) {
+        if (const auto* send = std::get_if<actions::send_frame>(&a)) {
+            p::frame_decoder decoder;
+            decoder.feed(send->frames);
+            while (auto next = decoder.next()) {
+                if (!*next) break;
+                auto m = p::decode(**next);
+                if (m && !std::holds_alternative<p::error_message>(*m) && !std::holds_alternative<p::heartbeat>(*m)) {
+                    fail(fmt::format("a duplicated frame made the master send {}",
+                                     p::to_string(static_cast<p::event_id>((**next).event))));
+                }
+            }
+        } else if (const auto* store = std::get_if<actions::store_checkpoint>(&a)) {
+            // A checkpoint frame read twice arrives as a second buffer: the supervisor's check for
+            // an unchanged checkpoint compares buffers, not bytes, and stores it again. The disk
+            // keeps the same bytes; anything else would be a change.
+            const auto it = disk_.find(store->shard);
+            if (it == disk_.end() || !it->second || !store->state || *it->second != *store->state) {
+                fail(fmt::format("a duplicated frame changed the stored checkpoint of shard {}", store->shard));
+            }
+            ++restored_checkpoints_;
+        } else if (!std::holds_alternative<actions::log_event>(a)) {
+            fail(fmt::format("a duplicated frame made the master act (action #{})", a.index()));
+        }
+    }
+    apply(std::move(actions));
 }
 
 void sim_world::fault_step() {
@@ -745,9 +538,11 @@ void sim_world::fault_step() {
         }
         if (to_master.empty()) return restart_master();
         link& l = links_[to_master[rng_() % to_master.size()]];
-        auto input = std::move(l.to_master.front());
+        piece got = std::move(l.to_master.front());
         l.to_master.pop_front();
-        input();
+        deferring_ = true;
+        feed_master(l, got);
+        deferring_ = false;
         restart_master(rng_() % 6);
     } else if (choice < 90 && !live.empty()) {
         wake(live[rng_() % live.size()]);
@@ -758,21 +553,18 @@ void sim_world::fault_step() {
             if (!proc.alive && proc.external) dead.push_back(id);
         }
         if (!dead.empty()) {
-            process& proc = processes_[dead[rng_() % dead.size()]];
-            proc = process{.id = proc.id, .pid = next_pid_++, .external = true};
-            os_events_.push_back([this, id = proc.id] {
-                if (auto it = processes_.find(id); it != processes_.end() && it->second.alive && !it->second.link) {
-                    connect(it->second);
-                }
-            });
+            const process& proc = add_process(dead[rng_() % dead.size()], 0, true);
+            os_events_.push_back(reconnect_later(proc.id));
         }
     }
 }
 
 bool sim_world::settled() {
-    if (!os_events_.empty() || adopting_) return false;
+    if (!os_events_.empty() || adopting_ || !workers_with_callbacks().empty()) return false;
     for (const auto& [id, l] : links_) {
-        if (!l.to_slave.empty() || !l.to_master.empty()) return false;
+        if (!l.to_master.empty()) return false;
+        // (A frozen process the master closed the connection of may never read what is left.)
+        if (!l.to_slave.empty() && (l.open || !processes_.at(l.slave).hung)) return false;
     }
     const supervisor_status st = core_->status(now_);
     if (st.restart || st.restart_queued) return false;
@@ -795,7 +587,7 @@ void sim_world::check_invariants() {
     std::map<std::uint32_t, std::vector<std::pair<std::uint64_t, const process*>>> holders;
     for (const auto& [id, proc] : processes_) {
         if (!proc.alive) continue;
-        for (const auto& [shard, epoch] : proc.held) holders[shard].emplace_back(epoch, &proc);
+        for (const auto& se : proc.core->shards()) holders[se.shard].emplace_back(se.epoch, &proc);
     }
     for (auto& [shard, list] : holders) {
         if (list.size() < 2) continue;
@@ -820,15 +612,13 @@ std::optional<std::string> sim_world::run() {
     for (auto& [id, proc] : processes_) {
         if (proc.external && proc.alive && proc.hung) wake(id);
     }
-    for (auto& [id, proc] : processes_) {
-        if (proc.external && !proc.alive) {
-            proc = process{.id = proc.id, .pid = next_pid_++, .external = true};
-            os_events_.push_back([this, id = proc.id] {
-                if (auto it = processes_.find(id); it != processes_.end() && it->second.alive && !it->second.link) {
-                    connect(it->second);
-                }
-            });
-        }
+    std::vector<std::string> dead;
+    for (const auto& [id, proc] : processes_) {
+        if (proc.external && !proc.alive) dead.push_back(id);
+    }
+    for (const auto& id : dead) {
+        add_process(id, 0, true);
+        os_events_.push_back(reconnect_later(id));
     }
     for (int round = 0; round < 3000 && !violation_; ++round) {
         successor_if_detached();
@@ -881,3 +671,4 @@ std::optional<std::string> sim_world::run() {
 }
 
 }  // namespace meshmaster::master::test
+
