@@ -31,7 +31,7 @@ TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, de
         {.shards = 9, .slaves = 3, .spawn = false, .concurrency = 2, .duplicates = true, .fencing = true},
         {.shards = 8, .slaves = 4, .spawn = false, .concurrency = 3, .master_restarts = true, .fencing = true},
     };
-    std::uint64_t duplicates = 0, master_restarts = 0, wakes = 0;
+    std::uint64_t duplicates = 0, master_restarts = 0, wakes = 0, events = 0, replayed = 0, refused = 0;
     for (std::uint64_t run = 0; run < runs; ++run) {
         const std::uint64_t seed = only ? std::strtoull(only, nullptr, 10) : run + 1;
         const sim_options& shape = shapes[seed % shapes.size()];
@@ -44,6 +44,9 @@ TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, de
         }
         for (const auto& r : w.records()) ++seen[std::string(r.event)];
         duplicates += w.duplicates_delivered();
+        events += w.events_processed();
+        replayed += w.events_replayed();
+        refused += w.events_refused();
         master_restarts += w.master_restarts();
         wakes += w.wakes();
         if (only) break;
@@ -52,11 +55,12 @@ TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, de
     MESSAGE(fmt::format("{} runs: {} restarts completed, {} failed; migrations {} completed, {} rolled back, {} failed; "
                         "{} slaves killed, {} lost, {} shards fenced, {} orphaned, {} recovered from a checkpoint; "
                         "{} master crashes, {} migrations and {} restarts abandoned by them, {} duplicated frames, "
-                        "{} hung slaves woken",
+                        "{} hung slaves woken; {} shard events processed, {} of them again after a recovery, "
+                        "{} refused from fenced zombies",
                         runs, seen["restart_completed"], seen["restart_failed"], seen["migration_completed"],
                         seen["migration_rolled_back"], seen["migration_failed"], seen["slave_killed"], seen["slave_lost"],
                         seen["shard_fenced"], seen["shard_orphaned"], seen["shard_recovered"], master_restarts,
-                        seen["migration_abandoned"], seen["restart_abandoned"], duplicates, wakes));
+                        seen["migration_abandoned"], seen["restart_abandoned"], duplicates, wakes, events, replayed, refused));
     if (!only && runs >= 100) {
         // The schedules must actually reach the paths under test, or passing means nothing.
         for (const char* event : {"restart_completed", "restart_failed", "migration_completed", "migration_rolled_back",
@@ -69,5 +73,7 @@ TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, de
         CHECK(master_restarts > 0);
         CHECK(duplicates > 0);
         CHECK(wakes > 0);
+        CHECK(events > 0);
+        CHECK(replayed > 0);
     }
 }
