@@ -27,8 +27,13 @@ if(MESHMASTER_PROGRAMS AND NOT MESHMASTER_FUZZ)
   find_package(tomlplusplus REQUIRED CONFIG)
   target_compile_definitions(tomlplusplus::tomlplusplus INTERFACE TOML_HEADER_ONLY=0 TOML_SHARED_LIB=1)
 
+endif()
+
+
+if(NOT MESHMASTER_FUZZ)
   # Everything that uses Boost.Asio links this: Asio is header-only, but wants threads and, with
-  # g++ 12, the aligned-allocation switch set globally in MeshmasterCompileOptions.cmake.
+  # g++ 12, the aligned-allocation switch set globally in MeshmasterCompileOptions.cmake. (Also in
+  # the sanitizer tree: the Asio shells' unit tests.)
   add_library(meshmaster_asio INTERFACE)
   target_link_libraries(meshmaster_asio INTERFACE Boost::headers Threads::Threads)
   target_compile_definitions(meshmaster_asio INTERFACE BOOST_ASIO_NO_DEPRECATED)

@@ -59,7 +59,7 @@ int daemon_runtime::run() {
     const milliseconds adopt = std::get<milliseconds>(adopted);
     drive([&] { core_.start(now(), adopt); });
 
-    asio::co_spawn(io_, accept_slaves(), asio::detached);
+    asio::co_spawn(io_, slaves_.accept(acceptor_, tls_.get()), asio::detached);
     asio::co_spawn(io_, accept_control(), asio::detached);
     asio::co_spawn(io_, timer_loop(), asio::detached);
     asio::co_spawn(io_, signal_loop(), asio::detached);
@@ -89,7 +89,7 @@ void daemon_runtime::execute(std::vector<action> actions) {
     }
 }
 
-void daemon_runtime::perform(actions::send_frame& a) { write(a.connection, a.frames); }
+void daemon_runtime::perform(actions::send_frame& a) { slaves_.write(a.connection, a.frames); }
 void daemon_runtime::perform(actions::spawn_slave& a) {
     std::vector<std::string> env = cfg_.slave_env;
     env.push_back("MESHMASTER_ADDR=" + slave_address_);
@@ -107,7 +107,7 @@ void daemon_runtime::perform(actions::store_checkpoint& a) {
     if (checkpoints_) checkpoints_->put(a.shard, a.epoch, std::move(a.state));
 }
 void daemon_runtime::perform(actions::kill_slave& a) { spawner_.kill(a.slave, a.pid); }
-void daemon_runtime::perform(actions::close_connection& a) { close_connection(a.connection, a.code, a.message); }
+void daemon_runtime::perform(actions::close_connection& a) { slaves_.close(a.connection, a.code, a.message); }
 void daemon_runtime::perform(actions::log_event& a) {
     if (a.record.event == "restart_completed" || a.record.event == "restart_failed") {
         restart_outcomes_.push_back(a.record);
@@ -140,7 +140,7 @@ void daemon_runtime::say_failed_starts(const event_record& r) {
 void daemon_runtime::perform(actions::hit_failpoint& a) {
     if (!p::failpoints_armed()) return;
     // "After X was sent" must mean sent: write out what is queued before the failpoint fires.
-    write_queued_now();
+    slaves_.write_queued_now();
     p::failpoint(a.name);
 }
 void daemon_runtime::perform(actions::exit_daemon& a) {
@@ -151,7 +151,7 @@ void daemon_runtime::perform(actions::exit_daemon& a) {
 }
 
 daemon_runtime::awaitable daemon_runtime::finish() {
-    co_await writes_done(milliseconds(200));
+    co_await slaves_.writes_done(milliseconds(200));
     io_.stop();
 }
 

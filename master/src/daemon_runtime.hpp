@@ -1,9 +1,9 @@
 // The daemon's one object: the supervisor core and everything that drives it, declared once and
 // defined by room — daemon.cpp (the core driver: actions, the event log, timers, the stop),
 // daemon_startup.cpp (secret and TLS, listening, the control socket's file, adoption from the
-// previous event log), slave_server.cpp and slave_writes.cpp (accepting slaves, their TLS or plain
-// streams — slave_connection.hpp — the read and write loops), daemon_signals.cpp (signals and
-// reload) and control_socket.cpp (the CLI's requests, with control_status.hpp).
+// previous event log), daemon_signals.cpp (signals and reload) and control_socket.cpp (the CLI's
+// requests, with control_status.hpp). The slave server is an object of its own (slave_server.hpp),
+// which asks the daemon for what it needs through slave_server_host.
 // Internal to those translation units: it includes Asio, so nothing else includes it (main.cpp sees
 // daemon.hpp). Thread safety: none; everything runs on the one thread of its io_context.
 #pragma once
@@ -13,6 +13,7 @@
 #include "event_log.hpp"
 #include "exit_code.hpp"
 #include "refusal_limiter.hpp"
+#include "slave_server.hpp"
 #include "spawner.hpp"
 
 #include <meshmaster/master/slave_session.hpp>
@@ -47,9 +48,7 @@ namespace meshmaster::master {
 /// One JSON line on stderr: the daemon's own log.
 void log_line(std::string_view level, std::string_view msg, boost::json::object extra = {});
 
-struct connection;  // slave_server.cpp: one slave's stream and session
-
-class daemon_runtime final : public session_host {
+class daemon_runtime final : public slave_server_host {
 public:
     daemon_runtime(daemon_config config, config_loader reload);
     ~daemon_runtime() override;
@@ -99,30 +98,18 @@ private:
     /// the adoption window, or the exit code of a failed start.
     std::variant<std::chrono::milliseconds, int> adopt_previous();
 
-    // --- the slave server (slave_server.cpp: accept, handshake, reads; slave_writes.cpp) --------
-    std::shared_ptr<connection> find(connection_id id);
-    void send_bytes(const std::shared_ptr<connection>& c, std::span<const std::byte> bytes);
-    void close_connection(connection_id id, const std::string& code, const std::string& message);
-    /// For a failpoint: writes out at once what every connection has queued.
-    void write_queued_now();
-    /// Until nothing is being written to any slave, or until `limit` has passed.
-    awaitable writes_done(std::chrono::milliseconds limit);
-    /// Until nothing is being written to `c`, or until `limit` has passed.
-    awaitable written(std::shared_ptr<connection> c, std::chrono::milliseconds limit);
-    void to_core(connection_id, const std::function<void(supervisor&, mono_time)>& input) override;
-    const supervisor_config& core_config() const override;
-    void log(event_record record) override;
-    void write(connection_id id, std::span<const std::byte> bytes) override;
-    void close_after_write(connection_id id) override;
-    void flush(const std::shared_ptr<connection>& c);
-    awaitable close_tls(std::shared_ptr<connection> c);
-    awaitable write_loop(std::shared_ptr<connection> c);
-    awaitable accept_slaves();
-    boost::asio::awaitable<bool> read_some(const std::shared_ptr<connection>& c);
-    bool reading(const std::shared_ptr<connection>& c) const;
-    awaitable session(std::shared_ptr<connection> c);
-    awaitable handshake(std::shared_ptr<connection> c);
-    awaitable handshake_deadline(std::shared_ptr<connection> c);
+    // --- slave_server_host: what the slave server asks (slave_server.cpp is the server) ---------
+    void to_core(const std::function<void(supervisor&, mono_time)>& input) override { drive([&] { input(core_, now()); }); }
+    const supervisor_config& core_config() const override { return core_.config(); }
+    void record_event(event_record record) override { log_event(std::move(record)); }
+    void warn(std::string_view message, std::string_view error) override {
+        log_line("warn", message, {{"error", error}});
+    }
+    limits server_limits() const override {
+        return {.max_connections = cfg_.max_connections, .max_output = cfg_.max_output,
+                .handshake_timeout = cfg_.handshake_timeout};
+    }
+    const session_settings& settings() const override { return session_settings_; }
 
     // --- signals and reload (daemon_signals.cpp) ------------------------------------------------
     struct reload_outcome {
@@ -153,14 +140,13 @@ private:
     boost::asio::steady_timer restart_finished_;  // never expires: cancelled when a restart ends
     boost::asio::signal_set signals_;
     std::chrono::steady_clock::time_point origin_ = std::chrono::steady_clock::now();
-    std::unordered_map<connection_id, std::shared_ptr<connection>> connections_;
-    connection_id next_connection_ = 1;
     std::string secret_;
     session_settings session_settings_;
     std::unique_ptr<boost::asio::ssl::context> tls_;
     std::string slave_tls_ca_;  // MESHMASTER_TLS_CA for spawned slaves
     std::optional<checkpoint_store> checkpoints_;
     std::string slave_address_;
+    slave_server slaves_{io_.get_executor(), *this};  // after what it asks for (session_settings_, cfg_)
     std::deque<event_record> restart_outcomes_;
     bool stop_requested_ = false;
     int exit_code_ = to_int(exit_code::failure);

@@ -1,9 +1,11 @@
-// The slave server: accepts slaves on the listening port (up to limits.max_connections), runs each
-// connection's TLS handshake and its handshake deadline, and its read loop into the sans-I/O
-// slave_session, until the connection ends (its write queue and closing: slave_writes.cpp). Thread
-// safety: none; every coroutine runs on the daemon's io_context thread, and a connection lives while
-// one of them holds it.
+// The slave server's accepting and reading side (slave_server.hpp): accepts slaves on the listening
+// port (up to limits.max_connections), runs each connection's TLS handshake and its handshake
+// deadline, and its read loop into the sans-I/O slave_session, until the connection ends (its write
+// queue and closing: slave_writes.cpp). Thread safety: none; every coroutine runs on the server's
+// executor, and a connection lives while one of them holds it.
 #include "slave_connection.hpp"
+
+#include <meshmaster/shell/asio_byte_stream.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -28,58 +30,71 @@ constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
 
 }  // namespace
 
-std::shared_ptr<connection> daemon_runtime::find(connection_id id) {
+slave_server::slave_server(asio::any_io_executor executor, slave_server_host& host)
+    : executor_(std::move(executor)), host_(host) {}
+
+slave_server::~slave_server() = default;
+
+std::shared_ptr<connection> slave_server::find(connection_id id) {
     auto it = connections_.find(id);
     return it == connections_.end() ? nullptr : it->second;
 }
 
-void daemon_runtime::close_connection(connection_id id, const std::string& code, const std::string& message) {
+void slave_server::close(connection_id id, const std::string& code, const std::string& message) {
     if (auto c = find(id)) c->session.close(code, message);
 }
 
-daemon_runtime::awaitable daemon_runtime::accept_slaves() {
+asio::awaitable<void> slave_server::accept(tcp::acceptor& acceptor, ssl::context* tls) {
     while (true) {
-        auto [ec, socket] = co_await acceptor_.async_accept(tuple_awaitable);
+        auto [ec, socket] = co_await acceptor.async_accept(tuple_awaitable);
         if (ec) {
             if (ec == asio::error::operation_aborted) co_return;
-            log_line("warn", "accept failed", {{"error", ec.message()}});
+            host_.warn("accept failed", ec.message());
             continue;
         }
         boost::system::error_code ignored;
         const auto remote = socket.remote_endpoint(ignored);
         const std::string peer = fmt::format("{}:{}", remote.address().to_string(), remote.port());
-        if (connections_.size() >= cfg_.max_connections) {
-            log_event({.event = "connection_refused",
-                       .reason = fmt::format("connection limit (limits.max_connections = {}) reached", cfg_.max_connections),
-                       .address = peer});
+        const auto limits = host_.server_limits();
+        if (connections_.size() >= limits.max_connections) {
+            host_.record_event({.event = "connection_refused",
+                             .reason = fmt::format("connection limit (limits.max_connections = {}) reached", limits.max_connections),
+                             .address = peer});
             socket.close(ignored);
             continue;
         }
         socket.set_option(tcp::no_delay(true), ignored);
-        auto c = std::make_shared<connection>(next_connection_++, std::move(socket), tls_.get(), peer,
-                                              session_settings_, *this);
-        connections_[c->session.id()] = c;
-        asio::co_spawn(io_, session(c), asio::detached);
+        std::unique_ptr<shell::byte_stream> link;
+        if (tls) {
+            link = std::make_unique<shell::tls_byte_stream>(std::move(socket), *tls, ssl::stream_base::server);
+        } else {
+            link = std::make_unique<shell::tcp_byte_stream>(std::move(socket));
+        }
+        serve(std::move(link), peer);
     }
+}
+
+void slave_server::serve(std::unique_ptr<shell::byte_stream> link, std::string peer) {
+    auto c = std::make_shared<connection>(next_connection_++, std::move(link), std::move(peer), host_.settings(), *this);
+    connections_[c->session.id()] = c;
+    asio::co_spawn(executor_, session(c), asio::detached);
 }
 
 // Reads what is available and hands it to the session; false when the connection ended.
 // Unauthenticated peers get small reads: a flood of them must not cost the master much memory.
-asio::awaitable<bool> daemon_runtime::read_some(const std::shared_ptr<connection>& c) {
+asio::awaitable<bool> slave_server::read_some(const std::shared_ptr<connection>& c) {
     auto space = c->session.read_buffer();
-    auto [ec, n] = co_await std::visit(
-        [&](auto& stream) { return stream.async_read_some(asio::buffer(space.data(), space.size()), tuple_awaitable); },
-        c->stream);
-    if (ec) co_return false;
-    c->session.received(n);
+    const shell::io_result r = co_await c->link->read_some(space);
+    if (r.ec) co_return false;
+    c->session.received(r.bytes);
     co_return true;
 }
 
-bool daemon_runtime::reading(const std::shared_ptr<connection>& c) const {
+bool slave_server::reading(const std::shared_ptr<connection>& c) const {
     return !c->closing && !c->session.closing();
 }
 
-daemon_runtime::awaitable daemon_runtime::session(std::shared_ptr<connection> c) {
+slave_server::awaitable slave_server::session(std::shared_ptr<connection> c) {
     co_await (handshake(c) || handshake_deadline(c));
     while (c->session.authenticated() && reading(c)) {
         const bool more = co_await read_some(c);
@@ -87,8 +102,7 @@ daemon_runtime::awaitable daemon_runtime::session(std::shared_ptr<connection> c)
     }
     // A refusal flushes its error frame before the socket closes; do not cut it short.
     co_await written(c, milliseconds(1000));
-    boost::system::error_code ignored;
-    c->socket().close(ignored);
+    c->link->close();
     connections_.erase(c->session.id());
     c->session.closed();
 }
@@ -96,14 +110,15 @@ daemon_runtime::awaitable daemon_runtime::session(std::shared_ptr<connection> c)
 // The TLS handshake (if on), then the challenge, hello, proof and welcome: all within the one
 // handshake deadline. (g++ 12 miscompiles some co_await inside conditions: each gets a
 // statement of its own.)
-daemon_runtime::awaitable daemon_runtime::handshake(std::shared_ptr<connection> c) {
-    if (auto* tls = c->tls()) {
-        auto [ec] = co_await tls->async_handshake(ssl::stream_base::server, tuple_awaitable);
+slave_server::awaitable slave_server::handshake(std::shared_ptr<connection> c) {
+    if (c->link->secured()) {
+        const boost::system::error_code ec = co_await c->link->handshake();
         if (ec) {
             // operation_aborted: the deadline cut it, and handshake_timeout says so.
             if (ec != asio::error::operation_aborted) {
-                log_event({.event = "tls_handshake_failed", .slave = c->session.name(),
-                           .reason = fmt::format("tls handshake failed: {}", ec.message()), .address = c->session.peer()});
+                host_.record_event({.event = "tls_handshake_failed", .slave = c->session.name(),
+                                 .reason = fmt::format("tls handshake failed: {}", ec.message()),
+                                 .address = c->session.peer()});
             }
             co_return;
         }
@@ -116,19 +131,19 @@ daemon_runtime::awaitable daemon_runtime::handshake(std::shared_ptr<connection> 
     }
 }
 
-daemon_runtime::awaitable daemon_runtime::handshake_deadline(std::shared_ptr<connection> c) {
-    asio::steady_timer t(io_);
-    t.expires_after(cfg_.handshake_timeout);
+slave_server::awaitable slave_server::handshake_deadline(std::shared_ptr<connection> c) {
+    asio::steady_timer t(executor_);
+    const auto timeout = host_.server_limits().handshake_timeout;
+    t.expires_after(timeout);
     co_await t.async_wait(use_awaitable);
-    log_event({.event = "handshake_timeout", .slave = c->session.name(),
-               .reason = fmt::format("no authenticated hello within {} ms", cfg_.handshake_timeout.count()),
-               .address = c->session.peer()});
+    host_.record_event({.event = "handshake_timeout", .slave = c->session.name(),
+                     .reason = fmt::format("no authenticated hello within {} ms", timeout.count()),
+                     .address = c->session.peer()});
     if (c->ready) {
         c->session.close("handshake_timeout", "authenticate within the handshake timeout");
     } else {
         // Still in the TLS handshake: no frame can go out yet.
-        boost::system::error_code ignored;
-        c->socket().close(ignored);
+        c->link->close();
     }
 }
 

@@ -2,7 +2,7 @@
 // slave that stops reading is dropped), its write loop, closing once the queue has left (with TLS's
 // close_notify when on), and the waits for queues to leave before a session or the daemon ends.
 // Also the session_host the sans-I/O sessions talk to. Thread safety: none; everything runs on the
-// daemon's io_context thread.
+// slave server's executor.
 #include "slave_connection.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -10,16 +10,13 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 
 #include <fmt/format.h>
 
 namespace meshmaster::master {
 
 namespace asio = boost::asio;
-namespace ssl = asio::ssl;
 using asio::use_awaitable;
-using asio::ip::tcp;
 using namespace asio::experimental::awaitable_operators;
 using std::chrono::milliseconds;
 
@@ -37,45 +34,43 @@ asio::awaitable<void> written_or(const std::shared_ptr<connection>& c, asio::ste
 
 }  // namespace
 
-void daemon_runtime::write_queued_now() {
+void slave_server::write_queued_now() {
     // (Over TLS this synchronous write runs beside the session's pending read: OpenSSL allows a
     // write while a read waits for input, and no write is in flight here.)
     for (auto& [id, c] : connections_) {
-        if (c->out.empty() || !c->socket().is_open() || c->write_in_progress || !c->ready) continue;
-        boost::system::error_code ignored;
-        std::visit([&](auto& stream) { asio::write(stream, asio::buffer(c->out), ignored); }, c->stream);
+        if (c->out.empty() || !c->link->is_open() || c->write_in_progress || !c->ready) continue;
+        (void)c->link->write_now(c->out);
         c->out.clear();
     }
 }
 
-daemon_runtime::awaitable daemon_runtime::writes_done(milliseconds limit) {
-    asio::steady_timer deadline(io_);
+asio::awaitable<void> slave_server::writes_done(milliseconds limit) {
+    asio::steady_timer deadline(executor_);
     deadline.expires_after(limit);
     std::vector<std::shared_ptr<connection>> all;
     for (auto& [id, c] : connections_) all.push_back(c);
     for (const auto& c : all) co_await written_or(c, deadline);
 }
 
-daemon_runtime::awaitable daemon_runtime::written(std::shared_ptr<connection> c, milliseconds limit) {
-    asio::steady_timer deadline(io_);
+slave_server::awaitable slave_server::written(std::shared_ptr<connection> c, milliseconds limit) {
+    asio::steady_timer deadline(executor_);
     deadline.expires_after(limit);
     co_await written_or(c, deadline);
 }
 
-void daemon_runtime::send_bytes(const std::shared_ptr<connection>& c, std::span<const std::byte> bytes) {
+void slave_server::send_bytes(const std::shared_ptr<connection>& c, std::span<const std::byte> bytes) {
     if (c->closing) return;
     // A slave that stops reading must not make the master's memory grow without bound: past
     // limits.max_output of unread bytes it is dropped, and the core fences and replaces it. (A
     // single message larger than the limit still goes out when nothing else is queued.)
     const std::size_t queued = c->out.size() + c->writing.size();
-    if (queued != 0 && queued + bytes.size() > cfg_.max_output) {
-        log_event({.event = "connection_dropped", .slave = c->session.name(),
-                   .reason = fmt::format("the slave stopped reading: {} bytes queued", queued)});
+    if (queued != 0 && queued + bytes.size() > host_.server_limits().max_output) {
+        host_.record_event({.event = "connection_dropped", .slave = c->session.name(),
+                         .reason = fmt::format("the slave stopped reading: {} bytes queued", queued)});
         c->closing = true;
         c->out.clear();
         c->out.shrink_to_fit();
-        boost::system::error_code ignored;
-        c->socket().close(ignored);
+        c->link->close();
         return;
     }
     c->out.insert(c->out.end(), bytes.begin(), bytes.end());
@@ -84,63 +79,58 @@ void daemon_runtime::send_bytes(const std::shared_ptr<connection>& c, std::span<
 
 // --- session_host: what the sessions ask for ---------------------------------------------------
 
-void daemon_runtime::to_core(connection_id, const std::function<void(supervisor&, mono_time)>& input) {
-    drive([&] { input(core_, now()); });
+void slave_server::to_core(connection_id, const std::function<void(supervisor&, mono_time)>& input) {
+    host_.to_core(input);
 }
-const supervisor_config& daemon_runtime::core_config() const { return core_.config(); }
-void daemon_runtime::log(event_record record) { log_event(std::move(record)); }
-void daemon_runtime::write(connection_id id, std::span<const std::byte> bytes) {
+const supervisor_config& slave_server::core_config() const { return host_.core_config(); }
+void slave_server::log(event_record record) { host_.record_event(std::move(record)); }
+void slave_server::write(connection_id id, std::span<const std::byte> bytes) {
     if (auto c = find(id)) send_bytes(c, bytes);
 }
-void daemon_runtime::close_after_write(connection_id id) {
+void slave_server::close_after_write(connection_id id) {
     if (auto c = find(id); c && !c->closing) {
         c->closing = true;
         flush(c);
     }
 }
 
-void daemon_runtime::flush(const std::shared_ptr<connection>& c) {
+void slave_server::flush(const std::shared_ptr<connection>& c) {
     if (c->write_in_progress) return;
     if (c->out.empty()) {
         if (c->closing) {
-            if (c->tls() && c->ready) {
+            if (c->link->secured() && c->ready) {
                 if (!c->tls_closing) {
                     c->tls_closing = true;
-                    asio::co_spawn(io_, close_tls(c), asio::detached);
+                    asio::co_spawn(executor_, close_tls(c), asio::detached);
                 }
                 return;
             }
-            boost::system::error_code ignored;
-            c->socket().shutdown(tcp::socket::shutdown_both, ignored);
-            c->socket().close(ignored);
+            c->link->shutdown();
+            c->link->close();
         }
         return;
     }
     c->write_in_progress = true;
-    asio::co_spawn(io_, write_loop(c), asio::detached);
+    asio::co_spawn(executor_, write_loop(c), asio::detached);
 }
 
 // close_notify first, so that the slave can tell a deliberate close from a cut connection; a
 // slave that does not answer it is not waited for long.
-daemon_runtime::awaitable daemon_runtime::close_tls(std::shared_ptr<connection> c) {
-    asio::steady_timer t(io_);
+slave_server::awaitable slave_server::close_tls(std::shared_ptr<connection> c) {
+    asio::steady_timer t(executor_);
     t.expires_after(milliseconds(500));
-    co_await (c->tls()->async_shutdown(tuple_awaitable) || t.async_wait(tuple_awaitable));
-    boost::system::error_code ignored;
-    c->socket().shutdown(tcp::socket::shutdown_both, ignored);
-    c->socket().close(ignored);
+    co_await (c->link->goodbye() || t.async_wait(tuple_awaitable));
+    c->link->shutdown();
+    c->link->close();
 }
 
-daemon_runtime::awaitable daemon_runtime::write_loop(std::shared_ptr<connection> c) {
-    while (!c->out.empty() && c->socket().is_open()) {
+slave_server::awaitable slave_server::write_loop(std::shared_ptr<connection> c) {
+    while (!c->out.empty() && c->link->is_open()) {
         std::swap(c->writing, c->out);
-        auto [ec, n] = co_await std::visit(
-            [&](auto& stream) { return asio::async_write(stream, asio::buffer(c->writing), tuple_awaitable); },
-            c->stream);
+        const shell::io_result r = co_await c->link->write(c->writing);
         c->writing.clear();  // written: no longer counts against the slave's queue
-        if (ec) {
-            boost::system::error_code ignored;
-            c->socket().close(ignored);
+        if (r.ec) {
+            c->link->close();
             c->out.clear();
             break;
         }

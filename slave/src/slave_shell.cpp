@@ -1,0 +1,310 @@
+// The slave library's network shell (slave_shell.hpp): Boost.Asio coroutines around slave_core,
+// over whatever byte stream the connector hands it.
+#include "slave_shell.hpp"
+
+#include <meshmaster/protocol/event_id.hpp>
+#include <meshmaster/protocol/failpoint.hpp>
+#include <meshmaster/protocol/frame.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/string.hpp>
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <random>
+#include <unistd.h>
+
+namespace meshmaster::slave {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using namespace asio::experimental::awaitable_operators;
+namespace p = meshmaster::protocol;
+using clock = std::chrono::steady_clock;
+
+namespace {
+constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
+}
+
+slave::impl::impl(asio::io_context& context, options o, handlers h, connector c)
+    : io(&context), strand(asio::make_strand(context)), opts(std::move(o)), on(std::move(h)), connect(std::move(c)),
+      core(make_core_config()), backoff_timer(strand), written(strand, clock::time_point::max()),
+      authenticated(strand, clock::time_point::max()), stopping(strand, clock::time_point::max()) {}
+
+detail::core_config slave::impl::make_core_config() {
+    if (!opts.log) {
+        opts.log = [id = opts.slave_id](std::string_view level, std::string_view text) {
+            const std::string line = fmt::format(R"({{"level":"{}","component":"slave","slave":{},"msg":{}}})", level,
+                                                 boost::json::serialize(boost::json::string(id)),
+                                                 boost::json::serialize(boost::json::string(text)));
+            std::fprintf(stderr, "%s\n", line.c_str());
+        };
+    }
+    return {.slave_id = opts.slave_id,
+            .secret = opts.secret,
+            .generation = opts.generation,
+            .pid = ::getpid(),
+            .max_state_size = opts.max_state_size,
+            .log = [this](std::string_view level, std::string text) { opts.log(level, text); },
+            .mesh = opts.mesh,
+            .mesh_members = [this](std::vector<mesh::peer_record> others) {
+                if (on.mesh_members) on.mesh_members(std::move(others));
+            }};
+}
+
+// Delivers a worker's completion back onto the strand, if the slave still exists.
+struct slave::impl::target final : detail::completion_target {
+    std::weak_ptr<impl> owner;
+    std::uint64_t op;
+    target(std::weak_ptr<impl> o, std::uint64_t id) : owner(std::move(o)), op(id) {}
+    void deliver(outcome result) override {
+        auto self = owner.lock();
+        if (!self) return;
+        asio::post(self->strand, [weak = owner, op = op, result = std::move(result)]() mutable {
+            if (auto s = weak.lock()) {
+                s->core.complete(op, std::move(result));
+                s->after_core();
+            }
+        });
+    }
+};
+
+template <class T>
+completion<T> slave::impl::make_completion(std::uint64_t op) {
+    return completion<T>(std::make_shared<target>(weak_from_this(), op));
+}
+
+// Invokes the worker handlers the core asked for, then writes what it produced.
+void slave::impl::after_core() {
+    for (auto& r : core.take_requests()) {
+        const shard_grant g{.shard = r.shard, .epoch = r.epoch, .shard_count = r.shard_count};
+        switch (r.kind) {
+            case detail::op_kind::soft_start:
+                if (on.soft_start) on.soft_start(make_completion<void>(r.op));
+                else make_completion<void>(r.op)();
+                break;
+            case detail::op_kind::full_start:
+                if (on.full_start) on.full_start(make_completion<void>(r.op));
+                else make_completion<void>(r.op)();
+                break;
+            case detail::op_kind::start_shard:
+                if (on.start_shard) on.start_shard(g, make_completion<void>(r.op));
+                else make_completion<void>(r.op)();
+                break;
+            case detail::op_kind::stop_shard:
+                if (on.stop_shard) on.stop_shard(g, make_completion<std::vector<std::byte>>(r.op));
+                else make_completion<std::vector<std::byte>>(r.op)({});
+                break;
+            case detail::op_kind::resume_shard:
+                if (on.resume_shard) on.resume_shard(g, r.state, make_completion<void>(r.op));
+                else make_completion<void>(r.op)();
+                break;
+            case detail::op_kind::shutdown:
+                if (on.shutdown) on.shutdown(make_completion<void>(r.op));
+                else make_completion<void>(r.op)();
+                break;
+        }
+    }
+    if (core.authenticated()) authenticated.cancel();  // wakes heartbeats() out of the handshake wait
+    flush();
+    publish();
+}
+
+void slave::impl::publish() {
+    std::lock_guard lock(snapshot_mutex);
+    snapshot = core.shards();
+    done = core.finished();
+}
+
+void slave::impl::flush() {
+    if (writing || !core.has_output() || !link || !link->is_open()) return;
+    writing = true;
+    asio::co_spawn(strand, write_all(shared_from_this()), asio::detached);
+}
+
+// Writes write_buffer (whole frames). With failpoints armed, every state_chunk frame goes out
+// after slave.state_chunk.before_write: delay:<ms> makes a slave that crawls through its states
+// (the frames queued behind them, heartbeats included, wait as long).
+awaitable<boost::system::error_code> slave::impl::write_frames(std::shared_ptr<impl> self, shell::byte_stream& to) {
+    const std::span<const std::byte> bytes(self->write_buffer);
+    std::size_t from = 0;
+    if (p::failpoints_armed()) {
+        for (std::size_t at = 0; at + p::frame_header_size <= bytes.size();) {
+            const p::frame_header header = p::read_frame_header(bytes.data() + at);
+            if (header.event == static_cast<std::uint32_t>(p::event_id::state_chunk)) {
+                if (at > from) {
+                    const shell::io_result r = co_await to.write(bytes.subspan(from, at - from));
+                    if (r.ec) co_return r.ec;
+                }
+                from = at;
+                p::failpoint("slave.state_chunk.before_write");
+            }
+            at += p::frame_header_size + header.body_size;
+        }
+    }
+    if (from == bytes.size()) co_return boost::system::error_code{};
+    const shell::io_result r = co_await to.write(bytes.subspan(from));
+    co_return r.ec;
+}
+
+awaitable<void> slave::impl::write_all(std::shared_ptr<impl> self) {
+    // The connection this loop writes to, kept alive while a write is in flight on it.
+    const std::shared_ptr<shell::byte_stream> to = self->link;
+    while (self->core.has_output() && to->is_open()) {
+        const auto failpoints = self->core.take_after_write();
+        self->write_buffer = self->core.take_output();
+        const boost::system::error_code ec = co_await write_frames(self, *to);
+        if (ec) {
+            self->log("warn", fmt::format("write to the master failed: {}", ec.message()));
+            to->close();
+            break;
+        }
+        for (const auto name : failpoints) p::failpoint(name);
+    }
+    self->writing = false;
+    self->written.cancel();  // wakes read_frames() waiting for a goodbye to leave
+    if (self->core.finished() && !self->core.has_output()) {
+        // Over TLS too, a TCP shutdown and no close_notify: the goodbye is a protocol frame of its
+        // own, so a cut cannot pass for the end of the conversation, and a TLS shutdown would
+        // have to wait on the master beside the pending read.
+        to->shutdown();
+    }
+}
+
+awaitable<void> slave::impl::read_frames(shell::byte_stream& from) {
+    while (true) {
+        auto space = decoder.prepare(64 * 1024);
+        const shell::io_result r = co_await from.read_some(space);
+        if (r.ec) {
+            log("warn", fmt::format("connection to the master lost: {}", r.ec.message()));
+            co_return;
+        }
+        decoder.commit(r.bytes);
+        while (true) {
+            auto next = decoder.next();
+            if (!next) {
+                core.on_stream_error(next.error());
+                break;
+            }
+            if (!*next) break;
+            core.on_frame(**next);
+            after_core();  // handlers see resume states while the frame is still in the buffer
+        }
+        after_core();
+        if (core.close_reason()) {
+            log("warn", fmt::format("closing the connection: {}", *core.close_reason()));
+            // Give a goodbye error frame a moment (500 ms) to leave before closing: await the end
+            // of the write loop, or the limit.
+            asio::steady_timer limit(strand);
+            limit.expires_after(std::chrono::milliseconds(500));
+            while (writing && limit.expiry() > clock::now()) {
+                co_await (written.async_wait(tuple_awaitable) || limit.async_wait(tuple_awaitable));
+            }
+            co_return;
+        }
+        if (core.finished() && !writing) co_return;
+    }
+}
+
+// Until the handshake is done (or its deadline passes: then the connection is given up), then a
+// heartbeat every interval the master's welcome set.
+awaitable<void> slave::impl::heartbeats(clock::time_point handshake_deadline) {
+    asio::steady_timer deadline(strand);
+    deadline.expires_at(handshake_deadline);
+    while (!core.authenticated()) {
+        if (deadline.expiry() <= clock::now()) {
+            log("warn", "the master did not complete the handshake in time");
+            co_return;
+        }
+        co_await (authenticated.async_wait(tuple_awaitable) || deadline.async_wait(tuple_awaitable));
+    }
+    while (true) {
+        asio::steady_timer timer(strand);
+        timer.expires_after(core.heartbeat_interval());
+        co_await timer.async_wait(use_awaitable);
+        ++progress;
+        core.tick(opts.progress ? opts.progress() : progress);
+        flush();
+    }
+}
+
+awaitable<void> slave::impl::run(std::shared_ptr<impl> self) {
+    std::minstd_rand jitter(static_cast<unsigned>(::getpid()));
+    auto backoff = self->opts.reconnect_min;
+    std::uint64_t failures = 0;
+    while (!self->stopped && !self->core.finished()) {
+        // stop() cuts a connect or TLS handshake in flight short, as it closes a connection.
+        auto reached = co_await (self->connect(self->strand, self->opts.handshake_timeout) || self->stopping.async_wait(tuple_awaitable));
+        if (reached.index() == 1) break;
+        link_attempt attempt = std::move(std::get<0>(reached));
+        if (attempt.link && !self->stopped) {
+            failures = 0;
+            backoff = self->opts.reconnect_min;
+            self->link = std::move(attempt.link);
+            const std::shared_ptr<shell::byte_stream> link = self->link;
+            self->decoder = p::frame_decoder();
+            self->core.on_connected();
+            co_await (self->read_frames(*link) || self->heartbeats(attempt.handshake_deadline));
+            self->core.on_disconnected();
+            self->publish();
+            link->close();
+            self->link.reset();
+            if (self->core.finished() || self->stopped) break;
+        } else if (!self->stopped) {
+            // A failed TLS handshake is retried like a failed connect: a master that is being
+            // replaced, or a certificate that is being fixed, comes right eventually.
+            if (failures++ % 20 == 0) self->log("warn", fmt::format("{} (retrying)", attempt.failure));
+        }
+        if (self->stopped) break;
+        // Full jitter in [backoff/2, backoff]: slaves of a restarted master do not stampede it.
+        const auto half = backoff.count() / 2;
+        const auto wait = std::chrono::milliseconds(half + static_cast<long>(jitter() % static_cast<unsigned>(half + 1)));
+        self->backoff_timer.expires_after(wait);
+        co_await self->backoff_timer.async_wait(tuple_awaitable);
+        backoff = std::min(backoff * 2, self->opts.reconnect_max);
+    }
+    if (self->core.finished()) self->log("info", "shut down by the master");
+}
+
+void slave::impl::start() { asio::co_spawn(strand, run(shared_from_this()), asio::detached); }
+
+void slave::impl::stop() {
+    asio::post(strand, [self = shared_from_this()] {
+        self->stopped = true;
+        self->stopping.cancel();
+        if (self->link) self->link->close();
+        self->backoff_timer.cancel();
+    });
+}
+
+void slave::impl::checkpoint(std::uint32_t shard, std::vector<std::byte> state) {
+    asio::post(strand, [self = shared_from_this(), shard, state = std::move(state)] {
+        if (self->core.checkpoint(shard, state)) self->flush();
+    });
+}
+
+void slave::impl::update_mesh(mesh::peer_record node) {
+    asio::post(strand, [self = shared_from_this(), node = std::move(node)] {
+        if (self->core.update_mesh(node)) self->flush();
+    });
+}
+
+std::vector<protocol::shard_epoch> slave::impl::shards() const {
+    std::lock_guard lock(snapshot_mutex);
+    return snapshot;
+}
+
+bool slave::impl::finished() const {
+    std::lock_guard lock(snapshot_mutex);
+    return done;
+}
+
+}  // namespace meshmaster::slave
