@@ -1,6 +1,6 @@
 // The slave side of the protocol as a state machine, without sockets or timers: the handshake,
 // epoch checks, state transfer in chunks, and the bookkeeping of which shards this process runs.
-// The Asio shell (slave.cpp) feeds it frames and callback outcomes and carries out what it asks:
+// The Asio shell (slave_shell.cpp) feeds it frames and callback outcomes and carries out what it asks:
 // bytes to write, worker callbacks to invoke, a connection to close.
 //
 // Shards survive the connection: when the master goes away the worker keeps running them, and the
