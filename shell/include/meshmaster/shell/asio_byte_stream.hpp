@@ -1,6 +1,7 @@
 // byte_stream over a real Asio stream: a TCP socket, or TLS over one (Asio SSL). Included only by
 // the translation units that connect or accept (slave.cpp, slave_server.cpp): it brings the SSL
-// headers. Thread safety: as byte_stream's.
+// headers. The two streams' members are compiled once, in asio_byte_stream.cpp (extern templates
+// below), not in every translation unit that makes one. Thread safety: as byte_stream's.
 #pragma once
 
 #include <meshmaster/shell/byte_stream.hpp>
@@ -86,5 +87,8 @@ private:
 
 using tcp_byte_stream = asio_byte_stream<boost::asio::ip::tcp::socket>;
 using tls_byte_stream = asio_byte_stream<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>>;
+
+extern template class asio_byte_stream<boost::asio::ip::tcp::socket>;
+extern template class asio_byte_stream<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>>;
 
 }  // namespace meshmaster::shell
