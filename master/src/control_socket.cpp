@@ -97,7 +97,7 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
         }
         const event_record& r = restart_outcomes_[goal - 1];
         json::object finished;
-        finished["finished"] = r.event == "restart_completed" ? "completed" : "failed";
+        finished["finished"] = r.event == event_kind::restart_completed ? "completed" : "failed";
         finished["restart"] = r.restart.value_or(0);
         finished["duration_ms"] = r.duration_ms.value_or(0);
         finished["shards_moved"] = r.count.value_or(0);

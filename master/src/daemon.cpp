@@ -109,11 +109,11 @@ void daemon_runtime::perform(actions::store_checkpoint& a) {
 void daemon_runtime::perform(actions::kill_slave& a) { spawner_.kill(a.slave, a.pid); }
 void daemon_runtime::perform(actions::close_connection& a) { slaves_.close(a.connection, a.code, a.message); }
 void daemon_runtime::perform(actions::log_event& a) {
-    if (a.record.event == "restart_completed" || a.record.event == "restart_failed") {
+    if (a.record.event == event_kind::restart_completed || a.record.event == event_kind::restart_failed) {
         restart_outcomes_.push_back(a.record);
         restart_finished_.cancel();  // wakes the `restart --wait` sessions
     }
-    const bool failed_start = a.record.event == "slot_failed" || a.record.event == "spares_failed";
+    const bool failed_start = a.record.event == event_kind::slot_failed || a.record.event == event_kind::spares_failed;
     log_event(a.record, failed_start);
     if (failed_start) say_failed_starts(a.record);
 }
@@ -164,7 +164,7 @@ void daemon_runtime::log_event(event_record r, bool on_stderr) {
         rearm_refusals();
         return;
     }
-    if (r.event == "master_stopped" || r.event == "master_detached") {
+    if (r.event == event_kind::master_stopped || r.event == event_kind::master_detached) {
         // What the limiter holds back is told before the log's last record.
         for (const event_record& out : refusals_.flush(now())) write_record(out);
     }
@@ -186,7 +186,7 @@ void daemon_runtime::write_record(const event_record& r, bool on_stderr) {
         for (auto& [key, value] : event_log::to_json(r)) line[key] = value;
         log_line(level.value_or("info"), r.event, std::move(line));
     }
-    if (r.event == "master_stopped" || r.event == "master_detached") log_ended_ = true;
+    if (r.event == event_kind::master_stopped || r.event == event_kind::master_detached) log_ended_ = true;
 }
 
 void daemon_runtime::rearm_refusals() {

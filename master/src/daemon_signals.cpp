@@ -33,9 +33,9 @@ daemon_runtime::awaitable daemon_runtime::signal_loop() {
                 if (auto problem = log_.reopen()) {
                     log_line("error", *problem);
                 } else {
-                    log_event({.event = "event_log_reopened"});
+                    log_event({.event = event_kind::event_log_reopened});
                     // A rotated-away log takes the epoch history with it: restate it here.
-                    event_record snapshot{.event = "epochs_snapshot"};
+                    event_record snapshot{.event = event_kind::epochs_snapshot};
                     for (const auto& sh : core_.status(now()).shards) snapshot.epochs.push_back(sh.epoch);
                     log_event(std::move(snapshot));
                 }
@@ -64,9 +64,9 @@ daemon_runtime::reload_outcome daemon_runtime::reload(std::string_view trigger) 
     auto reject = [&] {
         std::string all;
         for (const auto& e : out.errors) all += (all.empty() ? "" : "; ") + e;
-        log_event({.event = "config_rejected", .reason = all}, true);
+        log_event({.event = event_kind::config_rejected, .reason = all}, true);
         log_line("error", fmt::format("{}: configuration rejected, keeping the running one", trigger),
-                 {{"seq", log_.last_seq()}, {"event", "config_rejected"}, {"errors", all}});
+                 {{"seq", log_.last_seq()}, {"event", name(event_kind::config_rejected)}, {"errors", all}});
         return out;
     };
     auto loaded = reload_();
@@ -93,17 +93,17 @@ daemon_runtime::reload_outcome daemon_runtime::reload(std::string_view trigger) 
     refusals_armed_for_.reset();
     rearm_refusals();
     session_settings_.max_state_size = cfg_.max_state_size;  // for connections from now on
-    log_event({.event = "config_reloaded", .count = out.not_applied.size(), .reason = std::string(trigger)});
+    log_event({.event = event_kind::config_reloaded, .count = out.not_applied.size(), .reason = std::string(trigger)});
     if (!out.not_applied.empty()) {
         const std::string keys = fmt::format("{}", fmt::join(out.not_applied, ", "));
-        log_event({.event = "config_not_applied", .count = out.not_applied.size(),
+        log_event({.event = event_kind::config_not_applied, .count = out.not_applied.size(),
                    .reason = keys + ": these change only when meshmaster itself restarts; the running values are kept"},
                   true);
         log_line("warn",
                  fmt::format("{}: configuration reloaded, but NOT applied (they change only when meshmaster itself "
                              "restarts): {}",
                              trigger, keys),
-                 {{"seq", log_.last_seq()}, {"event", "config_not_applied"}});
+                 {{"seq", log_.last_seq()}, {"event", name(event_kind::config_not_applied)}});
     }
     drive([&] {
         core_.apply_config(cfg_.supervisor, now());
