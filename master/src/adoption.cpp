@@ -1,9 +1,7 @@
-// Start-up and adoption: the master's start (with an adoption window when a previous master left
-// slaves running), a slave's hello (a spawned slave, an external one, or one adopted from the
-// previous master: its slot, its shards reconciled with the table, then its work), and the end of
-// adoption (slaves that did not come back are killed, moves the previous master left open get their
-// migration_abandoned record, missing slots are spawned). Members of supervisor::state
-// (supervisor_state.hpp); no header of its own, since all it declares is there.
+// Start-up and adoption (adoption.hpp says what it owns): the master's start, a slave's hello, and
+// the end of the adoption window. Members of supervisor::state (supervisor_state.hpp).
+#include "adoption.hpp"
+
 #include "supervisor_state.hpp"
 
 #include <fmt/format.h>

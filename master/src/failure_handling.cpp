@@ -1,16 +1,34 @@
-// Failure handling: detecting that a slave failed, and what follows. It owns the deadlines (spawn,
-// soft start, shutdown, a migration's stop and resume, a shard's start, heartbeats and progress:
-// on_tick and next_deadline), a slave declared lost (fail_slave: closed and killed, or given
-// external_grace if it cannot be killed) and a slave known dead (slave_dead: its shards orphaned or
-// sent back to their source, its pair, slot and spare dealt with). Nothing it holds is granted again
-// before its death is known. Members of supervisor::state (supervisor_state.hpp); no header of its
-// own, since all it declares is there.
+// Failure handling (failure_handling.hpp says what it owns): the deadlines and heartbeats that
+// detect a failed slave, a slave declared lost, and a slave known dead. Its rules are free
+// functions; the rest are members of supervisor::state (supervisor_state.hpp).
+#include "failure_handling.hpp"
+
 #include "supervisor_state.hpp"
 
 #include <fmt/format.h>
 #include <utility>
 
 namespace meshmaster::master {
+
+mono_time silence_limit(const supervisor_config& config) {
+    return std::chrono::duration_cast<mono_time>(config.heartbeat_interval) * config.heartbeat_misses;
+}
+
+std::string_view phase_timeout(slave_phase p) {
+    switch (p) {
+        case slave_phase::spawning: return "no hello before spawn_timeout";
+        case slave_phase::soft_starting: return "soft_start_timeout";
+        case slave_phase::ready:
+        case slave_phase::running:
+        case slave_phase::retiring:
+        case slave_phase::lost: return {};
+    }
+    return {};
+}
+
+bool unresponsive(std::string_view reason) {
+    return reason.find("timeout") != std::string_view::npos || reason == "progress_stalled";
+}
 
 // The slave whose answer a migration waits for, if it can still give one (a slave already
 // declared lost is being killed: its timeout has done its job).
@@ -54,8 +72,7 @@ void supervisor::state::fail_slave(slave_rec& s, const std::string& reason) {
         // epochs are superseded by the next grants, it refuses stale ones itself, and an
         // upstream that checks epochs refuses its work. One that merely disconnected gets
         // external_grace to come back first.
-        const bool unresponsive = reason.find("timeout") != std::string::npos || reason == "progress_stalled";
-        s.deadline = now + (unresponsive ? mono_time{0} : ms(config.external_grace));
+        s.deadline = now + (unresponsive(reason) ? mono_time{0} : ms(config.external_grace));
     }
 }
 
@@ -221,16 +238,16 @@ void supervisor::on_tick(mono_time now) {
     std::vector<std::pair<std::string, std::string>> to_fail;
     std::vector<std::string> to_kill;
     std::vector<std::string> to_bury;
-    const mono_time silence = s.ms(s.config.heartbeat_interval) * s.config.heartbeat_misses;
+    const mono_time silence = silence_limit(s.config);
     for (auto& [id, r] : s.slaves) {
         if (!r.alive) continue;
         if (r.deadline && now >= *r.deadline) {
             switch (r.phase) {
-                case slave_phase::spawning: to_fail.emplace_back(id, "no hello before spawn_timeout"); break;
-                case slave_phase::soft_starting: to_fail.emplace_back(id, "soft_start_timeout"); break;
                 case slave_phase::retiring: to_kill.push_back(id); break;
                 case slave_phase::lost: to_bury.push_back(id); break;
-                default: break;
+                default:
+                    if (const std::string_view why = phase_timeout(r.phase); !why.empty()) to_fail.emplace_back(id, why);
+                    break;
             }
             continue;
         }
@@ -298,7 +315,7 @@ std::optional<mono_time> supervisor::next_deadline() const {
         if (slot.respawn_at) consider(*slot.respawn_at);
     }
     if (s.spare_respawn_at) consider(*s.spare_respawn_at);
-    const mono_time silence = s.ms(s.config.heartbeat_interval) * s.config.heartbeat_misses;
+    const mono_time silence = silence_limit(s.config);
     for (const auto& [id, r] : s.slaves) {
         if (!r.alive) continue;
         if (r.deadline) consider(*r.deadline);

@@ -1,6 +1,7 @@
-// The status projection: supervisor_status (status.hpp), what `meshmaster status` and the control
-// socket show, read from the supervisor's state at a given time. Read-only; fleet_health.cpp judges
-// the result. No header of its own: it defines supervisor::status.
+// The status projection (status_projection.hpp says what it owns): supervisor::status, composed of
+// the projections of single records.
+#include "status_projection.hpp"
+
 #include "supervisor_state.hpp"
 
 #include <fmt/format.h>
@@ -8,6 +9,25 @@
 #include <map>
 
 namespace meshmaster::master {
+
+slot_status project_slot(std::uint32_t index, const slot_rec& slot, mono_time now, milliseconds start_limit_interval) {
+    slot_status ss{.slot = index, .slave = slot.active, .failed = slot.failed,
+                   .failed_starts = slot.starts.recent(now, start_limit_interval), .failure = slot.failure};
+    if (slot.respawn_at) ss.respawn_in_ms = std::max(0.0, ms_between(now, *slot.respawn_at));
+    return ss;
+}
+
+restart_status project_restart(const restart_rec& restart, std::uint32_t in_flight, mono_time now) {
+    restart_status rs{.id = restart.id, .in_flight = in_flight, .elapsed_ms = ms_between(restart.started, now),
+                      .failing = restart.failing};
+    for (const pair_rec& p : restart.pairs) {
+        ++rs.slaves_total;
+        if (p.phase == pair_phase::done) ++rs.slaves_done;
+        rs.migrations_done += p.moved;
+        rs.migrations_total += p.total;
+    }
+    return rs;
+}
 
 supervisor_status supervisor::status(mono_time now) const {
     const auto& s = *s_;
@@ -23,11 +43,7 @@ supervisor_status supervisor::status(mono_time now) const {
     st.spares_failed = s.spares_failed;
     st.spares_failure = s.spares_failure;
     for (std::uint32_t i = 0; i < s.slots.size(); ++i) {
-        const slot_rec& slot = s.slots[i];
-        slot_status ss{.slot = i, .slave = slot.active, .failed = slot.failed,
-                       .failed_starts = slot.starts.recent(now, s.config.start_limit_interval), .failure = slot.failure};
-        if (slot.respawn_at) ss.respawn_in_ms = std::max(0.0, ms_between(now, *slot.respawn_at));
-        st.slots.push_back(std::move(ss));
+        st.slots.push_back(project_slot(i, s.slots[i], now, s.config.start_limit_interval));
     }
     std::vector<bool> seen_slot(s.slots.size(), false);
     std::map<std::string, std::uint32_t> counts;
@@ -52,17 +68,7 @@ supervisor_status supervisor::status(mono_time now) const {
                              .connected = r.connection.has_value(), .spawned_here = r.ours, .shards = counts[id],
                              .mesh = r.mesh ? fmt::format("{}:{}", r.mesh->host, r.mesh->port) : std::string()});
     }
-    if (s.restart) {
-        restart_status rs{.id = s.restart->id, .in_flight = s.in_flight, .elapsed_ms = ms_between(s.restart->started, now),
-                          .failing = s.restart->failing};
-        for (const pair_rec& p : s.restart->pairs) {
-            ++rs.slaves_total;
-            if (p.phase == pair_phase::done) ++rs.slaves_done;
-            rs.migrations_done += p.moved;
-            rs.migrations_total += p.total;
-        }
-        st.restart = rs;
-    }
+    if (s.restart) st.restart = project_restart(*s.restart, s.in_flight, now);
     return st;
 }
 

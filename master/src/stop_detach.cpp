@@ -1,8 +1,7 @@
-// Stop and detach: a graceful stop (moves in flight finish, then the slaves shut down one by one,
-// slot order then spares, and exit_daemon follows master_stopped), an immediate one (every slave
-// killed now), and a detach (moves finish, then the master lets go of the slaves, which keep their
-// shards for the next master: master_detached). Members of supervisor::state (supervisor_state.hpp);
-// no header of its own, since all it declares is there.
+// Stop and detach (stop_detach.hpp says what it owns): a graceful stop, an immediate one, and a
+// detach. Members of supervisor::state (supervisor_state.hpp).
+#include "stop_detach.hpp"
+
 #include "supervisor_state.hpp"
 
 #include <cstdint>

@@ -1,6 +1,7 @@
-// The supervisor's private state, shared by the units that make up the supervisor core. Each unit
-// owns a part of it and defines its part of the behaviour, as members of supervisor::state, in its
-// own source file (the declarations below are grouped by that file):
+// The supervisor's private state: what the units that make up the supervisor core share. Each unit
+// has a header and a source of its own, with a preamble saying what it owns; it defines its part of
+// the behaviour as members of supervisor::state, in its source (the declarations below are grouped
+// by that file, since a struct is declared in one place):
 //   shard_table        shards, their holders and fencing epochs, grants, checkpoints, hello reconciling
 //   migration_pipeline one move of a shard's state (stop, hand back, resume or roll back), recoveries
 //   rolling_restart    restarts: pairs of old and new slaves, the queue of moves, the surge
@@ -10,16 +11,23 @@
 //   stop_detach        graceful stop, immediate stop, detach
 //   mesh_directory     the mesh's embedded discovery (mesh_members)
 //   status_projection  supervisor_status, for `meshmaster status` and the control socket
-// supervisor.cpp composes them: the public entry points that belong to no one unit.
+// The records a unit owns are in its header; the state holds the tables of them, and derives from
+// the two units' records that are plain fields (adoption_rec, stop_rec), so that every unit reads
+// them as the state's own. supervisor.cpp composes the units: the public entry points that belong
+// to no one unit.
 //
 // Thread safety: none (the supervisor's driver thread only).
 #pragma once
 
+#include "adoption.hpp"
+#include "failure_handling.hpp"
 #include "migration_pipeline.hpp"
 #include "rolling_restart.hpp"
 #include "shard_table.hpp"
 #include "slave_pool.hpp"
 #include "start_limit.hpp"
+#include "status_projection.hpp"
+#include "stop_detach.hpp"
 
 #include <meshmaster/master/supervisor.hpp>
 #include <meshmaster/protocol/codec.hpp>
@@ -39,7 +47,7 @@ inline double ms_between(mono_time from, mono_time to) {
     return std::chrono::duration<double, std::milli>(to - from).count();
 }
 
-struct supervisor::state {
+struct supervisor::state : adoption_rec, stop_rec {
     supervisor_config config;
     std::vector<action> out;
     std::map<std::string, slave_rec> slaves;
@@ -60,24 +68,12 @@ struct supervisor::state {
     std::optional<mono_time> spare_respawn_at;
     bool spares_failed = false;
     std::string spares_failure;
-    std::set<std::string> used_ids;  // by a previous master (seed_ids)
-    // Slaves a previous master left running (expect_slaves) that have not said hello yet, and
-    // those killed for not coming back, whose exit must be seen before any shard is granted.
-    std::map<std::string, std::int64_t> expected;
-    bool expecting = false;
-    std::map<std::string, mono_time> awaiting_exit;
     std::uint64_t restarts_completed = 0;
     std::uint64_t restarts_failed = 0;
     std::uint32_t in_flight = 0;
     std::uint64_t checkpoints_taken = 0;
     std::uint64_t checkpoints_refused = 0;  // stale epoch or not the holder: ignored
     bool started = false;
-    bool stopping = false;
-    bool detaching = false;  // stopping, but the slaves stay (request_detach)
-    bool exited = false;
-    std::optional<mono_time> adopting_until;
-    std::vector<supervisor::abandoned_migration> abandoned;
-    std::vector<std::uint64_t> abandoned_restarts;
     mono_time now{};
 
     state(supervisor_config c, std::uint64_t first_id) : config(c), next_id(first_id == 0 ? 1 : first_id) {
@@ -140,8 +136,6 @@ struct supervisor::state {
 
     mono_time ms(milliseconds d) const { return std::chrono::duration_cast<mono_time>(d); }
 
-    bool adopting() const { return adopting_until.has_value(); }
-
     // --- shard_table.cpp ---------------------------------------------------------------------
     void set_checkpoint(std::uint32_t shard, shared_bytes state);
     void grant(std::uint32_t shard, slave_rec& s);
@@ -186,7 +180,7 @@ struct supervisor::state {
     void spare_start_failed(const std::string& id, const std::string& reason);
     supervisor::retried_starts retry_failed_starts(const std::string& reason);
 
-    // --- failure_handling.cpp ----------------------------------------------------------------
+    // --- failure_handling.cpp (its rules, free of state, in failure_handling.hpp) -------------
     const slave_rec* awaited(const migration_rec& m) const;
     const slave_rec* awaited(const shard_rec& sh) const;
     void fail_slave(slave_rec& s, const std::string& reason);
