@@ -89,7 +89,7 @@ void daemon_runtime::execute(std::vector<action> actions) {
     }
 }
 
-void daemon_runtime::perform(actions::send_frame& a) { slaves_.write(a.connection, a.frames); }
+void daemon_runtime::perform(actions::send_frame& a) { slaves_.send(a.connection, std::move(a.frames)); }
 void daemon_runtime::perform(actions::spawn_slave& a) {
     std::vector<std::string> env = cfg_.slave_env;
     env.push_back("MESHMASTER_ADDR=" + slave_address_);

@@ -77,10 +77,15 @@ public:
     void log(event_record record) override;
     void write(connection_id id, std::span<const std::byte> bytes) override;
     void close_after_write(connection_id id) override;
+    /// The supervisor's frames (actions::send_frame): taken over, not copied, when nothing else
+    /// waits to be written on that connection — the usual case for a resume carrying a state.
+    void send(connection_id id, std::vector<std::byte> frames);
 
 private:
     using awaitable = boost::asio::awaitable<void>;
     std::shared_ptr<connection> find(connection_id id);
+    /// Whether `size` more bytes may be queued on `c`; if not, the slave is dropped (it stopped reading).
+    bool admit(const std::shared_ptr<connection>& c, std::size_t size);
     void send_bytes(const std::shared_ptr<connection>& c, std::span<const std::byte> bytes);
     void flush(const std::shared_ptr<connection>& c);
     awaitable written(std::shared_ptr<connection> c, std::chrono::milliseconds limit);

@@ -58,22 +58,38 @@ slave_server::awaitable slave_server::written(std::shared_ptr<connection> c, mil
     co_await written_or(c, deadline);
 }
 
-void slave_server::send_bytes(const std::shared_ptr<connection>& c, std::span<const std::byte> bytes) {
-    if (c->closing) return;
+bool slave_server::admit(const std::shared_ptr<connection>& c, std::size_t size) {
+    if (c->closing) return false;
     // A slave that stops reading must not make the master's memory grow without bound: past
     // limits.max_output of unread bytes it is dropped, and the core fences and replaces it. (A
     // single message larger than the limit still goes out when nothing else is queued.)
     const std::size_t queued = c->out.size() + c->writing.size();
-    if (queued != 0 && queued + bytes.size() > host_.server_limits().max_output) {
-        host_.record_event({.event = "connection_dropped", .slave = c->session.name(),
+    if (queued != 0 && queued + size > host_.server_limits().max_output) {
+        host_.record_event({.event = event_kind::connection_dropped, .slave = c->session.name(),
                          .reason = fmt::format("the slave stopped reading: {} bytes queued", queued)});
         c->closing = true;
         c->out.clear();
         c->out.shrink_to_fit();
         c->link->close();
-        return;
+        return false;
     }
+    return true;
+}
+
+void slave_server::send_bytes(const std::shared_ptr<connection>& c, std::span<const std::byte> bytes) {
+    if (!admit(c, bytes.size())) return;
     c->out.insert(c->out.end(), bytes.begin(), bytes.end());
+    flush(c);
+}
+
+void slave_server::send(connection_id id, std::vector<std::byte> frames) {
+    const auto c = find(id);
+    if (!c || !admit(c, frames.size())) return;
+    if (c->out.empty()) {
+        c->out = std::move(frames);  // a state of megabytes is not copied once more
+    } else {
+        c->out.insert(c->out.end(), frames.begin(), frames.end());
+    }
     flush(c);
 }
 

@@ -51,7 +51,7 @@ std::vector<p::shard_epoch> slave_core::retained() const {
     return kept;
 }
 
-bool slave_core::checkpoint(std::uint32_t shard, std::span<const std::byte> state) {
+bool slave_core::checkpoint(std::uint32_t shard, std::vector<std::byte> state) {
     const auto it = shards_.find(shard);
     if (link_ != link_state::ready || it == shards_.end() || it->second.phase != shard_phase::running) return false;
     if (state.size() > config_.max_state_size) {
@@ -59,7 +59,7 @@ bool slave_core::checkpoint(std::uint32_t shard, std::span<const std::byte> stat
                                 config_.max_state_size));
         return false;
     }
-    last_checkpoint_[shard] = {it->second.epoch, std::vector<std::byte>(state.begin(), state.end())};
+    last_checkpoint_[shard] = {it->second.epoch, std::move(state)};  // the worker's buffer itself: no copy
     checkpoints_due_.insert(shard);
     return true;
 }

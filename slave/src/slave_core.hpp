@@ -72,8 +72,9 @@ public:
     void complete(std::uint64_t op, outcome result);
 
     /// The worker's current state of a shard it runs, for the master to keep in case this process
-    /// dies. False (and nothing sent) when not connected or the shard is not running here.
-    bool checkpoint(std::uint32_t shard, std::span<const std::byte> state);
+    /// dies. False (and nothing sent) when not connected or the shard is not running here. Takes
+    /// the buffer itself (moved in from slave::checkpoint), so keeping it costs no copy.
+    bool checkpoint(std::uint32_t shard, std::vector<std::byte> state);
     /// The mesh node's type or values changed: remembered for later hellos, and sent now
     /// (mesh_update) if the link is up. True if a frame was queued.
     bool update_mesh(const mesh::peer_record& node);

@@ -286,8 +286,8 @@ void slave::impl::stop() {
 }
 
 void slave::impl::checkpoint(std::uint32_t shard, std::vector<std::byte> state) {
-    asio::post(strand, [self = shared_from_this(), shard, state = std::move(state)] {
-        if (self->core.checkpoint(shard, state)) self->flush();
+    asio::post(strand, [self = shared_from_this(), shard, state = std::move(state)]() mutable {
+        if (self->core.checkpoint(shard, std::move(state))) self->flush();
     });
 }
 

@@ -388,7 +388,7 @@ void sim_world::send_checkpoint() {
     if (candidates.empty()) return;
     auto [proc, shard] = candidates[rng_() % candidates.size()];
     std::vector<std::byte> state = bytes_of(state_text(shard, proc->shards.at(shard)));
-    if (!proc->core->checkpoint(shard, state)) return;
+    if (!proc->core->checkpoint(shard, state)) return;  // a copy: the world keeps the original
     produced_[shard].insert(std::move(state));
     flush(*proc);
 }
