@@ -57,7 +57,7 @@ asio::awaitable<void> slave_server::accept(tcp::acceptor& acceptor, ssl::context
         const std::string peer = fmt::format("{}:{}", remote.address().to_string(), remote.port());
         const auto limits = host_.server_limits();
         if (connections_.size() >= limits.max_connections) {
-            host_.record_event({.event = "connection_refused",
+            host_.record_event({.event = event_kind::connection_refused,
                              .reason = fmt::format("connection limit (limits.max_connections = {}) reached", limits.max_connections),
                              .address = peer});
             socket.close(ignored);
@@ -116,7 +116,7 @@ slave_server::awaitable slave_server::handshake(std::shared_ptr<connection> c) {
         if (ec) {
             // operation_aborted: the deadline cut it, and handshake_timeout says so.
             if (ec != asio::error::operation_aborted) {
-                host_.record_event({.event = "tls_handshake_failed", .slave = c->session.name(),
+                host_.record_event({.event = event_kind::tls_handshake_failed, .slave = c->session.name(),
                                  .reason = fmt::format("tls handshake failed: {}", ec.message()),
                                  .address = c->session.peer()});
             }
@@ -136,7 +136,7 @@ slave_server::awaitable slave_server::handshake_deadline(std::shared_ptr<connect
     const auto timeout = host_.server_limits().handshake_timeout;
     t.expires_after(timeout);
     co_await t.async_wait(use_awaitable);
-    host_.record_event({.event = "handshake_timeout", .slave = c->session.name(),
+    host_.record_event({.event = event_kind::handshake_timeout, .slave = c->session.name(),
                      .reason = fmt::format("no authenticated hello within {} ms", timeout.count()),
                      .address = c->session.peer()});
     if (c->ready) {
