@@ -2,6 +2,16 @@
 // (authentication, frames in and out), the spawner, one deadline timer, signals, the event log and
 // the control socket the CLI talks to. One io_context, one thread. No Asio here: the runtime and
 // its rooms are declared in daemon_runtime.hpp, which only the daemon's own sources include.
+//
+// Errors, one convention for the daemon and the CLI: a problem an operator must fix is a message
+// naming the setting, path or peer and what is wrong with it. A check that can find several
+// (a configuration, a reload) returns all of them as std::vector<std::string>; a single check
+// returns std::optional<std::string> (empty: fine); a constructor that opens a file (event_log,
+// checkpoint_store) throws std::runtime_error carrying that message. Each is read once, at an
+// edge — start-up, a reload, a CLI command, a control-socket request — which logs it and turns it
+// into one exit code of exit_code.hpp or a refused reply; nothing below an edge exits the process.
+// I/O failing at run time arrives as a boost::system::error_code from Asio and is handled where it
+// happens (the connection closes; the core hears of it and logs an event).
 #pragma once
 
 #include "daemon_config.hpp"

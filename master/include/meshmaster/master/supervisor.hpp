@@ -11,6 +11,12 @@
 //  - every migration ends in exactly one logged terminal state: migration_completed,
 //    migration_rolled_back or migration_failed.
 //
+// Errors: the core never throws, and no call of it fails. Input it cannot accept (a stale epoch, a
+// frame from a slave it does not know, a request it must refuse while stopping) is answered through
+// actions (an error frame, a closed connection) and logged as an event record; where the caller
+// needs the verdict, it comes back as a value (request_restart's outcome, retried_starts). The
+// daemon around it has its own rule, stated in master/src/daemon.hpp.
+//
 // Once it has emitted exit_daemon, every later on_* call is ignored: the daemon is on its way out
 // (its closing connections must not orphan shards in the log).
 //

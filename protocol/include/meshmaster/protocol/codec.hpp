@@ -6,7 +6,7 @@
 // encodes to the same bytes (the test vectors in docs/protocol.md rely on that).
 //
 // Decoding never throws and never crashes on any input: it returns a `protocol::error` naming what
-// was wrong. It does not allocate, except for the lists and maps of slave_hello and the mesh events
+// was wrong (result.hpp states the one error convention of the protocol library). It does not allocate, except for the lists and maps of slave_hello and the mesh events
 // (never more than a small multiple of the body size, whatever counts the body claims). bin and str fields of
 // the result are views into the frame (see messages.hpp for the lifetime rule).
 //

@@ -29,6 +29,16 @@
 //  - shutdown: stop everything; after the completion the library says goodbye and stops.
 //  A handler left empty completes at once (stop_shard then hands back an empty state).
 //
+// Errors, one convention for the whole library:
+//  - Mistakes in set-up (MESHMASTER_ADDR missing, no secret, an unreadable TLS CA file) throw
+//    std::runtime_error from options::from_environment() or from the constructor, naming the
+//    setting at fault. Nothing throws once start() was called.
+//  - What goes wrong at run time (the master unreachable or gone, a frame refused, a stale epoch)
+//    the library handles itself — it reconnects with backoff, refuses the frame with an error
+//    frame to the master — and tells through options::log; the worker's shards keep running.
+//  - A worker's own failure goes back through its completion (`done.fail(reason)`, or a
+//    completion dropped uncalled): the master logs it with the shard and epoch and decides.
+//
 // Lifetimes: the `slave` must outlive the io_context's run (or be stopped first); completions may
 // outlive it (they then do nothing).
 //
