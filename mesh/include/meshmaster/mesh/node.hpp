@@ -22,6 +22,7 @@
 
 #include <meshmaster/mesh/channel.hpp>
 #include <meshmaster/mesh/discovery.hpp>
+#include <meshmaster/mesh/node_types.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -38,8 +39,6 @@
 #include <vector>
 
 namespace meshmaster::mesh {
-
-using bytes = std::vector<std::byte>;
 
 struct node_options {
     std::string id;    ///< unique in the cluster; default: "<hostname>-<pid>"
@@ -76,79 +75,15 @@ struct node_options {
     /// Static discovery: "HOST:PORT" of nodes to find by probing, until they answer and again
     /// every offline_after (a restart shows as a new incarnation). Both sides become members.
     std::vector<std::string> static_peers;
+    /// Tests only (fault injection): every n-th datagram this node sends is dropped before it
+    /// reaches the socket, as a lossy network would; 0 (the default): none.
+    std::size_t test_drop_every = 0;
     /// Log lines (level "info", "warn", "error"); default: none.
     std::function<void(std::string_view level, std::string_view message)> log;
 };
 
-/// What a handler gets. `payload` is valid until the handler returns (for an async handler:
-/// until its first suspension — copy what you keep).
-struct incoming {
-    std::string_view from;  ///< the sender's node id
-    std::uint16_t command = 0;
-    std::span<const std::byte> payload;
-    bool is_request = false;  ///< false: a one-way send; the reply is ignored
-};
-
-/// What a handler returns: a response, an error with a message, or nothing (one-way sends, or a
-/// request the handler leaves unanswered — the requester then times out).
-struct reply {
-    enum class kind : std::uint8_t { none, response, error } what = kind::none;
-    bytes body;
-    std::string message;
-    static reply respond(bytes b) { return {kind::response, std::move(b), {}}; }
-    static reply respond(std::span<const std::byte> b) { return {kind::response, bytes(b.begin(), b.end()), {}}; }
-    static reply fail(std::string m) { return {kind::error, {}, std::move(m)}; }
-    static reply nothing() { return {}; }
-};
-
 using handler = std::function<reply(const incoming&)>;
 using async_handler = std::function<boost::asio::awaitable<reply>(incoming)>;
-
-/// The one outcome of a request.
-struct outcome {
-    enum class kind : std::uint8_t { response, error, timeout, stopped } what = kind::timeout;
-    bytes body;           ///< response
-    std::string message;  ///< error: the handler's message; stopped: why
-    [[nodiscard]] bool ok() const noexcept { return what == kind::response; }
-};
-std::string_view to_string(outcome::kind k) noexcept;
-
-struct membership_event {
-    enum class kind : std::uint8_t { join, leave, online, offline } what;
-    std::string node;
-};
-
-/// One line of the status list (in the spirit of rdoorn/cluster's).
-struct peer_status {
-    peer_record record;
-    bool member = true;  ///< false: a visitor (a tool, or a prober while learn_from_probes is off)
-    bool online = false;
-    std::optional<std::chrono::nanoseconds> rtt;
-    double loss = 0;  ///< share of segments sent that had to be sent again
-    std::uint64_t packets_in = 0, packets_out = 0, bytes_in = 0, bytes_out = 0;
-    std::uint64_t messages_in = 0, messages_out = 0;
-    std::uint64_t retransmitted = 0;           ///< segments sent again
-    std::uint64_t timeouts = 0;                ///< retransmission timer expirations (stalls, tail losses)
-    std::uint64_t duplicates_dropped = 0;      ///< segments that arrived twice (a lost or slow ack)
-    std::uint64_t beyond_window_dropped = 0;   ///< segments past the window this node advertised
-    std::chrono::milliseconds last_heard{};  ///< ago
-};
-
-/// Datagrams dropped before reaching any peer, by reason (wire.hpp's drop_reason) and more.
-struct node_counters {
-    std::uint64_t truncated = 0, bad_magic = 0, bad_frame = 0, bad_tag = 0, replayed = 0, wrong_receiver = 0;
-    std::uint64_t unknown_sender = 0;  ///< authenticated, but from an incarnation discovery has not reported
-    std::uint64_t send_errors = 0;
-    std::uint64_t gso_sends = 0;  ///< runs of datagrams handed to the kernel as one (UDP GSO)
-    std::uint64_t gro_reads = 0;  ///< reads that held several datagrams (UDP GRO)
-};
-
-/// The answer to probe(): who is at that address and how far.
-struct probe_result {
-    std::string id, type;
-    std::uint64_t incarnation = 0;
-    std::chrono::nanoseconds rtt{};
-};
 
 class node final : public discovery_sink {
 public:
