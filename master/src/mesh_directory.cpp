@@ -5,6 +5,7 @@
 // own, since all it declares is there.
 #include "supervisor_state.hpp"
 
+#include <iterator>
 #include <utility>
 
 namespace meshmaster::master {
@@ -12,14 +13,10 @@ namespace meshmaster::master {
 void supervisor::state::send_mesh_members(const slave_rec& to) {
     if (!to.mesh || !to.connection || to.minor < 2) return;
     protocol::mesh_members m{.version = mesh_version, .members = {}};
-    std::vector<protocol::string_map> values;  // views into the slaves' records
-    values.reserve(slaves.size());
     for (const auto& [id, r] : slaves) {
         if (!r.mesh || !r.alive) continue;
-        protocol::string_map& v = values.emplace_back();
-        for (const auto& [k, val] : r.mesh->values) v.emplace_back(k, val);
-        m.members.push_back({.id = r.id, .type = r.mesh->type, .host = r.mesh->host, .port = r.mesh->port,
-                             .incarnation = r.mesh->incarnation, .values = v});
+        m.members.push_back(protocol::to_member(*r.mesh));  // views into the slaves' records
+        m.members.back().id = r.id;  // the slave's id, whatever the record says
     }
     send(to, m);
 }
@@ -46,7 +43,7 @@ void supervisor::on_mesh_update(connection_id connection, std::optional<std::str
     if (!r || !r->mesh) return;  // no node announced: nothing to update
     mesh_node_info updated = *r->mesh;
     if (type) updated.type = std::move(*type);
-    updated.values = std::move(values);
+    updated.values = {std::make_move_iterator(values.begin()), std::make_move_iterator(values.end())};
     if (updated == *r->mesh) return;
     r->mesh = std::move(updated);
     s.mesh_changed();

@@ -115,10 +115,10 @@ void slave_session::handle_handshake(const p::frame_view& frame) {
                                   .soft_started = h->soft_started, .stopped = h->stopped,
                                   .version_minor = h->version_minor};
         if (h->has_mesh_node()) {
-            mesh_node_info node{.host = std::string(*h->mesh_host), .port = *h->mesh_port,
-                                .incarnation = *h->mesh_incarnation, .type = std::string(h->mesh_type.value_or(""))};
+            mesh_node_info node{.id = slave_, .type = std::string(h->mesh_type.value_or("")), .host = std::string(*h->mesh_host),
+                                .port = *h->mesh_port, .incarnation = *h->mesh_incarnation, .values = {}};
             if (h->mesh_values) {
-                for (const auto& [k, v] : *h->mesh_values) node.values.emplace_back(k, v);
+                for (const auto& [k, v] : *h->mesh_values) node.values.emplace(k, v);
             }
             hello_->mesh = std::move(node);
         }

@@ -31,7 +31,7 @@ std::vector<std::pair<std::uint64_t, std::vector<std::string>>> mesh_lists_to(co
 }
 
 mesh_node_info mesh_node(std::uint16_t port, std::string type = "bot") {
-    return {.host = "127.0.0.1", .port = port, .incarnation = 1000u + port, .type = std::move(type), .values = {}};
+    return {.type = std::move(type), .host = "127.0.0.1", .port = port, .incarnation = 1000u + port, .values = {}};
 }
 }  // namespace
 

@@ -47,15 +47,9 @@ using mono_time = std::chrono::nanoseconds;
 
 /// What an authenticated slave said about itself in its hello.
 /// A slave's node in the UDP mesh, as its hello announced it (protocol 1.2): the master lists every
-/// such node to every such slave (mesh_members), which is the mesh's embedded discovery.
-struct mesh_node_info {
-    std::string host;
-    std::uint16_t port = 0;
-    std::uint64_t incarnation = 0;
-    std::string type;
-    std::vector<std::pair<std::string, std::string>> values;
-    friend bool operator==(const mesh_node_info&, const mesh_node_info&) = default;
-};
+/// such node to every such slave (mesh_members), which is the mesh's embedded discovery. The
+/// protocol's node record (its id is the slave's).
+using mesh_node_info = protocol::mesh_node;
 
 struct slave_hello_info {
     std::string id;

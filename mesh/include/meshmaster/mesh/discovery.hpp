@@ -7,24 +7,15 @@
 // Thread safety: a sink is called on the node's executor only.
 #pragma once
 
-#include <cstdint>
-#include <map>
-#include <string>
+#include <meshmaster/protocol/messages.hpp>
+
 #include <string_view>
 
 namespace meshmaster::mesh {
 
-/// One node as discovery sees it.
-struct peer_record {
-    std::string id;               ///< unique in the cluster (a slave id, a host name, a uuid)
-    std::string type;             ///< what the node is ("bot", "room", …): nodes_by_type()
-    std::string host;             ///< IP address the node's UDP socket is bound to (v4 or v6)
-    std::uint16_t port = 0;
-    std::uint64_t incarnation = 0;  ///< random per start of the node: a restart is a new peer
-    std::map<std::string, std::string> values;  ///< key/value metadata peers can read
-
-    friend bool operator==(const peer_record&, const peer_record&) = default;
-};
+/// One node as discovery sees it: the protocol's node record (defined once, in protocol, and used
+/// by the master too): id, type, host, port, incarnation and values.
+using peer_record = protocol::mesh_node;
 
 class discovery_sink {
 public:

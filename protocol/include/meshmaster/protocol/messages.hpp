@@ -17,7 +17,9 @@
 #include <meshmaster/protocol/field.hpp>
 
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <tuple>
 #include <utility>
@@ -49,6 +51,35 @@ struct mesh_member {
     string_map values;
     friend bool operator==(const mesh_member&, const mesh_member&) = default;
 };
+
+/// One node of the UDP mesh, owned: the one definition of a node's record. The mesh's discovery
+/// knows nodes by it (mesh::peer_record), the master keeps each slave's node in it, and
+/// mesh_member above is its view on the wire. `values` is a map: a node has one value per key
+/// (the decoder refuses a key given twice), and readers look values up by key.
+struct mesh_node {
+    std::string id;    ///< unique in the cluster (a slave id, a host name, a uuid)
+    std::string type;  ///< what the node is ("bot", "room", …)
+    std::string host;  ///< IP address the node's UDP socket is bound to (v4 or v6)
+    std::uint16_t port = 0;
+    std::uint64_t incarnation = 0;  ///< random per start of the node: a restart is a new peer
+    std::map<std::string, std::string> values;  ///< key/value metadata peers can read
+    friend bool operator==(const mesh_node&, const mesh_node&) = default;
+};
+
+/// The wire view of `n`, which must outlive it.
+inline mesh_member to_member(const mesh_node& n) {
+    mesh_member m{.id = n.id, .type = n.type, .host = n.host, .port = n.port, .incarnation = n.incarnation, .values = {}};
+    for (const auto& [k, v] : n.values) m.values.emplace_back(k, v);
+    return m;
+}
+
+/// The owned record of a member read off the wire.
+inline mesh_node to_node(const mesh_member& m) {
+    mesh_node n{.id = std::string(m.id), .type = std::string(m.type), .host = std::string(m.host), .port = m.port,
+                .incarnation = m.incarnation, .values = {}};
+    for (const auto& [k, v] : m.values) n.values.emplace(k, v);
+    return n;
+}
 
 /// Which side of a batch of moves a slave is on. On the wire: the string "source" or "target".
 enum class migration_role : std::uint8_t { source, target };
