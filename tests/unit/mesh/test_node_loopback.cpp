@@ -25,7 +25,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr auto liveness = 60s;  // what every wait below needs is well under a second
+constexpr auto liveness = 120s;  // every wait below needs a few seconds at most, under ASan on a busy machine
 const std::string key = "unit-test-mesh-key-0123456789";
 
 mm::bytes text(std::string_view s) {
@@ -178,7 +178,7 @@ TEST_CASE("a lossy network: every 3rd datagram dropped, every message still arri
         ++runs;  // a retried request runs its handler once
         return mm::reply::respond(in.payload);
     });
-    constexpr int n = 500;
+    constexpr int n = 100;
     auto sender = [&]() -> asio::awaitable<bool> {
         for (int i = 0; i < n; ++i) {
             if (!co_await a.send("b", 10, text(std::to_string(i)))) co_return false;
@@ -188,12 +188,12 @@ TEST_CASE("a lossy network: every 3rd datagram dropped, every message still arri
     CHECK(run(c.io, sender()));
     REQUIRE(pump_until(c.io, [&] { return got.size() >= n; }));
     for (int i = 0; i < n; ++i) REQUIRE(got[static_cast<std::size_t>(i)] == i);
-    for (int i = 0; i < 50; ++i) {
+    for (int i = 0; i < 10; ++i) {
         const auto o = run(c.io, a.request("b", 11, text(std::to_string(i)), 2000ms, 5));
         REQUIRE(o.ok());
         CHECK(str(o.body) == std::to_string(i));
     }
-    CHECK(runs == 50);
+    CHECK(runs == 10);
     CHECK(a.status().front().retransmitted > 0);
 }
 
