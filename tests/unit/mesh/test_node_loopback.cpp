@@ -88,6 +88,20 @@ void serve_echo(mm::node& n) {
     n.command(3, [](const mm::incoming&) { return mm::reply::nothing(); });
 }
 
+// Sends 0..n-1 reliably from `from` to `to` on command 10, checks every send was accepted, and
+// that `got` (filled by `to`'s handler) then holds them all, once each, in order.
+void send_in_order(cluster& c, mm::node& from, const std::string& to, int n, const std::vector<int>& got) {
+    auto sender = [&]() -> asio::awaitable<bool> {
+        for (int i = 0; i < n; ++i) {
+            if (!co_await from.send(to, 10, text(std::to_string(i)))) co_return false;
+        }
+        co_return true;
+    };
+    CHECK(run(c.io, sender()));
+    REQUIRE(pump_until(c.io, [&] { return got.size() >= static_cast<std::size_t>(n); }));
+    for (int i = 0; i < n; ++i) REQUIRE(got[static_cast<std::size_t>(i)] == i);
+}
+
 }  // namespace
 
 TEST_CASE("requests between real nodes: response, error, no handler, unknown node, timeout") {
@@ -141,16 +155,7 @@ TEST_CASE("reliable sends arrive once and in order; sends to many are acknowledg
         got_d.push_back(std::stoi(str(in.payload)));
         return mm::reply::nothing();
     });
-    constexpr int n = 2000;
-    auto sender = [&]() -> asio::awaitable<bool> {
-        for (int i = 0; i < n; ++i) {
-            if (!co_await a.send("b", 10, text(std::to_string(i)))) co_return false;
-        }
-        co_return true;
-    };
-    CHECK(run(c.io, sender()));
-    REQUIRE(pump_until(c.io, [&] { return got_b.size() >= n; }));
-    for (int i = 0; i < n; ++i) REQUIRE(got_b[static_cast<std::size_t>(i)] == i);
+    send_in_order(c, a, "b", 2000, got_b);
     CHECK(a.try_send("nobody", 10, text("x")) == mm::node::send_result::no_peer);
 
     got_b.clear();
@@ -178,16 +183,7 @@ TEST_CASE("a lossy network: every 3rd datagram dropped, every message still arri
         ++runs;  // a retried request runs its handler once
         return mm::reply::respond(in.payload);
     });
-    constexpr int n = 100;
-    auto sender = [&]() -> asio::awaitable<bool> {
-        for (int i = 0; i < n; ++i) {
-            if (!co_await a.send("b", 10, text(std::to_string(i)))) co_return false;
-        }
-        co_return true;
-    };
-    CHECK(run(c.io, sender()));
-    REQUIRE(pump_until(c.io, [&] { return got.size() >= n; }));
-    for (int i = 0; i < n; ++i) REQUIRE(got[static_cast<std::size_t>(i)] == i);
+    send_in_order(c, a, "b", 100, got);
     for (int i = 0; i < 10; ++i) {
         const auto o = run(c.io, a.request("b", 11, text(std::to_string(i)), 2000ms, 5));
         REQUIRE(o.ok());
