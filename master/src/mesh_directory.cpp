@@ -1,8 +1,9 @@
 // The mesh's embedded discovery (protocol 1.2): every slave that runs a mesh node is listed to
 // every such slave, whole, with a version that grows with each change. A node leaves the list when
 // its slave is lost or dead, not when a connection merely drops (a master restart must not make the
-// mesh forget its nodes). Members of supervisor::state (supervisor_state.hpp); no header of its
-// own, since all it declares is there.
+// mesh forget its nodes). Members of supervisor::state (supervisor_state.hpp); its record is in
+// mesh_directory.hpp.
+#include "mesh_directory.hpp"
 #include "supervisor_state.hpp"
 
 #include <iterator>

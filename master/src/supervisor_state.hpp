@@ -12,15 +12,16 @@
 //   mesh_directory     the mesh's embedded discovery (mesh_members)
 //   status_projection  supervisor_status, for `meshmaster status` and the control socket
 // The records a unit owns are in its header; the state holds the tables of them, and derives from
-// the two units' records that are plain fields (adoption_rec, stop_rec), so that every unit reads
-// them as the state's own. supervisor.cpp composes the units: the public entry points that belong
-// to no one unit.
+// the units' records that are plain fields (adoption_rec, stop_rec, mesh_directory_rec), so that
+// every unit reads them as the state's own. supervisor.cpp composes the units: the public entry
+// points that belong to no one unit.
 //
 // Thread safety: none (the supervisor's driver thread only).
 #pragma once
 
 #include "adoption.hpp"
 #include "failure_handling.hpp"
+#include "mesh_directory.hpp"
 #include "migration_pipeline.hpp"
 #include "rolling_restart.hpp"
 #include "shard_table.hpp"
@@ -47,7 +48,7 @@ inline double ms_between(mono_time from, mono_time to) {
     return std::chrono::duration<double, std::milli>(to - from).count();
 }
 
-struct supervisor::state : adoption_rec, stop_rec {
+struct supervisor::state : adoption_rec, stop_rec, mesh_directory_rec {
     supervisor_config config;
     std::vector<action> out;
     std::map<std::string, slave_rec> slaves;
@@ -99,8 +100,6 @@ struct supervisor::state : adoption_rec, stop_rec {
         }
         out.emplace_back(std::move(a));
     }
-
-    std::uint64_t mesh_version = 0;  // seeded from first_id: see the supervisor's constructor
 
     slave_rec* find(const std::string& id) {
         auto it = slaves.find(id);
