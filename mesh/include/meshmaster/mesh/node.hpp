@@ -14,6 +14,17 @@
 // `secret`, with replay protection (packet_auth.hpp). Running without a key needs
 // `insecure = true`, and start() logs that it does.
 //
+// Errors, one convention for the mesh library:
+//  - A caller's mistake (options out of range, a secret too short, start() twice, update() before
+//    start()) throws std::invalid_argument or std::logic_error, naming the option.
+//  - What the environment refuses when the node or discovery starts (the port taken, no such
+//    address) is returned as a boost::system::error_code: start() here, the callback's result in
+//    redis_discovery.
+//  - Every operation on the network ends in a value, never an exception: a request's outcome
+//    (response, error, timeout, stopped), a send's send_result or bool, a count of deliveries.
+//  - Bad datagrams from outside (a failed tag, a replay, garbage) are dropped and counted in the
+//    node's counters (counters()), never thrown or logged one by one.
+//
 // Thread safety: a node and everything it calls back run on its executor (one thread: an
 // io_context run by one thread, or a strand). Call it only from there. Handlers may complete
 // later (async handlers are coroutines); they must not outlive the node. Destroying the node
