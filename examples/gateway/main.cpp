@@ -20,14 +20,17 @@
 //   quit             -> ok, then exit 0
 // SIGTERM or SIGINT prints the report line to stdout and exits 0. Exit codes: 0 clean, 1 runtime
 // failure, 64 bad arguments, 69 a port cannot be bound.
+//
+// This file wires things up: the command line (options.cpp), the core, the server
+// (gateway_server.cpp, the Asio coroutines), the signals and the start-up lines.
 #include "gateway_core.hpp"
 #include "gateway_server.hpp"
 #include "json_line.hpp"
+#include "options.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include <cerrno>
@@ -73,34 +76,9 @@ std::string to_string(const tcp::endpoint& endpoint) {
 }
 
 int run(int argc, char** argv) {
-    CLI::App app{"A fake Discord-like gateway that emits sharded event streams to bots and audits "
-                 "that every event is processed exactly once across rolling restarts."};
-    std::string listen = "127.0.0.1:0";
-    std::string control = "127.0.0.1:0";
-    std::uint32_t shards = 256;
-    double rate = 100;
-    std::uint32_t tick_ms = 1;
-    std::uint32_t resume_window_ms = 30'000;
-    std::string record_path;
-    app.add_option("--listen", listen, "HOST:PORT for bots (port 0 picks a free port)")->capture_default_str();
-    app.add_option("--control", control, "HOST:PORT for control commands")->capture_default_str();
-    app.add_option("--shards", shards, "number of shards; valid ids are 0..N-1")
-        ->check(CLI::Range(1U, 1U << 24))
-        ->capture_default_str();
-    app.add_option("--rate", rate, "events per second per shard")->check(CLI::Range(0.0, 1e6))->capture_default_str();
-    app.add_option("--tick-ms", tick_ms, "emission tick in milliseconds")
-        ->check(CLI::Range(1U, 1000U))
-        ->capture_default_str();
-    app.add_option("--resume-window-ms", resume_window_ms, "how long emitted events stay resumable")
-        ->check(CLI::Range(0U, 24U * 3600 * 1000))
-        ->capture_default_str();
-    app.add_option("--record", record_path, "append every ACK to FILE as a JSON line");
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& error) {
-        const int code = app.exit(error);  // prints help (code 0) or the error and a hint
-        return code == 0 ? 0 : exit_usage;
-    }
+    command_line options;
+    if (const auto exit_code = parse_command_line(argc, argv, options)) return *exit_code;
+    const auto& [listen, control, shards, rate, tick_ms, resume_window_ms, record_path] = options;
     const auto bot_endpoint = parse_endpoint(listen);
     const auto control_endpoint = parse_endpoint(control);
     if (!bot_endpoint || !control_endpoint) {
