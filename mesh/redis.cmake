@@ -9,6 +9,7 @@ if(MESHMASTER_PROGRAMS AND NOT MESHMASTER_FUZZ)
 
   add_library(meshmaster_mesh_redis STATIC
     src/redis_discovery.cpp
+    src/redis_records.cpp
     src/resp_connection.cpp
   )
   add_library(meshmaster::mesh_redis ALIAS meshmaster_mesh_redis)

@@ -1,5 +1,7 @@
 // The slave library's network shell (slave_shell.hpp): Boost.Asio coroutines around slave_core,
-// over whatever byte stream the connector hands it.
+// over whatever byte stream the connector hands it — the connection's life (connect, handshake
+// deadline, reconnect with backoff) and the calls the public API posts. The reading, writing and
+// heartbeat coroutines are in slave_shell_io.cpp (split for compile time).
 #include "slave_shell.hpp"
 
 #include <meshmaster/protocol/event_id.hpp>
@@ -128,112 +130,6 @@ void slave::impl::flush() {
     if (writing || !core.has_output() || !link || !link->is_open()) return;
     writing = true;
     asio::co_spawn(strand, write_all(shared_from_this()), asio::detached);
-}
-
-// Writes write_buffer (whole frames). With failpoints armed, every state_chunk frame goes out
-// after slave.state_chunk.before_write: delay:<ms> makes a slave that crawls through its states
-// (the frames queued behind them, heartbeats included, wait as long).
-awaitable<boost::system::error_code> slave::impl::write_frames(std::shared_ptr<impl> self, shell::byte_stream& to) {
-    const std::span<const std::byte> bytes(self->write_buffer);
-    std::size_t from = 0;
-    if (p::failpoints_armed()) {
-        for (std::size_t at = 0; at + p::frame_header_size <= bytes.size();) {
-            const p::frame_header header = p::read_frame_header(bytes.data() + at);
-            if (header.event == static_cast<std::uint32_t>(p::event_id::state_chunk)) {
-                if (at > from) {
-                    const shell::io_result r = co_await to.write(bytes.subspan(from, at - from));
-                    if (r.ec) co_return r.ec;
-                }
-                from = at;
-                p::failpoint("slave.state_chunk.before_write");
-            }
-            at += p::frame_header_size + header.body_size;
-        }
-    }
-    if (from == bytes.size()) co_return boost::system::error_code{};
-    const shell::io_result r = co_await to.write(bytes.subspan(from));
-    co_return r.ec;
-}
-
-awaitable<void> slave::impl::write_all(std::shared_ptr<impl> self) {
-    // The connection this loop writes to, kept alive while a write is in flight on it.
-    const std::shared_ptr<shell::byte_stream> to = self->link;
-    while (self->core.has_output() && to->is_open()) {
-        const auto failpoints = self->core.take_after_write();
-        self->write_buffer = self->core.take_output();
-        const boost::system::error_code ec = co_await write_frames(self, *to);
-        if (ec) {
-            self->log("warn", fmt::format("write to the master failed: {}", ec.message()));
-            to->close();
-            break;
-        }
-        for (const auto name : failpoints) p::failpoint(name);
-    }
-    self->writing = false;
-    self->written.cancel();  // wakes read_frames() waiting for a goodbye to leave
-    if (self->core.finished() && !self->core.has_output()) {
-        // Over TLS too, a TCP shutdown and no close_notify: the goodbye is a protocol frame of its
-        // own, so a cut cannot pass for the end of the conversation, and a TLS shutdown would
-        // have to wait on the master beside the pending read.
-        to->shutdown();
-    }
-}
-
-awaitable<void> slave::impl::read_frames(shell::byte_stream& from) {
-    while (true) {
-        auto space = decoder.prepare(64 * 1024);
-        const shell::io_result r = co_await from.read_some(space);
-        if (r.ec) {
-            log("warn", fmt::format("connection to the master lost: {}", r.ec.message()));
-            co_return;
-        }
-        decoder.commit(r.bytes);
-        while (true) {
-            auto next = decoder.next();
-            if (!next) {
-                core.on_stream_error(next.error());
-                break;
-            }
-            if (!*next) break;
-            core.on_frame(**next);
-            after_core();  // handlers see resume states while the frame is still in the buffer
-        }
-        after_core();
-        if (core.close_reason()) {
-            log("warn", fmt::format("closing the connection: {}", *core.close_reason()));
-            // Give a goodbye error frame a moment (500 ms) to leave before closing: await the end
-            // of the write loop, or the limit.
-            asio::steady_timer limit(strand);
-            limit.expires_after(std::chrono::milliseconds(500));
-            while (writing && limit.expiry() > clock::now()) {
-                co_await (written.async_wait(tuple_awaitable) || limit.async_wait(tuple_awaitable));
-            }
-            co_return;
-        }
-        if (core.finished() && !writing) co_return;
-    }
-}
-
-// Until the handshake is done (or its deadline passes: then the connection is given up), then a
-// heartbeat every interval the master's welcome set.
-awaitable<void> slave::impl::heartbeats(clock::time_point handshake_deadline) {
-    asio::steady_timer deadline(strand);
-    deadline.expires_at(handshake_deadline);
-    while (!core.authenticated()) {
-        if (deadline.expiry() <= clock::now()) {
-            log("warn", "the master did not complete the handshake in time");
-            co_return;
-        }
-        co_await (authenticated.async_wait(tuple_awaitable) || deadline.async_wait(tuple_awaitable));
-    }
-    while (true) {
-        asio::steady_timer timer(strand);
-        timer.expires_after(core.heartbeat_interval());
-        co_await timer.async_wait(use_awaitable);
-        ++progress;
-        core.tick(opts.progress ? opts.progress() : progress);
-        flush();
-    }
 }
 
 awaitable<void> slave::impl::run(std::shared_ptr<impl> self) {
