@@ -84,6 +84,17 @@ class Gateway:
         self.stderr.close()
 
 
+def disruptions(events):
+    """What went wrong beside the plan, counted from the event log: a rolling restart that is a
+    clean handoff all the way has every one of these at 0 (slaves killed or declared lost by the
+    hang detector, shards orphaned and recovered from a checkpoint, moves that failed or rolled back)."""
+    names = [e["event"] for e in events]
+    return {"slaves_lost": names.count("slave_lost"), "slaves_killed": names.count("slave_killed"),
+            "shards_orphaned": names.count("shard_orphaned"), "shards_recovered": names.count("shard_recovering"),
+            "recoveries_failed": names.count("recovery_failed"),
+            "moves_failed": names.count("migration_failed") + names.count("migration_rolled_back")}
+
+
 class Master:
     """meshmaster run -c <workdir>/meshmaster.toml, spawning bots against `gateway`."""
 
@@ -175,6 +186,19 @@ class Master:
 
     def signal(self, sig):
         self.process.send_signal(sig)
+
+    def usage(self):
+        """The daemon's CPU time so far (user + system, seconds) and its peak resident set (MiB),
+        from /proc: what the master itself costs, apart from its bots."""
+        with open(f"/proc/{self.process.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        peak = 0
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    peak = int(line.split()[1]) / 1024
+        return {"cpu_s": cpu, "peak_rss_mib": peak}
 
     def events(self, *types):
         records = []
