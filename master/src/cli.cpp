@@ -1,5 +1,8 @@
 #include "cli.hpp"
 #include "exit_code.hpp"
+#include "json_fields.hpp"
+#include "status_shards.hpp"
+#include "status_summary.hpp"
 
 #include "event_replay.hpp"
 #include "time_parse.hpp"
@@ -80,28 +83,30 @@ private:
     std::string error_;
 };
 
-std::string text(const json::value& v) {
-    if (v.is_string()) return std::string(v.as_string());
-    if (v.is_null()) return "-";
-    return protocol::json_text(v);
-}
-
-std::string progress_line(const json::object& r) {
-    return fmt::format("restart {}: {}/{} shards moved, {}/{} slaves, {} in flight, {:.1f} s{}", text(r.at("id")),
-                       text(r.at("migrations_done")), text(r.at("migrations_total")), text(r.at("slaves_done")),
-                       text(r.at("slaves_total")), text(r.at("in_flight")), r.at("elapsed_ms").to_number<double>() / 1000,
-                       r.at("failing").as_bool() ? " (failing: rolling back)" : "");
-}
+using json_fields::text;
 
 }  // namespace
 
-int status(const std::string& path, bool as_json) {
+int status(const std::string& path, const status_options& options) {
+    // The selection first: a mistake in it needs no daemon to be told.
+    shard_selection selection;
+    if (options.list_shards) {
+        auto parsed = parse_shard_selection(options.shards, options.states);
+        if (const auto* error = std::get_if<std::string>(&parsed)) {
+            fmt::print(stderr, "{}\n", *error);
+            return to_int(exit_code::usage);
+        }
+        selection = std::get<shard_selection>(std::move(parsed));
+    }
     control_client c(path);
     if (!c.error().empty()) {
         fmt::print(stderr, "{}\n", c.error());
         return to_int(exit_code::unavailable);
     }
-    c.request({{"command", "status"}});
+    // Only --shards and a complete --json need every shard; the summary form spares the daemon
+    // building (and the socket carrying) thousands of entries per call.
+    const bool full = options.list_shards || (options.as_json && !options.summary);
+    c.request({{"command", "status"}, {"detail", full ? "full" : "summary"}});
     auto reply = c.next();
     if (!reply || !reply->is_object()) {
         fmt::print(stderr, "no answer from meshmaster on {}\n", path);
@@ -115,43 +120,20 @@ int status(const std::string& path, bool as_json) {
         return to_int(exit_code::failure);
     }
     const int code = healthy->as_bool() ? 0 : 1;
-    if (as_json) {
+    if (options.as_json) {
         fmt::print("{}\n", protocol::json_text(s));
         return code;
     }
-    fmt::print("meshmaster on {}  generation {}  shards {}/{} running  restarts {} completed, {} failed{}{}\n",
-               text(s.at("listen")), text(s.at("generation")), text(s.at("shards_running")), text(s.at("shard_count")),
-               text(s.at("restarts_completed")), text(s.at("restarts_failed")),
-               s.at("restart_queued").as_bool() ? "  (one queued)" : "",
-               s.at("stopping").as_bool() ? (s.at("detaching").as_bool() ? "  DETACHING" : "  STOPPING") : "");
-    if (code != 0) {
-        fmt::print("DEGRADED:\n");
-        for (const auto& p : s.at("problems").as_array()) fmt::print("  - {}\n", text(p));
-    }
-    if (s.at("restart").is_object()) fmt::print("{}\n", progress_line(s.at("restart").as_object()));
-    fmt::print("\n{:<14} {:>5} {:>8} {:<14} {:>6} {:>10} {}\n", "SLAVE", "SLOT", "PID", "PHASE", "SHARDS", "GENERATION", "");
-    for (const auto& v : s.at("slaves").as_array()) {
-        const json::object& sl = v.as_object();
-        std::string range;
-        std::int64_t first = -1, last = -1, epoch_min = -1, epoch_max = -1;
-        for (const auto& sh : s.at("shards").as_array()) {
-            const json::object& o = sh.as_object();
-            if (o.at("owner").as_string() != sl.at("id").as_string()) continue;
-            const std::int64_t n = o.at("shard").to_number<std::int64_t>();
-            const std::int64_t e = o.at("epoch").to_number<std::int64_t>();
-            if (first < 0) first = n;
-            last = n;
-            epoch_min = epoch_min < 0 ? e : std::min(epoch_min, e);
-            epoch_max = std::max(epoch_max, e);
+    if (options.list_shards) {
+        const shard_rows rows = shard_rows_text(s, selection);
+        if (!rows.error.empty()) {
+            fmt::print(stderr, "{}\n", rows.error);
+            return to_int(exit_code::usage);
         }
-        if (first >= 0) {
-            range = fmt::format("shards {}..{}, epochs {}", first, last,
-                                epoch_min == epoch_max ? std::to_string(epoch_min) : fmt::format("{}..{}", epoch_min, epoch_max));
-        }
-        fmt::print("{:<14} {:>5} {:>8} {:<14} {:>6} {:>10} {}{}\n", text(sl.at("id")), text(sl.at("slot")), text(sl.at("pid")),
-                   text(sl.at("phase")), text(sl.at("shards")), text(sl.at("generation")), range,
-                   sl.at("connected").as_bool() ? "" : "  (disconnected)");
+        fmt::print("{}", rows.text);
+        return code;
     }
+    fmt::print("{}", status_summary_text(s));
     return code;
 }
 
@@ -203,10 +185,10 @@ int restart(const std::string& path, bool wait) {
         if (const auto* p = o.if_contains("progress"); p && p->is_object()) {
             // A live line on a terminal; one line a second in a log.
             if (tty) {
-                fmt::print("\r\033[K{}", progress_line(p->as_object()));
+                fmt::print("\r\033[K{}", restart_progress_text(p->as_object()));
                 std::fflush(stdout);
             } else if (std::chrono::steady_clock::now() - last_print >= std::chrono::seconds(1)) {
-                fmt::print("{}\n", progress_line(p->as_object()));
+                fmt::print("{}\n", restart_progress_text(p->as_object()));
                 std::fflush(stdout);
                 last_print = std::chrono::steady_clock::now();
             }

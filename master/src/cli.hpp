@@ -9,9 +9,18 @@
 
 namespace meshmaster::master::cli {
 
-/// `meshmaster status [--json]`: 0 every configured shard runs, 1 the fleet is degraded (the
-/// problems printed), 69 no daemon answers.
-int status(const std::string& control_socket, bool as_json);
+struct status_options {
+    bool as_json = false;   ///< --json: the daemon's answer as it is (complete unless `summary`)
+    bool summary = false;   ///< --summary (with --json): the summary form, without the per-shard arrays
+    bool list_shards = false;            ///< --shards or --state given: the shard table, one row a shard
+    std::string shards;                  ///< --shards' value: "0-99,512"; empty: every shard
+    std::vector<std::string> states;     ///< --state: only shards in these states
+};
+
+/// `meshmaster status [--json [--summary]] [--shards [LIST]] [--state STATE,...]`: a summary, the
+/// daemon's JSON, or the shard table. 0 every configured shard runs, 1 the fleet is degraded (the
+/// problems printed), 64 a bad --shards or --state, 69 no daemon answers.
+int status(const std::string& control_socket, const status_options& options);
 
 /// `meshmaster restart [--wait]`: 0 accepted (or completed), 1 refused (the master is stopping) or
 /// failed, 69 no daemon.

@@ -48,6 +48,23 @@ void add_run_commands(CLI::App& app, command_line& cl, subcommands& s) {
     add_run_flags(*s.check, cl.flags);
 }
 
+// status: a summary by default; --shards [LIST] and --state list shards; --json is the daemon's
+// complete answer (--summary: without the per-shard arrays). The list's syntax is checked by
+// cli::status (status_shards.hpp), which exits 64 naming what is wrong.
+void add_status_options(CLI::App& status, cli::status_options& o) {
+    auto* json = status.add_flag("--json", o.as_json, "machine-readable: the daemon's complete answer");
+    status.add_flag("--summary", o.summary, "with --json: the summary form (no per-shard arrays)")->needs(json);
+    // An optional value: `--shards` alone lists every shard, `--shards 0-99,512` some.
+    auto* shards = status.add_option("--shards", o.shards, "list shards, one a row: all, or these (0-99,512)")
+                       ->expected(0, 1);
+    auto* state = status.add_option("--state", o.states,
+                                    "list only shards in these states: unowned, starting, running, stopping, "
+                                    "resuming, moving, not-running")
+                      ->delimiter(',');
+    json->excludes(shards);
+    json->excludes(state);
+}
+
 // status, restart, reload, stop: the commands that talk to the daemon's control socket (-s, or the
 // path in the configuration given with -c).
 void add_control_commands(CLI::App& app, command_line& cl, subcommands& s) {
@@ -55,9 +72,9 @@ void add_control_commands(CLI::App& app, command_line& cl, subcommands& s) {
         s.control_socket.push_back(sub->add_option("-s,--control-socket", cl.control_socket, "the daemon's control socket"));
         sub->add_option("-c,--config", cl.control_config, "read the control socket path from this configuration");
     };
-    s.status = app.add_subcommand("status", "slaves, shards, epochs, generation, restart progress");
+    s.status = app.add_subcommand("status", "health, shard counts per state, restart progress, slaves; or the shard table");
     add_control(s.status);
-    s.status->add_flag("--json", cl.as_json, "machine-readable");
+    add_status_options(*s.status, cl.status);
     s.restart = app.add_subcommand("restart", "start a rolling restart");
     add_control(s.restart);
     s.restart->add_flag("--wait", cl.wait, "follow it to the end (exit 1 if it fails)");
@@ -162,6 +179,7 @@ std::variant<command_line, int> parse_command_line(int argc, char** argv) {
     }
     if (!found) return to_int(exit_code::usage);
     for (const CLI::Option* o : s.control_socket) cl.control_socket_given = cl.control_socket_given || o->count() > 0;
+    cl.status.list_shards = s.status->count("--shards") > 0 || !cl.status.states.empty();
     return cl;
 }
 

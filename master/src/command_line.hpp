@@ -38,6 +38,7 @@ struct command_line {
     bool control_socket_given = false;  // -s on the command line: it wins over the configuration's
     bool wait = false;                  // restart --wait
     bool leave_slaves = false;          // stop --leave-slaves
+    cli::status_options status;         // status --json, --summary, --shards, --state
 
     // -c of every subcommand but run and check-config: the configuration to take paths from
     std::string control_config;

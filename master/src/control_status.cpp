@@ -1,8 +1,6 @@
 // The control socket's status projection: see control_status.hpp.
 #include "control_status.hpp"
 
-#include "daemon_config.hpp"
-
 #include <meshmaster/master/status.hpp>
 
 #include <boost/json/array.hpp>
@@ -11,12 +9,69 @@ namespace meshmaster::master {
 
 namespace json = boost::json;
 
-json::object status_json(const supervisor_status& st, const daemon_config& cfg, const std::string& slave_address) {
+namespace {
+
+// "moving" only when true: a planned handoff is rare beside 16,384 running shards, and the flag on
+// every entry would grow the full answer by a quarter.
+json::object shard_json(const shard_status& s) {
+    json::object o{{"shard", s.shard}, {"owner", s.owner}, {"epoch", s.epoch}, {"phase", s.phase}};
+    if (s.moving) o["moving"] = true;
+    return o;
+}
+
+// Counts per phase, the shards in a planned handoff, and the first shards that do not run: what an
+// operator reads first, and all the summary form says about shards. One pass over the table.
+void shard_summary(const supervisor_status& st, json::object& o) {
+    std::uint32_t unowned = 0, starting = 0, running = 0, stopping = 0, resuming = 0, moving = 0, down = 0;
+    json::array first;
+    for (const auto& sh : st.shards) {
+        if (sh.phase == "unowned") ++unowned;
+        else if (sh.phase == "starting") ++starting;
+        else if (sh.phase == "running") ++running;
+        else if (sh.phase == "stopping") ++stopping;
+        else if (sh.phase == "resuming") ++resuming;
+        if (sh.moving) ++moving;
+        // fleet_problems' test: a shard runs when it is running or moving.
+        if (sh.phase == "running" || sh.moving) continue;
+        if (down++ < not_running_named) first.push_back(shard_json(sh));
+    }
+    o["shard_states"] = json::object{{"unowned", unowned}, {"starting", starting}, {"running", running},
+                                     {"stopping", stopping}, {"resuming", resuming}};
+    o["shards_moving"] = moving;
+    o["shards_not_running"] = down;
+    o["shards_not_running_first"] = std::move(first);
+}
+
+json::value last_restart_json(const event_record* r) {
+    if (!r) return nullptr;
+    return json::object{{"id", r->restart.value_or(0)},
+                        {"result", r->event == event_kind::restart_completed ? "completed" : "failed"},
+                        {"duration_ms", r->duration_ms.value_or(0)},
+                        {"shards_moved", r->count.value_or(0)},
+                        {"reason", r->reason}};
+}
+
+}  // namespace
+
+json::object restart_json(const restart_status& r) {
+    return json::object{{"id", r.id},
+                        {"slaves_total", r.slaves_total},
+                        {"slaves_done", r.slaves_done},
+                        {"migrations_done", r.migrations_done},
+                        {"migrations_total", r.migrations_total},
+                        {"in_flight", r.in_flight},
+                        {"elapsed_ms", r.elapsed_ms},
+                        {"failing", r.failing}};
+}
+
+json::object status_json(const supervisor_status& st, const daemon_facts& daemon, status_detail detail) {
     json::object o;
-    o["listen"] = slave_address;
-    o["event_log"] = cfg.event_log;
+    o["detail"] = detail == status_detail::full ? "full" : "summary";
+    o["master"] = json::object{{"id", daemon.master_id}, {"pid", daemon.pid}, {"uptime_ms", daemon.uptime_ms}};
+    o["listen"] = daemon.slave_address;
+    o["event_log"] = daemon.event_log;
     o["generation"] = st.generation;
-    o["shard_count"] = cfg.supervisor.shard_count;
+    o["shard_count"] = daemon.shard_count;
     o["shards_running"] = st.shards_running;
     o["shards_checkpointed"] = st.shards_checkpointed;
     o["restarts_completed"] = st.restarts_completed;
@@ -31,11 +86,14 @@ json::object status_json(const supervisor_status& st, const daemon_config& cfg, 
     json::array reasons;
     for (const auto& p : problems) reasons.push_back(json::string(p));
     o["problems"] = std::move(reasons);
-    json::array unassigned;
-    for (const auto& sh : st.shards) {
-        if (sh.owner.empty()) unassigned.push_back(sh.shard);
+    shard_summary(st, o);
+    if (detail == status_detail::full) {
+        json::array unassigned;
+        for (const auto& sh : st.shards) {
+            if (sh.owner.empty()) unassigned.push_back(sh.shard);
+        }
+        o["unassigned_shards"] = std::move(unassigned);
     }
-    o["unassigned_shards"] = std::move(unassigned);
     json::array slots;
     for (const auto& sl : st.slots) {
         json::object so{{"slot", sl.slot}, {"first_shard", sl.first_shard}, {"last_shard", sl.last_shard},
@@ -47,18 +105,8 @@ json::object status_json(const supervisor_status& st, const daemon_config& cfg, 
     }
     o["slots"] = std::move(slots);
     o["spares_failed"] = st.spares_failed;
-    if (st.restart) {
-        o["restart"] = json::object{{"id", st.restart->id},
-                                    {"slaves_total", st.restart->slaves_total},
-                                    {"slaves_done", st.restart->slaves_done},
-                                    {"migrations_done", st.restart->migrations_done},
-                                    {"migrations_total", st.restart->migrations_total},
-                                    {"in_flight", st.restart->in_flight},
-                                    {"elapsed_ms", st.restart->elapsed_ms},
-                                    {"failing", st.restart->failing}};
-    } else {
-        o["restart"] = nullptr;
-    }
+    o["restart"] = st.restart ? json::value(restart_json(*st.restart)) : json::value(nullptr);
+    o["last_restart"] = last_restart_json(daemon.last_restart);
     json::array slaves;
     for (const auto& s : st.slaves) {
         json::object so{{"id", s.id}, {"generation", s.generation}, {"pid", s.pid}, {"phase", s.phase},
@@ -68,11 +116,12 @@ json::object status_json(const supervisor_status& st, const daemon_config& cfg, 
         slaves.push_back(std::move(so));
     }
     o["slaves"] = std::move(slaves);
-    json::array shards;
-    for (const auto& s : st.shards) {
-        shards.push_back(json::object{{"shard", s.shard}, {"owner", s.owner}, {"epoch", s.epoch}, {"phase", s.phase}});
+    if (detail == status_detail::full) {
+        json::array shards;
+        shards.reserve(st.shards.size());
+        for (const auto& s : st.shards) shards.push_back(shard_json(s));
+        o["shards"] = std::move(shards);
     }
-    o["shards"] = std::move(shards);
     return o;
 }
 

@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
             if (!c) return to_int(exit_code::config);
             if (!cl.control_socket_given) cl.control_socket = c->control_socket;
         }
-        if (which == command::status) return cli::status(cl.control_socket, cl.as_json);
+        if (which == command::status) return cli::status(cl.control_socket, cl.status);
         if (which == command::restart) return cli::restart(cl.control_socket, cl.wait);
         if (which == command::reload) return cli::reload(cl.control_socket);
         return cli::stop(cl.control_socket, cl.leave_slaves);
