@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include <cmath>
+#include <algorithm>
 #include <map>
 #include <vector>
 
@@ -167,6 +167,14 @@ void slaves(std::string& out, const json::object& s) {
         ++phases[text(field(sl, "phase"))];
         if (list.size() <= slaves_listed || !slave_fine(sl)) shown.push_back(&sl);
     }
+    // By slot (a slot's old and new slave side by side in a restart), spares last; not by the id's
+    // spelling, which puts s10 before s2.
+    std::stable_sort(shown.begin(), shown.end(), [](const json::object* a, const json::object* b) {
+        const json::value& sa = field(*a, "slot");
+        const json::value& sb = field(*b, "slot");
+        if (sa.is_number() != sb.is_number()) return sa.is_number();
+        return sa.is_number() && count(sa) < count(sb);
+    });
     std::string counts;
     for (const auto& [phase, n] : phases) counts += fmt::format("{}{} {}", counts.empty() ? ": " : ", ", n, phase);
     out += fmt::format("slaves     {}{}\n", list.size(), counts);

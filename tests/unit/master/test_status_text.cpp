@@ -112,6 +112,12 @@ TEST_CASE("a healthy fleet of 1,024 shards fits a terminal: counts, not rows") {
     CHECK(std::regex_search(text, std::regex(R"(\ns15-g2 +15 +1015 running +64 +2 960\.\.1023\n)")));
     CHECK(shard_rows_in(text) == 0);
     CHECK(lines(text) < 30);
+    // In slot order, whatever the answer's order (the daemon's is the ids' spelling: s10 before s2).
+    supervisor_status shuffled = fleet(1024, 16);
+    std::reverse(shuffled.slaves.begin(), shuffled.slaves.end());
+    const std::string sorted = summary(shuffled, facts(1024));
+    CHECK(sorted.find("\ns2-g2 ") < sorted.find("\ns10-g2 "));
+    CHECK(sorted.find("\ns0-g2 ") < sorted.find("\ns1-g2 "));
 }
 
 TEST_CASE("a degraded fleet says so in words and names its first shards not running") {
