@@ -22,23 +22,37 @@ json::object shard_json(const shard_status& s) {
 // Counts per phase, the shards in a planned handoff, and the first shards that do not run: what an
 // operator reads first, and all the summary form says about shards. One pass over the table.
 void shard_summary(const supervisor_status& st, json::object& o) {
-    std::uint32_t unowned = 0, starting = 0, running = 0, stopping = 0, resuming = 0, moving = 0, down = 0;
+    // Per phase: every shard, and those not running (a stopping or resuming shard outside a planned
+    // move: its holder died, or the master is stopping).
+    struct counts {
+        std::uint32_t unowned = 0, starting = 0, running = 0, stopping = 0, resuming = 0;
+        void add(std::string_view phase) {
+            if (phase == "unowned") ++unowned;
+            else if (phase == "starting") ++starting;
+            else if (phase == "running") ++running;
+            else if (phase == "stopping") ++stopping;
+            else if (phase == "resuming") ++resuming;
+        }
+        json::object to_json(bool with_running) const {
+            json::object o{{"unowned", unowned}, {"starting", starting}, {"stopping", stopping}, {"resuming", resuming}};
+            if (with_running) o["running"] = running;
+            return o;
+        }
+    } all, down;
+    std::uint32_t moving = 0, not_running = 0;
     json::array first;
     for (const auto& sh : st.shards) {
-        if (sh.phase == "unowned") ++unowned;
-        else if (sh.phase == "starting") ++starting;
-        else if (sh.phase == "running") ++running;
-        else if (sh.phase == "stopping") ++stopping;
-        else if (sh.phase == "resuming") ++resuming;
+        all.add(sh.phase);
         if (sh.moving) ++moving;
         // fleet_problems' test: a shard runs when it is running or moving.
         if (sh.phase == "running" || sh.moving) continue;
-        if (down++ < not_running_named) first.push_back(shard_json(sh));
+        down.add(sh.phase);
+        if (not_running++ < not_running_named) first.push_back(shard_json(sh));
     }
-    o["shard_states"] = json::object{{"unowned", unowned}, {"starting", starting}, {"running", running},
-                                     {"stopping", stopping}, {"resuming", resuming}};
+    o["shard_states"] = all.to_json(true);
     o["shards_moving"] = moving;
-    o["shards_not_running"] = down;
+    o["shards_not_running"] = not_running;
+    o["shards_not_running_states"] = down.to_json(false);
     o["shards_not_running_first"] = std::move(first);
 }
 

@@ -50,16 +50,15 @@ constexpr std::string_view shard_phases[] = {"running", "stopping", "resuming", 
 
 // "12 of 1024 shards not running: 10 unowned, 2 starting": what keeps the fleet from running.
 std::string not_running_words(const json::object& s, std::uint64_t down) {
-    const json::object& states = object(field(s, "shard_states"));
-    const std::uint64_t unowned = count(field(states, "unowned"));
-    const std::uint64_t starting = count(field(states, "starting"));
-    std::vector<std::string> parts;
-    if (unowned) parts.push_back(fmt::format("{} unowned", unowned));
-    if (starting) parts.push_back(fmt::format("{} starting", starting));
-    // The rest: resuming or stopping, but not in a planned handoff (recovered after their holder died).
-    if (down > unowned + starting) parts.push_back(fmt::format("{} being recovered", down - unowned - starting));
+    const json::object& states = object(field(s, "shards_not_running_states"));
     std::string words = fmt::format("{} of {} not running", down, plural(count(field(s, "shard_count")), "shard", "shards"));
-    for (std::size_t i = 0; i < parts.size(); ++i) words += (i ? ", " : ": ") + parts[i];
+    bool first = true;
+    for (const std::string_view phase : {"unowned", "starting", "resuming", "stopping"}) {
+        if (const std::uint64_t n = count(field(states, phase))) {
+            words += fmt::format("{}{} {}", first ? ": " : ", ", n, phase);
+            first = false;
+        }
+    }
     return words;
 }
 

@@ -170,6 +170,7 @@ class DegradedFleet(unittest.TestCase):
             self.assertEqual(full["unassigned_shards"], list(range(256, 512)))
             self.assertEqual(full["shard_states"]["unowned"], 256)
             self.assertEqual(full["shards_not_running"], 256)
+            self.assertEqual(full["shards_not_running_states"], {"unowned": 256, "starting": 0, "stopping": 0, "resuming": 0})
             self.assertEqual(master.cli("status", "--json", "--summary").returncode, 1)
 
 

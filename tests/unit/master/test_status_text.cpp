@@ -92,6 +92,8 @@ TEST_CASE("the summary form leaves out the per-shard arrays, the full form has e
         CHECK(o->at("shard_states").as_object() ==
               json::object{{"unowned", 64}, {"starting", 0}, {"running", 960}, {"stopping", 0}, {"resuming", 0}});
         CHECK(o->at("shards_not_running") == 64);
+        CHECK(o->at("shards_not_running_states").as_object() ==
+              json::object{{"unowned", 64}, {"starting", 0}, {"stopping", 0}, {"resuming", 0}});
         CHECK(o->at("shards_not_running_first").as_array().size() == not_running_named);
         CHECK(o->at("shards_not_running_first").as_array().front() ==
               json::object{{"shard", 192}, {"owner", ""}, {"epoch", 2}, {"phase", "unowned"}});
@@ -152,7 +154,9 @@ TEST_CASE("shards recovered after their holder died do not run yet, shards in a 
     CHECK(o.at("shards_moving") == 2);
     CHECK(o.at("shards_not_running") == 2);
     const std::string text = status_summary_text(o);
-    CHECK(text.find("health     DEGRADED: 2 of 256 shards not running: 1 starting, 1 being recovered\n") != std::string::npos);
+    CHECK(o.at("shards_not_running_states") ==
+          json::object{{"unowned", 0}, {"starting", 1}, {"stopping", 0}, {"resuming", 1}});
+    CHECK(text.find("health     DEGRADED: 2 of 256 shards not running: 1 starting, 1 resuming\n") != std::string::npos);
     CHECK(text.find("shards     252 running, 1 stopping, 2 resuming, 1 starting; 2 in a planned handoff\n") !=
           std::string::npos);
     CHECK(text.find("       2  resuming  s0-g2") != std::string::npos);
