@@ -161,8 +161,10 @@ class Master:
     def cli(self, *args, timeout=120):
         return subprocess.run([self.binary, *args, "-s", self.socket], capture_output=True, text=True, timeout=timeout)
 
-    def status(self):
-        out = self.cli("status", "--json")
+    def status(self, summary=False):
+        """`status --json`; with `summary`, the control socket's summary form (no row per shard),
+        which costs the daemon next to nothing at any fleet size: what a poll should ask for."""
+        out = self.cli("status", "--json", *(["--summary"] if summary else []))
         if out.returncode not in (0, 1):  # 1: answered, but the fleet is degraded
             raise RuntimeError(f"status failed: {out.stderr}")
         status = json.loads(out.stdout)
@@ -171,18 +173,31 @@ class Master:
                 self.seen_pids.add(slave["pid"])
         return status
 
-    def wait_for(self, predicate, timeout=30, what="condition"):
+    def wait_for(self, predicate, timeout=30, what="condition", summary=False):
+        """Polls status until `predicate` holds; `summary` polls the summary form (the predicate
+        then sees no "shards" list)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = self.status()
+            status = self.status(summary)
             if predicate(status):
                 return status
             time.sleep(0.05)
-        raise TimeoutError(f"timed out waiting for {what}: {json.dumps(self.status())[:2000]}")
+        raise TimeoutError(f"timed out waiting for {what}: {json.dumps(self.status(summary))[:2000]}")
 
     def wait_running(self, timeout=30):
-        return self.wait_for(lambda s: s["shards_running"] == s["shard_count"] and s["restart"] is None
-                             and all(x["phase"] == "running" for x in s["slaves"]), timeout, "all shards running")
+        """Waits until every shard runs and no restart is under way; returns the full status,
+        taken once that holds (the polls before it ask for the summary only)."""
+        def settled(s):
+            return (s["shards_running"] == s["shard_count"] and s["restart"] is None
+                    and all(x["phase"] == "running" for x in s["slaves"]))
+        deadline = time.monotonic() + timeout
+        while True:
+            self.wait_for(settled, max(deadline - time.monotonic(), 0.1), "all shards running", summary=True)
+            full = self.status()
+            if settled(full):
+                return full
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out waiting for all shards running: {json.dumps(full)[:2000]}")
 
     def signal(self, sig):
         self.process.send_signal(sig)

@@ -32,13 +32,13 @@ def run(shards=256, slaves=4, rate=1000, restarts=3, concurrency=16, state_paddi
 
         restart_cpu = 0.0
         for n in range(1, restarts + 1):
-            before = master.status()
+            before = master.status(summary=True)
             done_before = before["restarts_completed"] + before["restarts_failed"]
             cpu_before = master.usage()["cpu_s"]
             say(f"restart {n}: SIGUSR2 to meshmaster (pid {master.process.pid}) ...", end=" ", flush=True)
             master.signal(signal.SIGUSR2)
             status = master.wait_for(lambda s: s["restarts_completed"] + s["restarts_failed"] > done_before,
-                                     timeout=120, what=f"restart {n}")
+                                     timeout=120, what=f"restart {n}", summary=True)
             restart_cpu += master.usage()["cpu_s"] - cpu_before
             record = master.events("restart_completed", "restart_failed")[-1]
             say(f"{record['event'].split('_')[1]} in {record['duration_ms']:.0f} ms, "
