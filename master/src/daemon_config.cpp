@@ -1,5 +1,6 @@
 #include "daemon_config.hpp"
 
+#include "checkpoint_store.hpp"
 #include "quantity.hpp"
 #include "time_parse.hpp"
 
@@ -44,6 +45,7 @@ const std::vector<setting>& settings() {
         {"control_socket", "control-socket", "path of the control socket the CLI uses", [](c& d) -> setting_target { return &d.control_socket; }},
         {"event_log", "event-log", "path of the JSON-lines event log", [](c& d) -> setting_target { return &d.event_log; }},
         {"checkpoint_dir", "checkpoint-dir", "where shard states are kept across master restarts (default: <event_log>.checkpoints)", [](c& d) -> setting_target { return &d.checkpoint_dir; }},
+        {"checkpoint_sync", "checkpoint-sync", "none: checkpoints reach the kernel (a machine crash may lose the newest); batch: fdatasync every batch", [](c& d) -> setting_target { return &d.checkpoint_sync; }},
         {"secret_file", "secret-file", "file holding the shared secret (else $MESHMASTER_SECRET)", [](c& d) -> setting_target { return &d.secret_file; }},
         {"master_id", "master-id", "this master's name in logs", [](c& d) -> setting_target { return &d.master_id; }},
         {"adopt_window", "adopt-window", "after a crash, how long to wait for running slaves", [](c& d) -> setting_target { return &d.adopt_window; }},
@@ -290,6 +292,9 @@ std::vector<std::string> validate(const daemon_config& c) {
     if (c.max_output > max_memory_size) problems.push_back("limits.max_output: must be at most 1TiB");
     if (c.control_socket.empty()) problems.push_back("control_socket: must not be empty");
     if (c.event_log.empty()) problems.push_back("event_log: must not be empty");
+    if (!parse_checkpoint_sync(c.checkpoint_sync)) {
+        problems.push_back(fmt::format("checkpoint_sync: '{}' is not \"none\" or \"batch\"", c.checkpoint_sync));
+    }
     if (c.tls_cert.empty() != c.tls_key.empty()) {
         problems.push_back("tls.cert and tls.key: set both (TLS) or neither (plain TCP)");
     }
@@ -307,6 +312,7 @@ namespace {
 //  - listen, control_socket: sockets bound at start.
 //  - event_log, checkpoint_dir: the event log is the master's memory across crashes (epochs,
 //    slave ids, running slaves); switching files midway would split it.
+//  - checkpoint_sync: the checkpoint store is built with it at start.
 //  - secret_file: read once at start (the running slaves were given that secret).
 //  - master_id: what the running slaves were welcomed by.
 //  - adopt_window: only a start after a crash waits for slaves.
@@ -315,7 +321,7 @@ namespace {
 //  - tls.*: the TLS context is built once at start, and the slaves already running verify it with
 //    what they were given then.
 constexpr std::string_view restart_only_keys[] = {
-    "listen", "control_socket", "event_log", "checkpoint_dir", "secret_file", "master_id", "adopt_window",
+    "listen", "control_socket", "event_log", "checkpoint_dir", "checkpoint_sync", "secret_file", "master_id", "adopt_window",
     "shards", "slaves.count", "slaves.spawn", "limits.max_frame", "tls.cert", "tls.key", "tls.ca", "tls.server_name",
 };
 

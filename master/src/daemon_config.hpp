@@ -4,6 +4,8 @@
 //   shards = 256
 //   control_socket = "meshmaster.sock"
 //   event_log = "meshmaster-events.jsonl"
+//   checkpoint_dir = "meshmaster-events.jsonl.checkpoints"   # the default: beside event_log
+//   checkpoint_sync = "none"         # or "batch": fdatasync every batch of checkpoints
 //   secret_file = "/etc/meshmaster/secret"   # else $MESHMASTER_SECRET, else a random one
 //   master_id = "master-a"
 //   adopt_window = "1s"              # after a crash, wait this long for running slaves
@@ -42,6 +44,9 @@ struct daemon_config {
     /// Where the states to resume shards from are kept across master restarts ("": beside the
     /// event log, <event_log>.checkpoints).
     std::string checkpoint_dir;
+    /// "none": checkpoints are written into the kernel (a master crash loses none, a machine crash
+    /// may lose the newest); "batch": fdatasync after every batch (docs/operations.md).
+    std::string checkpoint_sync = "none";
     std::string secret_file;
     std::string master_id;
     std::vector<std::string> slave_command;

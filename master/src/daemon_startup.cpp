@@ -50,9 +50,9 @@ std::variant<milliseconds, int> daemon_runtime::adopt_previous() {
     // The states to resume shards from that the previous master kept.
     const std::string checkpoint_dir = cfg_.checkpoint_dir.empty() ? cfg_.event_log + ".checkpoints" : cfg_.checkpoint_dir;
     try {
-        checkpoints_.emplace(checkpoint_dir, [](const std::string& problem) {
-            log_line("error", "checkpoint store: " + problem);
-        });
+        // (validate() has refused any other value of checkpoint_sync.)
+        checkpoints_.emplace(checkpoint_dir, [](const std::string& problem) { log_line("error", "checkpoint store: " + problem); },
+                             checkpoint_store::settings{.sync = parse_checkpoint_sync(cfg_.checkpoint_sync).value_or(checkpoint_sync_mode::none)});
     } catch (const std::exception& e) {
         log_line("error", e.what());
         return to_int(exit_code::cant_create);

@@ -40,7 +40,7 @@ class Configuration(unittest.TestCase):
         return f.name
 
     def test_a_good_configuration_passes(self):
-        path = self.write('listen = "127.0.0.1:7400"\nshards = 32\n[slaves]\ncount = 2\ncommand = ["/bin/true"]\n'
+        path = self.write('listen = "127.0.0.1:7400"\nshards = 32\ncheckpoint_sync = "batch"\n[slaves]\ncount = 2\ncommand = ["/bin/true"]\n'
                           '[timeouts]\nstop = "2s"\n[heartbeat]\ninterval = 100\n[limits]\nmax_state = "64MiB"\n')
         out = meshmaster("check-config", "-c", path)
         self.assertEqual(out.returncode, 0, out.stderr)
@@ -54,6 +54,7 @@ class Configuration(unittest.TestCase):
             'listen = "nowhere"\n[slaves]\ncommand = ["x"]\n': "listen: 'nowhere' is not host:port",
             'shards = 8\n[slaves]\ncount = 2\n': "slaves.command: needed to spawn slaves",
             'shards = 8 = 9\n': ":1:12: shards: Error while parsing",  # a syntax error, with line, column and key
+            'checkpoint_sync = "always"\n[slaves]\ncommand = ["x"]\n': "checkpoint_sync: 'always' is not \"none\" or \"batch\"",
         }
         for text, expected in cases.items():
             with self.subTest(text=text):
