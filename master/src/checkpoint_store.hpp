@@ -8,10 +8,10 @@
 //   CRC-32 of the state (u32).
 // The newest record of a shard wins. Thousands of shards cost one file, not one file per shard
 // (creating and renaming 16,384 files in a directory is where a rolling restart spent its CPU).
-// Writes happen behind, on a thread of the store's own, in batches — each batch one writev (or a
-// few, IOV_MAX records at a time) at the end of the log — at most once per `min_interval`, except
-// when a shard's first state of a new epoch is queued: then the batch goes at once, since without
-// that state the shard would start over. Only the newest state per shard is written, so a flood of
+// Writes happen behind, on a thread of the store's own, in batches — each batch one writev at the
+// end of the log (or a few: IOV_MAX = 1,024 buffers, 3 a record, at a time) — at most once per
+// `min_interval`, except when a shard's first state of a new epoch (or a removal) is queued: then
+// the batch goes at once, since without that state the shard would start over. Only the newest state per shard is written, so a flood of
 // checkpoints costs one record per shard per interval. An older state of the same epoch is as good
 // to resume from as a newer one, only longer to catch up (the upstream replays what came after it).
 //
@@ -23,9 +23,8 @@
 // records are copied to <log>.compact, which is renamed over the log — on the writer thread, so
 // put() never waits for it. A crash before the rename leaves the old log (the leftover is removed
 // on open), after it the new one.
-// Durability (`sync`): `none` writes into the kernel only — a master process that dies loses
-// nothing that reached the writer, a machine that crashes may lose what the kernel had not written
-// back; `batch` adds fdatasync after every batch and an fsync of the directory after a compaction.
+// Durability (`sync`): `none` writes into the kernel only — a master process that dies loses only
+// what was still queued, a machine that crashes may also lose what the kernel had not written back; `batch` adds fdatasync after every batch and an fsync of the directory after a compaction.
 // Upgrade: per-shard files of the previous version (<directory>/shard-<n>.state: "MMCK", version 1,
 // epoch, size, state, CRC-32) are read on open; those of shards the log has no record of are
 // appended to it, the log is fdatasync'ed whatever `sync` says, and then every per-shard file is
@@ -39,7 +38,7 @@
 //
 // Thread safety: put(), flush(), load() and statistics() may be called from one thread (the
 // daemon's); the writer thread is internal. The error callback runs on the writer thread (and on
-// the constructing thread for what the constructor finds).
+// the calling thread for what the constructor and load() find).
 #pragma once
 
 #include <meshmaster/master/actions.hpp>
