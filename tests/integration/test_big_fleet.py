@@ -6,6 +6,7 @@ finds nothing lost or processed twice, and the event log shows no slave killed o
 the rest of the suite beside it), no shard orphaned, none recovered from a checkpoint.
 
 No timing is asserted: the waits below are liveness limits, far above what the restart takes."""
+import time
 import unittest
 
 from support import Fleet, assert_single_owners
@@ -26,6 +27,11 @@ class BigFleet(unittest.TestCase):
             after = master.wait_running(timeout=300)
             assert_single_owners(self, after)
             self.assertTrue(all(s["id"].endswith("-g2") for s in after["slaves"]), after["slaves"])
+            # A handoff counts at the new owner's first acknowledged event: at 10 events/s a shard
+            # moved just before the pause would have none. Wait for every shard's (a liveness limit).
+            deadline = time.monotonic() + 300
+            while fleet.gateway.report()["handoffs"] < SHARDS and time.monotonic() < deadline:
+                time.sleep(0.1)
             self.assertEqual(fleet.gateway.drain(timeout_ms=300000), "drained")
             report = fleet.gateway.report()
             events = master.events()
