@@ -1,6 +1,5 @@
 #include "checkpoint_store.hpp"
 
-#include <boost/crc.hpp>
 #include <boost/endian/conversion.hpp>
 
 #include <fmt/format.h>
@@ -16,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <zlib.h>
 
 namespace meshmaster::master {
 
@@ -48,11 +48,20 @@ T get_le(const std::byte* p) {
     return boost::endian::little_to_native(value);
 }
 
-std::uint32_t crc_of(const std::byte* p, std::size_t n) {
-    boost::crc_32_type crc;
-    crc.process_bytes(p, n);
-    return crc.checksum();
+// CRC-32 (the ISO-HDLC one: zlib's, PNG's, Boost.CRC's crc_32_type), continued from `crc`.
+// zlib's crc32 takes a uInt length: feed it at most 1 GiB at a time.
+std::uint32_t crc_continue(std::uint32_t crc, const std::byte* p, std::size_t n) {
+    uLong value = crc;
+    while (n > 0) {
+        const std::size_t step = std::min<std::size_t>(n, std::size_t{1} << 30);
+        value = ::crc32(value, reinterpret_cast<const Bytef*>(p), static_cast<uInt>(step));
+        p += step;
+        n -= step;
+    }
+    return static_cast<std::uint32_t>(value);
 }
+
+std::uint32_t crc_of(const std::byte* p, std::size_t n) { return crc_continue(0, p, n); }
 
 struct record_header {
     std::uint32_t shard = 0;
@@ -118,15 +127,15 @@ bool write_all(int fd, const std::byte* p, std::size_t n) {
 // The CRC of `n` bytes of `fd` from `offset`, read through `buffer`; nullopt (errno set) if they
 // cannot be read.
 std::optional<std::uint32_t> crc_at(int fd, std::uint64_t offset, std::uint64_t n, std::vector<std::byte>& buffer) {
-    boost::crc_32_type crc;
+    std::uint32_t crc = 0;
     while (n > 0) {
         const std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(n, buffer.size()));
         if (!read_exact(fd, buffer.data(), chunk, offset)) return std::nullopt;
-        crc.process_bytes(buffer.data(), chunk);
+        crc = crc_continue(crc, buffer.data(), chunk);
         offset += chunk;
         n -= chunk;
     }
-    return crc.checksum();
+    return crc;
 }
 
 // "shard-<n>.state" (tmp = false) or "shard-<n>.state.tmp" (a write the previous version never

@@ -402,12 +402,16 @@ TEST_CASE("checkpoint store: a batch that cannot be written is reported, cut off
     store.flush();
     REQUIRE(::setrlimit(RLIMIT_FSIZE, &saved) == 0);
     std::signal(SIGXFSZ, old_handler);
-    REQUIRE(problems.size() == 1);
-    CHECK(problems[0].find(dir.path + "/checkpoints.log") != std::string::npos);
+    // Once or twice: if the writer had already failed the batch when flush() was called, the flush
+    // asks for the re-queued state at once and that retry meets the limit too.
+    REQUIRE(!problems.empty());
+    REQUIRE(problems.size() <= 2);
+    for (const auto& p : problems) CHECK(p.find(dir.path + "/checkpoints.log") != std::string::npos);
     CHECK(log_size(store) == before);  // no half record left for the next batch to follow
+    const auto reported = problems.size();
     store.put(2, 1, bytes_of("two"));
     store.flush();  // the next batch: shard 1's state again, with shard 2's
-    CHECK(problems.size() == 1);
+    CHECK(problems.size() == reported);
     checkpoint_store again(dir.path + "/");
     const auto loaded = again.load(3);
     CHECK(loaded.found == 3);
