@@ -23,11 +23,21 @@ namespace {
 
 // --- encoding ---------------------------------------------------------------------------------
 
-// msgpack-c's packer writes into any type with write(const char*, size_t).
+// msgpack-c's packer writes into any type with write(const char*, size_t). With `gather` set (and
+// `out` its bytes), the one write of exactly `external` (a bin field's body: msgpack-c writes it
+// in one call) is not copied but recorded as a piece of `gather`.
 struct vector_sink {
     std::vector<std::byte>& out;
+    gathered_frames* gather = nullptr;
+    bytes_view external{};
+    std::size_t left_out = 0;  // bytes of the body that went to a piece instead of `out`
     void write(const char* data, std::size_t size) {
         const auto* p = reinterpret_cast<const std::byte*>(data);
+        if (gather && size != 0 && left_out == 0 && p == external.data() && size == external.size()) {
+            gather->pieces.push_back({.at = out.size(), .data = external});
+            left_out = size;
+            return;
+        }
         out.insert(out.end(), p, p + size);
     }
 };
@@ -103,16 +113,17 @@ void pack_body(packer& pk, const Message& m) {
 
 // Appends header + body, the body produced by `write_body(packer&)`; patches the length in after.
 template <class WriteBody>
-result<void> encode_frame(std::uint32_t event, std::vector<std::byte>& out, std::size_t max_body_size,
-                          WriteBody&& write_body) {
+result<void> encode_frame(std::uint32_t event, vector_sink sink, std::size_t max_body_size, WriteBody&& write_body) {
+    std::vector<std::byte>& out = sink.out;
     const std::size_t start = out.size();
+    const std::size_t pieces = sink.gather ? sink.gather->pieces.size() : 0;
     out.resize(start + frame_header_size);
-    vector_sink sink{out};
     packer pk(sink);
     write_body(pk);
-    const std::size_t body_size = out.size() - start - frame_header_size;
+    const std::size_t body_size = out.size() - start - frame_header_size + sink.left_out;
     if (body_size > max_body_size || body_size > std::numeric_limits<std::uint32_t>::max()) {
         out.resize(start);
+        if (sink.gather) sink.gather->pieces.resize(pieces);
         return fail(errc::frame_too_large);
     }
     write_frame_header(out.data() + start, {event, static_cast<std::uint32_t>(body_size)});
@@ -370,8 +381,41 @@ error slave_hello::validate() const noexcept {
 
 template <class Message>
 result<void> encode(const Message& m, std::vector<std::byte>& out, std::size_t max_body_size) {
-    return encode_frame(static_cast<std::uint32_t>(Message::id), out, max_body_size,
+    return encode_frame(static_cast<std::uint32_t>(Message::id), vector_sink{out}, max_body_size,
                         [&](packer& pk) { pack_body(pk, m); });
+}
+
+template <class Message>
+result<void> encode_gathered(const Message& m, bytes_view external, gathered_frames& out, std::size_t max_body_size) {
+    return encode_frame(static_cast<std::uint32_t>(Message::id),
+                        vector_sink{.out = out.bytes, .gather = &out, .external = external}, max_body_size,
+                        [&](packer& pk) { pack_body(pk, m); });
+}
+
+std::size_t gathered_frames::size() const noexcept {
+    std::size_t n = bytes.size();
+    for (const piece& p : pieces) n += p.data.size();
+    return n;
+}
+
+std::vector<std::span<const std::byte>> gathered_frames::spans() const {
+    std::vector<std::span<const std::byte>> out;
+    out.reserve(2 * pieces.size() + 1);
+    std::size_t from = 0;
+    for (const piece& p : pieces) {
+        if (p.at > from) out.emplace_back(bytes.data() + from, p.at - from);
+        if (!p.data.empty()) out.emplace_back(p.data);
+        from = p.at;
+    }
+    if (bytes.size() > from) out.emplace_back(bytes.data() + from, bytes.size() - from);
+    return out;
+}
+
+std::vector<std::byte> gathered_frames::flatten() const {
+    std::vector<std::byte> out;
+    out.reserve(size());
+    for (const auto s : spans()) out.insert(out.end(), s.begin(), s.end());
+    return out;
 }
 
 template <class Message>
@@ -384,7 +428,7 @@ result<void> encode(const message& m, std::vector<std::byte>& out, std::size_t m
         [&](const auto& alternative) -> result<void> {
             using type = std::decay_t<decltype(alternative)>;
             if constexpr (std::is_same_v<type, application_frame>) {
-                return encode_frame(alternative.event, out, max_body_size, [&](packer&) {
+                return encode_frame(alternative.event, vector_sink{out}, max_body_size, [&](packer&) {
                     vector_sink{out}.write(reinterpret_cast<const char*>(alternative.body.data()),
                                            alternative.body.size());
                 });
@@ -440,5 +484,11 @@ MESHMASTER_PROTOCOL_INSTANTIATE(handoff_complete)
 MESHMASTER_PROTOCOL_INSTANTIATE(mesh_members)
 MESHMASTER_PROTOCOL_INSTANTIATE(mesh_update)
 #undef MESHMASTER_PROTOCOL_INSTANTIATE
+
+// The frames that carry a state (state_transfer.cpp).
+template result<void> encode_gathered<resume>(const resume&, bytes_view, gathered_frames&, std::size_t);
+template result<void> encode_gathered<shard_stopped>(const shard_stopped&, bytes_view, gathered_frames&, std::size_t);
+template result<void> encode_gathered<checkpoint>(const checkpoint&, bytes_view, gathered_frames&, std::size_t);
+template result<void> encode_gathered<state_chunk>(const state_chunk&, bytes_view, gathered_frames&, std::size_t);
 
 }  // namespace meshmaster::protocol

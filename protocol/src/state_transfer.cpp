@@ -6,37 +6,60 @@
 
 namespace meshmaster::protocol {
 
-template <class Closing>
-result<void> encode_with_state(Closing closing, bytes_view state, std::vector<std::byte>& out, std::size_t chunk_size) {
+namespace {
+
+// Splits `state` into state_chunk frames and the closing one; `emit(message, piece)` encodes each,
+// `piece` being the part of `state` it carries.
+template <class Closing, class Emit>
+result<void> split_state(Closing closing, bytes_view state, std::size_t chunk_size, Emit&& emit) {
     chunk_size = std::max<std::size_t>(chunk_size, 1);
-    const std::size_t start = out.size();
     std::size_t offset = 0;
     std::uint64_t migration = 0;  // checkpoints have none: their chunks use 0
     if constexpr (requires { closing.migration_id; }) migration = closing.migration_id;
     while (state.size() - offset > chunk_size) {
+        const bytes_view piece = state.subspan(offset, chunk_size);
         const state_chunk chunk{.migration_id = migration,
                                 .shard = closing.shard,
                                 .epoch = closing.epoch,
                                 .offset = offset,
-                                .data = state.subspan(offset, chunk_size)};
-        if (auto r = encode(chunk, out); !r) {
-            out.resize(start);
-            return r;
-        }
+                                .data = piece};
+        if (auto r = emit(chunk, piece); !r) return r;
         offset += chunk_size;
     }
     closing.state = state.subspan(offset);
     closing.state_size = offset == 0 ? std::nullopt : std::optional<std::uint64_t>(state.size());
-    if (auto r = encode(closing, out); !r) {
-        out.resize(start);
-        return r;
+    return emit(closing, closing.state);
+}
+
+}  // namespace
+
+template <class Closing>
+result<void> encode_with_state(Closing closing, bytes_view state, std::vector<std::byte>& out, std::size_t chunk_size) {
+    const std::size_t start = out.size();
+    auto r = split_state(closing, state, chunk_size, [&](const auto& m, bytes_view) { return encode(m, out); });
+    if (!r) out.resize(start);
+    return r;
+}
+
+template <class Closing>
+result<void> encode_with_state(Closing closing, bytes_view state, gathered_frames& out, std::size_t chunk_size) {
+    const std::size_t bytes = out.bytes.size();
+    const std::size_t pieces = out.pieces.size();
+    auto r = split_state(closing, state, chunk_size,
+                         [&](const auto& m, bytes_view piece) { return encode_gathered(m, piece, out); });
+    if (!r) {
+        out.bytes.resize(bytes);
+        out.pieces.resize(pieces);
     }
-    return {};
+    return r;
 }
 
 template result<void> encode_with_state<resume>(resume, bytes_view, std::vector<std::byte>&, std::size_t);
 template result<void> encode_with_state<shard_stopped>(shard_stopped, bytes_view, std::vector<std::byte>&, std::size_t);
 template result<void> encode_with_state<checkpoint>(checkpoint, bytes_view, std::vector<std::byte>&, std::size_t);
+template result<void> encode_with_state<resume>(resume, bytes_view, gathered_frames&, std::size_t);
+template result<void> encode_with_state<shard_stopped>(shard_stopped, bytes_view, gathered_frames&, std::size_t);
+template result<void> encode_with_state<checkpoint>(checkpoint, bytes_view, gathered_frames&, std::size_t);
 
 result<void> state_assembler::add(const state_chunk& chunk) {
     auto key = std::make_tuple(chunk.migration_id, chunk.shard);

@@ -160,6 +160,7 @@ void slave::start() {
 
 void slave::stop() { impl_->stop(); }
 void slave::checkpoint(std::uint32_t shard, std::vector<std::byte> state) { impl_->checkpoint(shard, std::move(state)); }
+void slave::checkpoint(std::uint32_t shard, shared_bytes state) { impl_->checkpoint(shard, std::move(state)); }
 void slave::update_mesh(mesh::peer_record node) { impl_->update_mesh(std::move(node)); }
 std::vector<protocol::shard_epoch> slave::shards() const { return impl_->shards(); }
 bool slave::finished() const { return impl_->finished(); }

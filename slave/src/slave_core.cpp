@@ -19,7 +19,7 @@ void slave_core::log(std::string_view level, std::string text) const {
 template <class Message>
 void slave_core::send(const Message& m) {
     if (link_ == link_state::disconnected) return;
-    if (!p::encode(m, out_)) log("error", fmt::format("could not encode a {} frame", p::to_string(Message::id)));
+    if (!p::encode(m, out_.bytes)) log("error", fmt::format("could not encode a {} frame", p::to_string(Message::id)));
 }
 
 void slave_core::send_error(std::string code, std::string message, std::optional<std::uint32_t> shard,
@@ -52,19 +52,25 @@ std::vector<p::shard_epoch> slave_core::retained() const {
 }
 
 bool slave_core::checkpoint(std::uint32_t shard, std::vector<std::byte> state) {
+    // The worker's buffer itself, moved under a shared owner: no copy.
+    return checkpoint(shard, std::make_shared<const std::vector<std::byte>>(std::move(state)));
+}
+
+bool slave_core::checkpoint(std::uint32_t shard, shared_bytes state) {
     const auto it = shards_.find(shard);
     if (link_ != link_state::ready || it == shards_.end() || it->second.phase != shard_phase::running) return false;
-    if (state.size() > config_.max_state_size) {
-        log("warn", fmt::format("checkpoint of shard {} not sent: {} bytes, the limit is {}", shard, state.size(),
+    if (!state) state = std::make_shared<const std::vector<std::byte>>();
+    if (state->size() > config_.max_state_size) {
+        log("warn", fmt::format("checkpoint of shard {} not sent: {} bytes, the limit is {}", shard, state->size(),
                                 config_.max_state_size));
         return false;
     }
-    last_checkpoint_[shard] = {it->second.epoch, std::move(state)};  // the worker's buffer itself: no copy
+    last_checkpoint_[shard] = {it->second.epoch, std::move(state)};
     checkpoints_due_.insert(shard);
     return true;
 }
 
-std::vector<std::byte> slave_core::take_output() {
+write_batch slave_core::take_batch() {
     // Encoded only now, when the writer is ready for more: a newer checkpoint of a shard replaces
     // one that waited, so on a slow link the backlog stays at one state per shard instead of
     // growing without bound (with every reply and heartbeat queued behind it).
@@ -76,11 +82,15 @@ std::vector<std::byte> slave_core::take_output() {
             held->second.epoch != cp->second.first) {
             continue;
         }
-        (void)p::encode_with_state(p::checkpoint{.shard = shard, .epoch = cp->second.first}, p::bytes_view(cp->second.second),
-                                   out_, config_.state_chunk_size);
+        // Only the header and fields are encoded; the frame's state piece views the buffer, which
+        // the batch keeps alive while it is written.
+        if (p::encode_with_state(p::checkpoint{.shard = shard, .epoch = cp->second.first}, p::bytes_view(*cp->second.second),
+                                 out_, config_.state_chunk_size)) {
+            out_states_.push_back(cp->second.second);
+        }
     }
     checkpoints_due_.clear();
-    return std::exchange(out_, {});
+    return {.frames = std::exchange(out_, {}), .states = std::exchange(out_states_, {})};
 }
 
 // --- connection ------------------------------------------------------------------------------
@@ -89,6 +99,7 @@ void slave_core::on_connected() {
     link_ = link_state::awaiting_challenge;
     close_reason_.reset();
     out_.clear();
+    out_states_.clear();
     checkpoints_due_.clear();
     assembler_.clear();
     slave_nonce_ = p::random_nonce();
@@ -97,6 +108,7 @@ void slave_core::on_connected() {
 void slave_core::on_disconnected() {
     link_ = link_state::disconnected;
     out_.clear();
+    out_states_.clear();
     checkpoints_due_.clear();
     assembler_.clear();
 }
@@ -327,7 +339,12 @@ void slave_core::handle(const p::resume& m, p::bytes_view whole_state) {
         return;
     }
     if (it != shards_.end() && it->second.phase != shard_phase::running) {
-        deferred_grant grant{.resume = m, .state = std::vector<std::byte>(whole_state.begin(), whole_state.end())};
+        deferred_grant grant{.resume = m};
+        if (!whole_state.empty() && whole_state.data() == assembled_.data()) {
+            grant.state = std::move(assembled_);  // reassembled here already: kept as it is
+        } else {
+            grant.state.assign(whole_state.begin(), whole_state.end());  // a view into the frame, which goes
+        }
         grant.resume->state = p::bytes_view(grant.state);
         grant.resume->state_size.reset();
         defer(m.shard, std::move(grant));
@@ -378,10 +395,13 @@ void slave_core::run_deferred_grant(std::uint32_t shard) {
 
 void slave_core::send_stopped(std::uint32_t shard, const retained_state& r) {
     if (link_ == link_state::disconnected) return;  // the next hello lists it under `stopped`
+    // The state stays in its buffer: the frames' pieces view it, and the batch keeps it alive.
     if (!p::encode_with_state(p::shard_stopped{.shard = shard, .epoch = r.epoch, .migration_id = r.migration},
-                              p::bytes_view(r.state), out_, config_.state_chunk_size)) {
-        log("error", fmt::format("could not encode the state of shard {} ({} bytes)", shard, r.state.size()));
+                              p::bytes_view(*r.state), out_, config_.state_chunk_size)) {
+        log("error", fmt::format("could not encode the state of shard {} ({} bytes)", shard, r.state->size()));
+        return;
     }
+    out_states_.push_back(r.state);
 }
 
 // --- callbacks ----------------------------------------------------------------------------------
@@ -462,8 +482,10 @@ void slave_core::complete(std::uint64_t op, outcome result) {
             p::failpoint("slave.stop.after_callback");
             // Kept until the master confirms the handoff; sent now if the master is there, and
             // listed in the next hello if it is not.
-            retained_state& kept = retained_[pending.shard] = {.epoch = e.epoch, .migration = e.migration,
-                                                               .state = std::move(result.state)};
+            // The worker's buffer itself, moved under a shared owner: no copy.
+            retained_state& kept = retained_[pending.shard] = {
+                .epoch = e.epoch, .migration = e.migration,
+                .state = std::make_shared<const std::vector<std::byte>>(std::move(result.state))};
             shards_.erase(shard);
             if (link_ == link_state::ready) {
                 send_stopped(pending.shard, kept);

@@ -10,11 +10,13 @@
 #pragma once
 
 #include <meshmaster/protocol/auth.hpp>
+#include <meshmaster/protocol/codec.hpp>
 #include <meshmaster/protocol/frame.hpp>
 #include <meshmaster/mesh/discovery.hpp>
 #include <meshmaster/protocol/messages.hpp>
 #include <meshmaster/protocol/state_transfer.hpp>
 #include <meshmaster/slave/completion.hpp>
+#include <meshmaster/slave/slave.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -39,6 +41,15 @@ struct callback_request {
     std::uint64_t epoch = 0;
     std::uint32_t shard_count = 0;
     protocol::bytes_view state;
+};
+
+/// Frames to write. The states in them are not copied behind their headers: the frames' pieces view
+/// the buffers in `states`, which the batch keeps alive until it is written (a newer checkpoint may
+/// replace one in the core meanwhile).
+struct write_batch {
+    protocol::gathered_frames frames;
+    std::vector<shared_bytes> states;
+    [[nodiscard]] bool empty() const noexcept { return frames.empty(); }
 };
 
 struct core_config {
@@ -73,8 +84,9 @@ public:
 
     /// The worker's current state of a shard it runs, for the master to keep in case this process
     /// dies. False (and nothing sent) when not connected or the shard is not running here. Takes
-    /// the buffer itself (moved in from slave::checkpoint), so keeping it costs no copy.
+    /// the buffer itself (moved in from slave::checkpoint) and writes from it: no copy.
     bool checkpoint(std::uint32_t shard, std::vector<std::byte> state);
+    bool checkpoint(std::uint32_t shard, shared_bytes state);
     /// The mesh node's type or values changed: remembered for later hellos, and sent now
     /// (mesh_update) if the link is up. True if a frame was queued.
     bool update_mesh(const mesh::peer_record& node);
@@ -83,8 +95,11 @@ public:
     void tick(std::uint64_t progress);
 
     // --- outputs ---
-    /// The bytes to write, with the checkpoints due appended (the newest of each running shard).
-    [[nodiscard]] std::vector<std::byte> take_output();
+    /// The frames to write, with the checkpoints due appended (the newest of each running shard):
+    /// what the shell writes, states in place (a gathered write).
+    [[nodiscard]] write_batch take_batch();
+    /// The same bytes in one buffer: a copy of every state, for tests and the simulation.
+    [[nodiscard]] std::vector<std::byte> take_output() { return take_batch().frames.flatten(); }
     [[nodiscard]] bool has_output() const noexcept { return !out_.empty() || !checkpoints_due_.empty(); }
     [[nodiscard]] std::vector<callback_request> take_requests() { return std::exchange(requests_, {}); }
     /// Failpoints to trigger once what is queued now has been written (see protocol/failpoint.hpp).
@@ -123,7 +138,7 @@ private:
     struct retained_state {
         std::uint64_t epoch = 0;
         std::uint64_t migration = 0;
-        std::vector<std::byte> state;
+        shared_bytes state;  // never null; shared with the batches that write it
     };
     struct pending_op {
         op_kind kind;
@@ -155,7 +170,8 @@ private:
     link_state link_ = link_state::disconnected;
     protocol::nonce slave_nonce_{};
     std::vector<std::byte> master_nonce_;
-    std::vector<std::byte> out_;
+    protocol::gathered_frames out_;
+    std::vector<shared_bytes> out_states_;  // the buffers out_'s pieces view
     std::vector<callback_request> requests_;
     std::vector<std::string_view> after_write_;
     std::optional<std::string> close_reason_;
@@ -164,8 +180,8 @@ private:
     std::map<std::uint32_t, deferred_grant> deferred_grants_;
     // The last checkpoint sent per running shard: sent again right after authenticating to a
     // (possibly restarted) master, which would otherwise have none until the worker's next one.
-    std::map<std::uint32_t, std::pair<std::uint64_t, std::vector<std::byte>>> last_checkpoint_;
-    // Shards whose last checkpoint is still to be written: encoded at take_output().
+    std::map<std::uint32_t, std::pair<std::uint64_t, shared_bytes>> last_checkpoint_;
+    // Shards whose last checkpoint is still to be written: encoded at take_batch().
     std::set<std::uint32_t> checkpoints_due_;
     std::map<std::uint64_t, pending_op> ops_;
     std::uint64_t next_op_ = 1;

@@ -187,6 +187,12 @@ void slave::impl::checkpoint(std::uint32_t shard, std::vector<std::byte> state) 
     });
 }
 
+void slave::impl::checkpoint(std::uint32_t shard, shared_bytes state) {
+    asio::post(strand, [self = shared_from_this(), shard, state = std::move(state)]() mutable {
+        if (self->core.checkpoint(shard, std::move(state))) self->flush();
+    });
+}
+
 void slave::impl::update_mesh(mesh::peer_record node) {
     asio::post(strand, [self = shared_from_this(), node = std::move(node)] {
         if (self->core.update_mesh(node)) self->flush();

@@ -50,6 +50,7 @@ struct slave::impl : std::enable_shared_from_this<impl> {
     void start();
     void stop();
     void checkpoint(std::uint32_t shard, std::vector<std::byte> state);
+    void checkpoint(std::uint32_t shard, shared_bytes state);
     void update_mesh(mesh::peer_record node);
     std::vector<protocol::shard_epoch> shards() const;
     bool finished() const;
@@ -84,7 +85,7 @@ struct slave::impl : std::enable_shared_from_this<impl> {
     boost::asio::steady_timer authenticated;  // never expires: cancelled when the handshake completes
     boost::asio::steady_timer stopping;       // never expires: cancelled by stop()
     protocol::frame_decoder decoder;
-    std::vector<std::byte> write_buffer;
+    detail::write_batch writing_batch;  // the frames being written; their states stay alive with it
     bool writing = false;
     bool stopped = false;
     std::uint64_t progress = 0;

@@ -27,28 +27,42 @@ namespace {
 constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
 }
 
-// Writes write_buffer (whole frames). With failpoints armed, every state_chunk frame goes out
-// after slave.state_chunk.before_write: delay:<ms> makes a slave that crawls through its states
-// (the frames queued behind them, heartbeats included, wait as long).
+// Writes writing_batch (whole frames) in one gathered write: each state goes out from the buffer the
+// worker handed over, between its frame's header and fields and the rest. With failpoints armed,
+// every state_chunk frame goes out after slave.state_chunk.before_write: delay:<ms> makes a slave
+// that crawls through its states (the frames queued behind them, heartbeats included, wait as long).
 awaitable<boost::system::error_code> slave::impl::write_frames(std::shared_ptr<impl> self, shell::byte_stream& to) {
-    const std::span<const std::byte> bytes(self->write_buffer);
-    std::size_t from = 0;
-    if (p::failpoints_armed()) {
-        for (std::size_t at = 0; at + p::frame_header_size <= bytes.size();) {
-            const p::frame_header header = p::read_frame_header(bytes.data() + at);
-            if (header.event == static_cast<std::uint32_t>(p::event_id::state_chunk)) {
-                if (at > from) {
-                    const shell::io_result r = co_await to.write(bytes.subspan(from, at - from));
-                    if (r.ec) co_return r.ec;
+    const std::vector<std::span<const std::byte>> spans = self->writing_batch.frames.spans();
+    if (!p::failpoints_armed()) {
+        const shell::io_result r = co_await to.write_gathered(spans);
+        co_return r.ec;
+    }
+    // Frame by frame. A header never straddles two spans: a state piece only ever sits inside a
+    // frame's body, after its header.
+    std::vector<std::span<const std::byte>> group;
+    std::size_t frame_left = 0;  // bytes of the current frame not yet in `group`
+    for (std::span<const std::byte> s : spans) {
+        while (!s.empty()) {
+            if (frame_left == 0 && s.size() >= p::frame_header_size) {
+                const p::frame_header header = p::read_frame_header(s.data());
+                if (header.event == static_cast<std::uint32_t>(p::event_id::state_chunk)) {
+                    if (!group.empty()) {
+                        const shell::io_result r = co_await to.write_gathered(group);
+                        if (r.ec) co_return r.ec;
+                        group.clear();
+                    }
+                    p::failpoint("slave.state_chunk.before_write");
                 }
-                from = at;
-                p::failpoint("slave.state_chunk.before_write");
+                frame_left = p::frame_header_size + header.body_size;
             }
-            at += p::frame_header_size + header.body_size;
+            const std::size_t n = frame_left == 0 ? s.size() : std::min(frame_left, s.size());
+            group.push_back(s.first(n));
+            s = s.subspan(n);
+            frame_left -= std::min(frame_left, n);
         }
     }
-    if (from == bytes.size()) co_return boost::system::error_code{};
-    const shell::io_result r = co_await to.write(bytes.subspan(from));
+    if (group.empty()) co_return boost::system::error_code{};
+    const shell::io_result r = co_await to.write_gathered(group);
     co_return r.ec;
 }
 
@@ -57,7 +71,7 @@ awaitable<void> slave::impl::write_all(std::shared_ptr<impl> self) {
     const std::shared_ptr<shell::byte_stream> to = self->link;
     while (self->core.has_output() && to->is_open()) {
         const auto failpoints = self->core.take_after_write();
-        self->write_buffer = self->core.take_output();
+        self->writing_batch = self->core.take_batch();
         const boost::system::error_code ec = co_await write_frames(self, *to);
         if (ec) {
             self->log("warn", fmt::format("write to the master failed: {}", ec.message()));
@@ -66,6 +80,7 @@ awaitable<void> slave::impl::write_all(std::shared_ptr<impl> self) {
         }
         for (const auto name : failpoints) p::failpoint(name);
     }
+    self->writing_batch = {};  // the states written are the worker's or the core's again alone
     self->writing = false;
     self->written.cancel();  // wakes read_frames() waiting for a goodbye to leave
     if (self->core.finished() && !self->core.has_output()) {

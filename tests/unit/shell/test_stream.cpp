@@ -36,6 +36,7 @@ struct link_state {
     std::size_t ops[2] = {0, 0};
     std::size_t moved = 0;  // bytes through the shell's end
     bool struck = false;    // a fault hit the shell's end
+    std::vector<std::span<const std::byte>> gathered;  // the shell end's gathered pieces
 
     void cut() {
         struck = true;
@@ -107,6 +108,17 @@ asio::awaitable<io_result> test_stream::write(std::span<const std::byte> bytes) 
     co_return io_result{{}, done};
 }
 
+asio::awaitable<io_result> test_stream::write_gathered(std::span<const std::span<const std::byte>> pieces) {
+    std::size_t done = 0;
+    for (const auto piece : pieces) {
+        if (faulty()) s_->gathered.push_back(piece);
+        const io_result r = co_await write(piece);
+        done += r.bytes;
+        if (r.ec) co_return io_result{r.ec, done};
+    }
+    co_return io_result{{}, done};
+}
+
 error_code test_stream::write_now(std::span<const std::byte> bytes) {
     if (auto ec = count_operation()) return ec;
     direction& out = s_->to[1 - side_];
@@ -147,5 +159,6 @@ std::size_t test_stream::operations() const { return s_->ops[side_]; }
 std::size_t test_stream::shell_operations() const { return s_->ops[0]; }
 std::size_t test_stream::shell_bytes() const { return s_->moved; }
 bool test_stream::fault_struck() const { return s_->struck; }
+const std::vector<std::span<const std::byte>>& test_stream::shell_gathered() const { return s_->gathered; }
 
 }  // namespace meshmaster::shell::testing

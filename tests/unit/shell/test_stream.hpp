@@ -43,6 +43,8 @@ public:
     boost::asio::any_io_executor get_executor() override;
     boost::asio::awaitable<io_result> read_some(std::span<std::byte> into) override;
     boost::asio::awaitable<io_result> write(std::span<const std::byte> bytes) override;
+    /// Writes each piece in turn, as write() would (the same faults), and remembers where each lay.
+    boost::asio::awaitable<io_result> write_gathered(std::span<const std::span<const std::byte>> pieces) override;
     boost::system::error_code write_now(std::span<const std::byte> bytes) override;
     boost::asio::awaitable<boost::system::error_code> handshake() override;
     bool secured() const override { return false; }
@@ -62,6 +64,9 @@ public:
     std::size_t shell_bytes() const;
     /// Whether a fault (an error, or the cut) has struck the shell's end.
     bool fault_struck() const;
+    /// Where each piece of the shell end's gathered writes lay, in order (kept after that end is
+    /// gone): a test can tell a buffer written where it lay from a copy of it.
+    const std::vector<std::span<const std::byte>>& shell_gathered() const;
 
 private:
     bool faulty() const { return side_ == 0; }

@@ -9,6 +9,8 @@
 
 #include <doctest/doctest.h>
 
+#include <memory>
+#include <optional>
 #include <string>
 
 using namespace meshmaster;
@@ -489,4 +491,63 @@ TEST_CASE("embedded discovery: the hello announces the mesh node, newer member l
     REQUIRE(out.size() == 1);
     const auto& update = std::get<p::mesh_update>(out[0]);
     CHECK(update.mesh_values == p::string_map{{"load", "0.5"}, {"zone", "eu"}});
+}
+
+namespace {
+
+// Whether `batch` writes exactly `size` state bytes, all from the `size` bytes at `where`, none of
+// them copied into its encoded bytes.
+bool writes_in_place(const write_batch& batch, const std::byte* where, std::size_t size) {
+    std::size_t from_there = 0;
+    for (const auto& piece : batch.frames.pieces) {
+        if (piece.data.data() < where || piece.data.data() + piece.data.size() > where + size) return false;
+        from_there += piece.data.size();
+    }
+    return from_there == size && batch.frames.size() == batch.frames.bytes.size() + size;
+}
+
+}  // namespace
+
+TEST_CASE("states go to the writer from the worker's own buffers: checkpoints and stopped shards, never copied") {
+    master_side m;  // 64-byte chunks: the 100-byte states below take a state_chunk and a closing frame
+    m.connect();
+    m.deliver(p::start_shard{.shard = 1, .epoch = 2});
+    m.core.complete(m.core.take_requests().at(0).op, {});
+    (void)m.written();
+
+    SUBCASE("a checkpoint handed over as a vector") {
+        std::vector<std::byte> state(100, std::byte{'v'});
+        const std::byte* where = state.data();
+        CHECK(m.core.checkpoint(1, std::move(state)));
+        const write_batch batch = m.core.take_batch();
+        CHECK(writes_in_place(batch, where, 100));
+        // The same bytes on the wire as one buffer would carry (docs/protocol.md's vectors rely on it).
+        std::vector<std::byte> expected;
+        const std::vector<std::byte> same(100, std::byte{'v'});
+        REQUIRE(p::encode_with_state(p::checkpoint{.shard = 1, .epoch = 2}, p::bytes_view(same), expected, 64).has_value());
+        CHECK(batch.frames.flatten() == expected);
+    }
+    SUBCASE("a checkpoint shared with the worker: kept by reference while its batch is written") {
+        const auto state = std::make_shared<const std::vector<std::byte>>(100, std::byte{'s'});
+        const std::weak_ptr<const std::vector<std::byte>> watch = state;
+        CHECK(m.core.checkpoint(1, state));
+        std::optional<write_batch> batch = m.core.take_batch();
+        CHECK(writes_in_place(*batch, state->data(), 100));
+        // A newer checkpoint replaces it in the core; the batch being written still holds it.
+        CHECK(m.core.checkpoint(1, bytes_of("newer")));
+        CHECK(watch.use_count() == 2);  // the worker's reference and the batch's
+        batch.reset();
+        CHECK(watch.use_count() == 1);
+    }
+    SUBCASE("the state handed back by stop_shard") {
+        m.deliver(p::stop_shard{.shard = 1, .epoch = 2, .migration_id = 5});
+        const auto stop = m.core.take_requests().at(0);
+        std::vector<std::byte> state(100, std::byte{'h'});
+        const std::byte* where = state.data();
+        m.core.complete(stop.op, outcome{.state = std::move(state)});
+        CHECK(writes_in_place(m.core.take_batch(), where, 100));
+        // Asked again (a master that lost the answer): the kept buffer goes out again, still in place.
+        m.deliver(p::stop_shard{.shard = 1, .epoch = 2, .migration_id = 6});
+        CHECK(writes_in_place(m.core.take_batch(), where, 100));
+    }
 }

@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace meshmaster::protocol {
@@ -29,6 +30,39 @@ namespace meshmaster::protocol {
 template <class Message>
 result<void> encode(const Message& m, std::vector<std::byte>& out,
                     std::size_t max_body_size = default_max_body_size);
+
+/// Frames whose large bin fields (shard states) were not copied in: `bytes` holds every other byte,
+/// and each piece says which bytes go before `bytes[at]` (`at` may be bytes.size(): at the end). A
+/// writer sends bytes[0, at₁), piece₁, bytes[at₁, at₂), piece₂, … in one gathered write (writev);
+/// the bytes on the wire are exactly those `encode` into one vector would have produced. The pieces
+/// view memory the caller keeps alive until the frames are written.
+struct gathered_frames {
+    struct piece {
+        std::size_t at = 0;
+        bytes_view data;
+    };
+    std::vector<std::byte> bytes;
+    std::vector<piece> pieces;
+
+    [[nodiscard]] bool empty() const noexcept { return bytes.empty() && pieces.empty(); }
+    /// The bytes on the wire.
+    [[nodiscard]] std::size_t size() const noexcept;
+    /// The wire bytes in order, as views of `bytes` and of the pieces (no empty span).
+    [[nodiscard]] std::vector<std::span<const std::byte>> spans() const;
+    /// The wire bytes as one vector: a copy of every piece, for tests and tools.
+    [[nodiscard]] std::vector<std::byte> flatten() const;
+    void clear() noexcept {
+        bytes.clear();
+        pieces.clear();
+    }
+};
+
+/// Appends `m` as one frame to `out`, like encode() into a vector, except that the bytes of the bin
+/// field viewing exactly `external` are not copied: a piece of `out` views them. `external` empty:
+/// every byte is copied. On failure `out` is left as it was.
+template <class Message>
+result<void> encode_gathered(const Message& m, bytes_view external, gathered_frames& out,
+                             std::size_t max_body_size = default_max_body_size);
 
 /// Appends any message (including an application_frame) as one frame to `out`.
 result<void> encode(const message& m, std::vector<std::byte>& out,

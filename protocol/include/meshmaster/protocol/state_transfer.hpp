@@ -3,7 +3,8 @@
 // A state travels with the frame that hands it over (shard_stopped from the old holder, resume to
 // the new one). When it is larger than one chunk, all but its last piece go first as state_chunk
 // frames with increasing offsets, and the closing frame carries the last piece plus the total in
-// `state_size`. The sender uses `encode_with_state`; the receiver feeds chunks to a
+// `state_size`. The sender uses `encode_with_state` (into one buffer, or gathered: the state left
+// where it is, for a writev); the receiver feeds chunks to a
 // `state_assembler` and collects the whole state when the closing frame arrives.
 //
 // Thread safety: `encode_with_state` is a pure function; a `state_assembler` belongs to one
@@ -11,6 +12,7 @@
 #pragma once
 
 #include <meshmaster/protocol/bytes.hpp>
+#include <meshmaster/protocol/codec.hpp>
 #include <meshmaster/protocol/frame.hpp>
 #include <meshmaster/protocol/messages.hpp>
 #include <meshmaster/protocol/result.hpp>
@@ -31,6 +33,12 @@ inline constexpr std::size_t default_state_chunk_size = std::size_t{1} << 20;
 /// `state`, preceded by state_chunk frames when `state` exceeds `chunk_size`.
 template <class Closing>
 result<void> encode_with_state(Closing closing, bytes_view state, std::vector<std::byte>& out,
+                               std::size_t chunk_size = default_state_chunk_size);
+
+/// The same frames, the same bytes on the wire, but `state` is not copied: its pieces in `out` view
+/// it (see gathered_frames), so `state` must stay alive and unchanged until `out` is written.
+template <class Closing>
+result<void> encode_with_state(Closing closing, bytes_view state, gathered_frames& out,
                                std::size_t chunk_size = default_state_chunk_size);
 
 /// Collects the pieces of incoming states, per (migration, shard), up to a total size limit.

@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <utility>
 #include <variant>
+#include <vector>
 
 namespace meshmaster::shell {
 
@@ -45,6 +46,16 @@ public:
 
     boost::asio::awaitable<io_result> write(std::span<const std::byte> bytes) override {
         auto [ec, n] = co_await boost::asio::async_write(stream_, boost::asio::buffer(bytes.data(), bytes.size()), tuple_awaitable);
+        co_return io_result{ec, n};
+    }
+
+    boost::asio::awaitable<io_result> write_gathered(std::span<const std::span<const std::byte>> pieces) override {
+        // Asio sends a sequence of buffers with sendmsg (TCP), or packs small ones into each TLS
+        // record (ssl::stream linearises them): either way no copy of ours.
+        std::vector<boost::asio::const_buffer> buffers;
+        buffers.reserve(pieces.size());
+        for (const auto piece : pieces) buffers.emplace_back(piece.data(), piece.size());
+        auto [ec, n] = co_await boost::asio::async_write(stream_, buffers, tuple_awaitable);
         co_return io_result{ec, n};
     }
 

@@ -39,6 +39,10 @@ public:
     virtual boost::asio::awaitable<io_result> read_some(std::span<std::byte> into) = 0;
     /// All of `bytes`, or an error.
     virtual boost::asio::awaitable<io_result> write(std::span<const std::byte> bytes) = 0;
+    /// All of `pieces`, in order, as one run of bytes (a gathered write: writev on a socket), or an
+    /// error. For frames whose large bodies stay in their own buffers instead of being copied
+    /// behind their headers (protocol::gathered_frames).
+    virtual boost::asio::awaitable<io_result> write_gathered(std::span<const std::span<const std::byte>> pieces) = 0;
     /// All of `bytes` now, blocking: for a failpoint, whose "after X was sent" must mean sent. Only
     /// while no write is in flight.
     virtual boost::system::error_code write_now(std::span<const std::byte> bytes) = 0;

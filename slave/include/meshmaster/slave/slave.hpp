@@ -42,7 +42,8 @@
 // Lifetimes: the `slave` must outlive the io_context's run (or be stopped first); completions may
 // outlive it (they then do nothing).
 //
-// Thread safety: start(), stop(), shards() and finished() may be called from any thread.
+// Thread safety: start(), stop(), checkpoint(), update_mesh(), shards() and finished() may be called
+// from any thread.
 // The library never changes signal dispositions; a worker whose stdout is a pipe to meshmaster
 // should ignore SIGPIPE so that it survives a master restart.
 #pragma once
@@ -64,6 +65,10 @@ class io_context;
 }
 
 namespace meshmaster::slave {
+
+/// An immutable byte buffer with shared ownership: a state handed to the library without a copy
+/// (the same type as the master's `master::shared_bytes`).
+using shared_bytes = std::shared_ptr<const std::vector<std::byte>>;
 
 /// A shard granted by the master, and the epoch of that grant.
 struct shard_grant {
@@ -99,13 +104,18 @@ public:
     void start();
     /// Stops talking to the master. The worker's shards are not touched.
     void stop();
-    /// Hands the master a copy of a running shard's current state. If this process dies, the shard
-    /// resumes elsewhere from its latest checkpoint (or from a state handed back since) instead of
-    /// starting over. Call it from time to time for each shard, from any thread; it is dropped when
-    /// the master is unreachable or the shard is not running here. A checkpoint still waiting to be
-    /// written when the shard's next one comes is replaced by it: on a slow link only the newest
-    /// state of each shard waits, not a growing backlog.
+    /// Hands the master a running shard's current state. If this process dies, the shard resumes
+    /// elsewhere from its latest checkpoint (or from a state handed back since) instead of starting
+    /// over. Call it from time to time for each shard, from any thread; it is dropped when the master
+    /// is unreachable or the shard is not running here. A checkpoint still waiting to be written when
+    /// the shard's next one comes is replaced by it: on a slow link only the newest state of each
+    /// shard waits, not a growing backlog. The library keeps the buffer itself (moved in, never
+    /// copied): its bytes go to the socket from where they lie, behind a separately encoded header.
     void checkpoint(std::uint32_t shard, std::vector<std::byte> state);
+    /// The same, for a state the worker shares with others (its own cache, a second destination):
+    /// the library keeps a reference and writes from it; nobody may change the bytes afterwards.
+    /// A null pointer is an empty state.
+    void checkpoint(std::uint32_t shard, shared_bytes state);
     /// The mesh node's type or values changed (node.set_value, say): the master updates its
     /// record and lists it to everyone. From any thread.
     void update_mesh(mesh::peer_record node);
