@@ -125,6 +125,12 @@ void bot::handle(const gw::record& r) {
             s.state.seq = r.a;
             if (r.a > s.commit_after && s.ack_first == 0) s.ack_first = r.a;
             if (s.ack_first != 0) touched_.push_back(r.shard);
+            // A busy shard is checkpointed before its interval is up (see timers.cpp): a crash
+            // then replays at most checkpoint_events of its events.
+            if (settings_.checkpoint_events > 0 && s.checkpointed_seq != UINT64_MAX &&
+                s.state.seq - s.checkpointed_seq >= static_cast<std::uint64_t>(settings_.checkpoint_events)) {
+                checkpoint_now(r.shard, s);
+            }
             return;
         case gw::gateway_op::ready:
             s.state = {.session = r.a, .seq = r.b, .checksum = 0, .padding = settings_.state_padding};

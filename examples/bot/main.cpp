@@ -8,7 +8,8 @@
 // gateway's audit then proves every event was processed once, by exactly one owner at a time.
 //
 //   bot --gateway 127.0.0.1:7500 [--state-padding BYTES] [--soft-start-delay-ms MS] [--stop-delay-ms MS]
-//       [--ignore-shutdown] [--checkpoint-ms MS] [--mesh]     (bot --help says what each does)
+//       [--ignore-shutdown] [--checkpoint-ms MS] [--checkpoint-events N] [--mesh]
+//       (bot --help says what each does)
 // --mesh runs a node of the fleet's UDP mesh, found through meshmaster (embedded discovery).
 // The master connection comes from the environment meshmaster sets (MESHMASTER_ADDR, ...).
 //

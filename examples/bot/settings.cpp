@@ -19,7 +19,12 @@ std::optional<int> parse_settings(int argc, char** argv, settings& s) {
     app.add_option("--soft-start-delay-ms", s.soft_start_delay_ms, "delay the soft start (tests)")->check(CLI::NonNegativeNumber);
     app.add_option("--stop-delay-ms", s.stop_delay_ms, "hand states back this much later (tests)")->check(CLI::NonNegativeNumber);
     app.add_flag("--ignore-shutdown", s.ignore_shutdown, "misbehave: never finish a shutdown (tests the master's deadline)");
-    app.add_option("--checkpoint-ms", s.checkpoint_ms, "checkpoint each shard's state this often (0: never)")
+    app.add_option("--checkpoint-ms", s.checkpoint_ms,
+                   "checkpoint each shard that moved this often, shards spread over the interval (0: never checkpoint)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_option("--checkpoint-events", s.checkpoint_events,
+                   "also checkpoint a shard once this many events arrived since its last checkpoint (0: interval only)")
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     app.add_flag("--mesh", s.mesh, "run a node of the fleet's UDP mesh, found through meshmaster");

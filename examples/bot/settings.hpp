@@ -15,7 +15,11 @@ struct settings {
     int soft_start_delay_ms = 0;
     int stop_delay_ms = 0;  // hand the state back this much later (widens the window tests aim at)
     bool ignore_shutdown = false;  // misbehave: never finish a shutdown (tests the master's deadline)
-    int checkpoint_ms = 100;       // how often each shard's state is checkpointed to the master (0: never)
+    // Checkpoints (see timers.cpp for why these defaults): a shard that moved is checkpointed
+    // every checkpoint_ms, in a slot of its own within that interval, and also as soon as
+    // checkpoint_events events arrived since its last checkpoint; and at each new session.
+    int checkpoint_ms = 5000;          // each shard's checkpoint interval (0: no checkpoints at all)
+    int checkpoint_events = 1000;      // checkpoint a shard after this many events (0: on the interval only)
     bool mesh = false;             // run a node of the fleet's UDP mesh (embedded discovery)
 };
 
