@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 
 namespace meshmaster::example_bot {
@@ -69,12 +68,14 @@ awaitable<void> bot::mesh_pings() {
 
 namespace {
 
-// Where shard `id`'s checkpoint falls within each interval: the fractional part of id × (√5−1)/2.
-// Any run of shard numbers spreads evenly over the interval this way (each next shard lands in the
-// largest gap left), and since every bot reads the same clock, so do the shards of the whole fleet:
-// the master gets a steady trickle instead of every shard's state in the same tick.
+// Where shard `id`'s checkpoint falls within each interval: the fractional part of id × (√5−1)/2
+// (Fibonacci hashing: id × 2654435769 modulo 2³², over 2³²). Any run of shard numbers spreads evenly
+// over the interval this way (each next shard lands in the largest gap left), and since every bot
+// reads the same clock, so do the shards of the whole fleet: the master gets a steady trickle
+// instead of every shard's state in the same tick.
 std::chrono::nanoseconds checkpoint_slot(std::uint32_t id, std::chrono::nanoseconds interval) {
-    const double phase = std::fmod(static_cast<double>(id) * 0.6180339887498949, 1.0);
+    const std::uint32_t fraction = id * 2654435769u;  // wraps: the fractional part, in 32 bits
+    const double phase = static_cast<double>(fraction) * 0x1p-32;
     return std::chrono::nanoseconds(static_cast<std::int64_t>(phase * static_cast<double>(interval.count())));
 }
 
