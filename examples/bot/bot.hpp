@@ -20,6 +20,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -86,6 +87,7 @@ private:
     settings settings_;
     std::string name_;
     boost::asio::ip::tcp::socket socket_;
+    boost::asio::steady_timer checkpoint_timer_;  // cancelled at shutdown, so the process ends at once
     std::unique_ptr<mesh::node> node_;  // --mesh; before slave_, whose hello announces it
     mesh::membership_sync sync_;
     slave::slave slave_;

@@ -29,7 +29,7 @@ struct after_connect final : ms::detail::completion_target {
 }  // namespace
 
 bot::bot(asio::io_context& io, settings s, ms::options o)
-    : io_(io), settings_(std::move(s)), name_(o.slave_id), socket_(io),
+    : io_(io), settings_(std::move(s)), name_(o.slave_id), socket_(io), checkpoint_timer_(io),
       slave_(io, with_mesh(std::move(o)),
              {.soft_start = [this](ms::completion<> done) { soft_start(std::move(done)); },
               .full_start = [this](ms::completion<> done) { ensure_gateway(std::move(done)); },
@@ -130,6 +130,7 @@ void bot::shutdown(ms::completion<> done) {
     }
     send_acks();
     closing_ = true;
+    checkpoint_timer_.cancel();  // its loop ends now, not a tick later: the io_context runs out of work
     shards_.clear();
     if (!writing_) close_socket();
     done();

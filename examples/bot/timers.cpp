@@ -106,11 +106,11 @@ awaitable<void> bot::checkpoints() {
     const std::chrono::nanoseconds tick =
         std::clamp<std::chrono::nanoseconds>(interval / 20, std::min<std::chrono::nanoseconds>(interval, milliseconds(5)),
                                              milliseconds(250));
-    asio::steady_timer timer(io_);
     auto last = std::chrono::steady_clock::now();
     while (!closing_) {
-        timer.expires_after(tick);
-        co_await timer.async_wait(tuple_awaitable);
+        checkpoint_timer_.expires_after(tick);
+        co_await checkpoint_timer_.async_wait(tuple_awaitable);
+        if (closing_) break;
         const auto now = std::chrono::steady_clock::now();
         // A loop that fell a whole interval behind owes every shard its checkpoint.
         const bool all_due = now - last >= interval;
