@@ -41,8 +41,9 @@ class KilledMidMigration(unittest.TestCase):
 
     def test_old_slave_killed(self):
         # One move at a time, each stop taking 40 ms: a wide window in the middle of slot 0's moves.
-        # The bots checkpoint every 100 ms, so the shards it had not handed over yet resume from
-        # their checkpoints, and the gateway replays what came after: exactly once, nothing lost.
+        # Every shard is checkpointed (at its new session, then every 5 s or 1,000 events), so the
+        # shards it had not handed over yet resume from their checkpoints, and the gateway replays
+        # what came after: exactly once, nothing lost.
         with Fleet(shards=16, slaves=2, rate=200, concurrency=1, bot_args=["--stop-delay-ms", "40"]) as fleet:
             master = fleet.master
             status = master.wait_for(lambda s: s["shards_checkpointed"] == 16 and s["shards_running"] == 16,
