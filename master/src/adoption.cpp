@@ -17,6 +17,7 @@ void supervisor::state::activate(slave_rec& s, bool reported_anything, bool soft
         if (p && p->to == s.id && !p->target_failed) {
             s.phase = slave_phase::soft_starting;
             s.deadline = now + ms(config.soft_start_timeout);
+            arm(s);
             p->phase = pair_phase::soft_starting;
             p->soft_start_sent = now;
             send(s, protocol::soft_start{.restart_id = restart->id});
@@ -27,6 +28,7 @@ void supervisor::state::activate(slave_rec& s, bool reported_anything, bool soft
         // Warm it up (connect upstream, fill caches) so it can take shards the moment it must.
         s.phase = slave_phase::soft_starting;
         s.deadline = now + ms(config.soft_start_timeout);
+        arm(s);
         send(s, protocol::soft_start{});
         return;
     }
@@ -134,7 +136,7 @@ void supervisor::on_slave_connected(connection_id connection, const slave_hello_
             }
         }
         if (fresh.slot) s.slots[*fresh.slot].active = fresh.id;
-        r = &s.slaves.emplace(hello.id, std::move(fresh)).first->second;
+        r = &s.add_slave(std::move(fresh));
         if (r->watched) s.out.emplace_back(actions::watch_process{r->id, r->pid});
         s.log({.event = r->watched ? event_kind::slave_adopted : event_kind::slave_joined,
                .slave = r->id, .generation = hello.generation, .slot = r->slot, .pid = hello.pid,
@@ -162,7 +164,7 @@ void supervisor::on_slave_connected(connection_id connection, const slave_hello_
     // external_grace) must not be lost for the progress it last reported before it left.
     r->progress_at = now;
     r->next_heartbeat = now + s.ms(s.config.heartbeat_interval);
-    s.by_connection[connection] = r->id;
+    s.by_connection[connection] = r;
     s.log({.event = event_kind::slave_connected, .slave = r->id, .generation = r->generation, .slot = r->slot, .pid = r->pid,
            .count = hello.shards.size()});
 
@@ -194,6 +196,8 @@ void supervisor::on_slave_connected(connection_id connection, const slave_hello_
             s.grant_orphans();
             break;
     }
+    // Connected, heard from, perhaps back from lost: its deadlines and those waiting for it.
+    s.arm_around(*r);
     if (s.adopting()) {
         // Over as soon as everyone is accounted for: every slot and shard has its slave again, or
         // every slave the log says was running is back (what nobody reports is nobody's).

@@ -6,6 +6,7 @@
 #include "supervisor_state.hpp"
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <utility>
 
 namespace meshmaster::master {
@@ -33,17 +34,16 @@ bool unresponsive(std::string_view reason) {
 // The slave whose answer a migration waits for, if it can still give one (a slave already
 // declared lost is being killed: its timeout has done its job).
 const slave_rec* supervisor::state::awaited(const migration_rec& m) const {
-    const std::string& id = m.phase == migration_phase::stopping ? m.from : shards[m.shard].owner;
-    auto it = slaves.find(id);
-    if (it == slaves.end() || !it->second.alive || it->second.phase == slave_phase::lost) return nullptr;
-    return &it->second;
+    const slave_rec* s = find(m.phase == migration_phase::stopping ? m.from : shards[m.shard].owner);
+    if (!s || !s->alive || s->phase == slave_phase::lost) return nullptr;
+    return s;
 }
 
 const slave_rec* supervisor::state::awaited(const shard_rec& sh) const {
     if (sh.phase != shard_phase::starting) return nullptr;
-    auto it = slaves.find(sh.owner);
-    if (it == slaves.end() || !it->second.alive || it->second.phase == slave_phase::lost) return nullptr;
-    return &it->second;
+    const slave_rec* s = find(sh.owner);
+    if (!s || !s->alive || s->phase == slave_phase::lost) return nullptr;
+    return s;
 }
 
 // Something is wrong with a live slave: make sure it is dead (kill it) before anything it holds
@@ -73,6 +73,7 @@ void supervisor::state::fail_slave(slave_rec& s, const std::string& reason) {
         // upstream that checks epochs refuses its work. One that merely disconnected gets
         // external_grace to come back first.
         s.deadline = now + (unresponsive(reason) ? mono_time{0} : ms(config.external_grace));
+        arm(s);
     }
 }
 
@@ -98,7 +99,7 @@ void supervisor::state::slave_dead(const std::string& id, const std::string& rea
     if (is_target) fail_target(pair_index, reason);
     if (is_source) {
         pair->source_dead = true;
-        std::erase_if(restart->queue, [&](const auto& q) { return q.first == pair_index; });
+        unqueue_pair(pair_index);
         if (!pair->target_failed) slots[pair->slot].active = pair->to;
     }
 
@@ -116,7 +117,7 @@ void supervisor::state::slave_dead(const std::string& id, const std::string& rea
             }
             const bool was_stopping = sh.phase == shard_phase::stopping;
             if (m.state) set_checkpoint(shard, m.state);  // a handed-back state outlives its target
-            sh.owner.clear();
+            set_owner(shard, nullptr);
             sh.phase = shard_phase::unowned;
             end_migration(m.id, event_kind::migration_failed,
                           was_stopping ? "source died before handing back the state"
@@ -126,7 +127,7 @@ void supervisor::state::slave_dead(const std::string& id, const std::string& rea
                  .state_lost = !checkpoints[shard]});
             continue;
         }
-        sh.owner.clear();
+        set_owner(shard, nullptr);
         sh.phase = shard_phase::unowned;
         // With a checkpoint the shard resumes from it; without, it starts over.
         log({.event = event_kind::shard_orphaned, .slave = s.id, .shard = shard, .epoch = sh.epoch,
@@ -157,7 +158,7 @@ void supervisor::state::slave_dead(const std::string& id, const std::string& rea
     } else if (retired) {
         log({.event = event_kind::slave_retired, .slave = s.id});
     }
-    slaves.erase(id);
+    erase_slave(id);
     if (pair) check_pair(pair_index);
     grant_orphans();
     if (was_spare || !retired) ensure_spares();
@@ -200,6 +201,7 @@ void supervisor::on_heartbeat(connection_id connection, std::uint64_t progress, 
     if (progress != r->progress) {
         r->progress = progress;
         r->progress_at = now;
+        s.arm(*r);  // a first progress brings the stall check in
     }
 }
 
@@ -212,6 +214,9 @@ void supervisor::on_state_received(connection_id connection, mono_time now) {
     r->progress_at = now;
 }
 
+// Only the records whose timer is due are looked at (deadline_queue.hpp), in the order a walk of
+// every record would take them — slots by index, slaves by id, migrations by id, shards by index —
+// so that which slave fails when, and why, and the log's order are what the walk gave.
 void supervisor::on_tick(mono_time now) {
     auto& s = *s_;
     s.now = now;
@@ -226,20 +231,40 @@ void supervisor::on_tick(mono_time now) {
         s.grant_orphans();
     }
 
-    for (std::uint32_t i = 0; i < s.slots.size(); ++i) {
-        if (s.slots[i].respawn_at && now >= *s.slots[i].respawn_at) s.respawn(i);
+    std::vector<std::uint64_t> due[4];  // by deadline_kind
+    auto take_due = [&] {
+        s.timers.take_due(
+            now, [&](deadline_kind kind, std::uint64_t key) { return s.timer_slot(kind, key); },
+            [&](deadline_kind kind, std::uint64_t key) { due[static_cast<std::size_t>(kind)].push_back(key); });
+        for (auto& keys : due) {
+            std::sort(keys.begin(), keys.end());
+            keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+        }
+    };
+    take_due();
+    for (const std::uint64_t i : due[static_cast<std::size_t>(deadline_kind::slot)]) {
+        if (s.slots[i].respawn_at && now >= *s.slots[i].respawn_at) s.respawn(static_cast<std::uint32_t>(i));
     }
     if (s.spare_respawn_at && now >= *s.spare_respawn_at) {
         s.spare_respawn_at.reset();
         s.ensure_spares();
     }
+    take_due();  // a slave just spawned may be due at once (a spawn_timeout of 0)
+
+    std::vector<slave_rec*> slaves_due;
+    for (const std::uint64_t key : due[static_cast<std::size_t>(deadline_kind::slave)]) {
+        if (auto it = s.slave_by_key.find(key); it != s.slave_by_key.end()) slaves_due.push_back(it->second);
+    }
+    std::sort(slaves_due.begin(), slaves_due.end(), [](const slave_rec* a, const slave_rec* b) { return a->id < b->id; });
 
     // Collect first: failing a slave changes the maps being walked.
     std::vector<std::pair<std::string, std::string>> to_fail;
     std::vector<std::string> to_kill;
     std::vector<std::string> to_bury;
     const mono_time silence = silence_limit(s.config);
-    for (auto& [id, r] : s.slaves) {
+    for (slave_rec* rp : slaves_due) {
+        slave_rec& r = *rp;
+        const std::string& id = r.id;
         if (!r.alive) continue;
         if (r.deadline && now >= *r.deadline) {
             switch (r.phase) {
@@ -267,7 +292,10 @@ void supervisor::on_tick(mono_time now) {
             }
         }
     }
-    for (const auto& [id, m] : s.migrations) {
+    for (const std::uint64_t key : due[static_cast<std::size_t>(deadline_kind::migration)]) {
+        const auto it = s.migrations.find(key);
+        if (it == s.migrations.end()) continue;
+        const migration_rec& m = it->second;
         const bool stopping = m.phase == migration_phase::stopping;
         const milliseconds limit = stopping ? s.config.stop_timeout : s.config.resume_timeout;
         const slave_rec* who = s.awaited(m);
@@ -275,7 +303,8 @@ void supervisor::on_tick(mono_time now) {
             to_fail.emplace_back(who->id, stopping ? "stop_timeout" : "resume_timeout");
         }
     }
-    for (const auto& sh : s.shards) {
+    for (const std::uint64_t i : due[static_cast<std::size_t>(deadline_kind::shard)]) {
+        const shard_rec& sh = s.shards[i];
         const slave_rec* who = s.awaited(sh);
         if (who && now - sh.since >= s.ms(s.config.start_timeout)) to_fail.emplace_back(who->id, "start_timeout");
     }
@@ -300,39 +329,20 @@ void supervisor::on_tick(mono_time now) {
     }
     s.pump_restart();
     s.advance_stop();
+
+    // What was taken off the queue gets its next deadline (a heartbeat sent, a silence limit
+    // pushed on by frames since it was armed, or the same deadline still to come).
+    for (const std::uint64_t i : due[static_cast<std::size_t>(deadline_kind::slot)]) s.arm_slot(static_cast<std::uint32_t>(i));
+    for (const std::uint64_t key : due[static_cast<std::size_t>(deadline_kind::slave)]) {
+        if (auto it = s.slave_by_key.find(key); it != s.slave_by_key.end()) s.arm(*it->second);
+    }
+    for (const std::uint64_t key : due[static_cast<std::size_t>(deadline_kind::migration)]) {
+        if (auto it = s.migrations.find(key); it != s.migrations.end()) s.arm(it->second);
+    }
+    for (const std::uint64_t i : due[static_cast<std::size_t>(deadline_kind::shard)]) s.arm_shard(static_cast<std::uint32_t>(i));
 }
 
-std::optional<mono_time> supervisor::next_deadline() const {
-    const auto& s = *s_;
-    std::optional<mono_time> next;
-    auto consider = [&](mono_time t) {
-        if (!next || t < *next) next = t;
-    };
-    if (s.exited) return std::nullopt;
-    if (s.adopting_until) consider(*s.adopting_until);
-    for (const auto& [id, deadline] : s.awaiting_exit) consider(deadline);
-    for (const auto& slot : s.slots) {
-        if (slot.respawn_at) consider(*slot.respawn_at);
-    }
-    if (s.spare_respawn_at) consider(*s.spare_respawn_at);
-    const mono_time silence = silence_limit(s.config);
-    for (const auto& [id, r] : s.slaves) {
-        if (!r.alive) continue;
-        if (r.deadline) consider(*r.deadline);
-        if (r.connection && r.phase != slave_phase::lost) {
-            consider(r.last_seen + silence);
-            consider(r.next_heartbeat);
-            if (r.progress != 0) consider(r.progress_at + silence);
-        }
-    }
-    for (const auto& [id, m] : s.migrations) {
-        if (!s.awaited(m)) continue;
-        consider(m.phase_started + s.ms(m.phase == migration_phase::stopping ? s.config.stop_timeout : s.config.resume_timeout));
-    }
-    for (const auto& sh : s.shards) {
-        if (s.awaited(sh)) consider(sh.since + s.ms(s.config.start_timeout));
-    }
-    return next;
-}
+// Exact: the queue's front is the earliest deadline of every record (deadline_queue.hpp).
+std::optional<mono_time> supervisor::next_deadline() const { return s_->next_deadline(); }
 
 }  // namespace meshmaster::master

@@ -13,11 +13,12 @@ namespace meshmaster::master {
 void supervisor::state::resume_on(migration_rec& m, slave_rec& target) {
     shard_rec& sh = shards[m.shard];
     ++sh.epoch;
-    sh.owner = target.id;
+    set_owner(m.shard, &target);
     sh.phase = shard_phase::resuming;
     sh.since = now;
     m.phase = migration_phase::resuming;
     m.phase_started = now;
+    arm(m);
     if (target.phase == slave_phase::ready) target.phase = slave_phase::running;
     const std::size_t size = m.state ? m.state->size() : 0;
     const protocol::bytes_view view = m.state ? protocol::bytes_view(*m.state) : protocol::bytes_view{};
@@ -82,6 +83,7 @@ void supervisor::state::end_migration(std::uint64_t id, event_kind outcome, std:
     log(std::move(r));
     if (!m.recovery && restart && m.pair < restart->pairs.size()) {
         pair_rec& p = restart->pairs[m.pair];
+        --p.moving;
         if (outcome == event_kind::migration_completed) ++p.moved;
         check_pair(m.pair);
     }
@@ -100,7 +102,8 @@ void supervisor::state::start_move(std::uint32_t shard, const std::string& from,
     sh.migration = id;
     sh.since = now;
     ++in_flight;
-    migrations.emplace(id, std::move(m));
+    if (restart && pair_index < restart->pairs.size()) ++restart->pairs[pair_index].moving;
+    arm(migrations.emplace(id, std::move(m)).first->second);
     log({.event = event_kind::migration_started, .slave = from, .peer = to, .shard = shard, .epoch = sh.epoch,
          .migration = id, .restart = restart ? std::optional(restart->id) : std::nullopt});
     failpoint("master.migrate.before_stop");
@@ -152,7 +155,7 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
             // there. Its state is the newest there is: keep it, and grant the shard again.
             shard_rec& sh = s.shards[shard];
             if (state) s.set_checkpoint(shard, std::move(state));
-            sh.owner.clear();
+            s.set_owner(shard, nullptr);
             sh.phase = shard_phase::unowned;
             s.log({.event = event_kind::shard_orphaned, .slave = r->id, .shard = shard, .epoch = epoch,
                    .state_lost = !s.checkpoints[shard], .reason = "the slave stopped it on an earlier request"});
@@ -164,7 +167,7 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
     migration_rec& m = s.migrations.at(migration);
     m.state = state ? std::move(state) : std::make_shared<const std::vector<std::byte>>();
     s.failpoint("master.migrate.after_state_received");
-    sh.owner.clear();
+    s.set_owner(shard, nullptr);
     s.log({.event = event_kind::shard_stopped, .slave = r->id, .shard = shard, .epoch = epoch, .migration = migration,
            .duration_ms = ms_between(m.phase_started, now), .state_bytes = m.state->size()});
     if (m.recovery && m.to.empty()) {

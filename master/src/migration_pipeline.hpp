@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace meshmaster::master {
@@ -32,6 +33,7 @@ struct migration_rec {
     // a slave kept (after a master crash) collected and resumed. Not counted against concurrency.
     bool recovery = false;
     std::uint64_t from_epoch = 0;  // the epoch `from` held the shard under (for handoff_complete)
+    std::optional<mono_time> armed;  // the deadline queue's entry for its stop or resume timeout
 };
 
 constexpr std::size_t no_pair = SIZE_MAX;

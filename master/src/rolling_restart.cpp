@@ -22,6 +22,18 @@ pair_rec* supervisor::state::pair_of(const std::string& id, std::size_t* index) 
     return nullptr;
 }
 
+// The queue of moves changes only through these two (and pump_restart's pop), so that each pair's
+// count of queued moves stays right.
+void supervisor::state::queue_move(std::size_t pair_index, std::uint32_t shard) {
+    restart->queue.emplace_back(pair_index, shard);
+    ++restart->pairs[pair_index].queued;
+}
+
+void supervisor::state::unqueue_pair(std::size_t pair_index) {
+    std::erase_if(restart->queue, [&](const auto& q) { return q.first == pair_index; });
+    restart->pairs[pair_index].queued = 0;
+}
+
 void supervisor::state::begin_restart(std::string reason) {
     ++generation;
     restart_rec r{.id = next_id++, .started = now, .reason = std::move(reason)};
@@ -90,6 +102,7 @@ void supervisor::state::pump_restart() {
     while (!stopping && in_flight < std::max<std::uint32_t>(1, config.migration_concurrency) && !restart->queue.empty()) {
         auto [pair_index, shard] = restart->queue.front();
         restart->queue.pop_front();
+        --restart->pairs[pair_index].queued;
         if (restart->pairs[pair_index].target_failed) continue;
         start_migration(pair_index, shard);
     }
@@ -142,7 +155,7 @@ void supervisor::state::on_target_ready(std::size_t index) {
         send(*to, protocol::shard_migration_start{.restart_id = restart->id, .role = protocol::migration_role::target,
                                                   .peer = p.from, .shard_count = p.total});
     }
-    for (std::uint32_t s : moving) restart->queue.emplace_back(index, s);
+    for (std::uint32_t s : moving) queue_move(index, s);
     if (p.source_dead) grant_orphans();
 }
 
@@ -151,10 +164,7 @@ void supervisor::state::check_pair(std::size_t index) {
     if (!restart || index >= restart->pairs.size()) return;
     pair_rec& p = restart->pairs[index];
     if (p.phase == pair_phase::waiting || p.phase == pair_phase::done) return;
-    bool moving = false;
-    for (const auto& [id, m] : migrations) moving = moving || m.pair == index;
-    for (const auto& q : restart->queue) moving = moving || q.first == index;
-    if (moving) return;
+    if (p.queued > 0 || p.moving > 0) return;
     slave_rec* from = find(p.from);
     slave_rec* to = find(p.to);
     if (p.target_failed) {
@@ -177,7 +187,7 @@ void supervisor::state::check_pair(std::size_t index) {
         if (!shards_of(p.from).empty()) {
             // Shards the source picked up meanwhile (or whose move was cancelled): move them too.
             for (std::uint32_t s : shards_of(p.from)) {
-                if (shards[s].phase == shard_phase::running) restart->queue.emplace_back(index, s);
+                if (shards[s].phase == shard_phase::running) queue_move(index, s);
             }
             return;
         }
@@ -197,7 +207,7 @@ void supervisor::state::fail_target(std::size_t index, const std::string& reason
         restart->failing = true;
         restart->failure = fmt::format("new slave {} failed: {}", p.to, reason);
     }
-    std::erase_if(restart->queue, [&](const auto& q) { return q.first == index; });
+    unqueue_pair(index);
     for (auto& [id, m] : migrations) {
         if (m.pair == index && m.phase == migration_phase::stopping) m.back_to_source = true;
     }

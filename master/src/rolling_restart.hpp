@@ -29,6 +29,10 @@ struct pair_rec {
     std::uint32_t total = 0;  // shards to move, known once the target is ready
     std::uint32_t moved = 0;
     mono_time soft_start_sent{};
+    // Its moves waiting in the queue and its migrations in flight (queue_move, start_move,
+    // end_migration keep them): whether a pair still moves is then a look, not a walk.
+    std::uint32_t queued = 0;
+    std::uint32_t moving = 0;
 };
 
 struct restart_rec {

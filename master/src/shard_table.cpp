@@ -20,6 +20,19 @@ void supervisor::state::set_checkpoint(std::uint32_t shard, shared_bytes state) 
     out.emplace_back(actions::store_checkpoint{shard, shards[shard].epoch, std::move(state)});
 }
 
+// The one place a shard changes hands in the table: the holder's index (slave_rec::held) follows.
+void supervisor::state::set_owner(std::uint32_t shard, slave_rec* holder) {
+    shard_rec& sh = shards[shard];
+    if (holder && sh.owner == holder->id) return;
+    if (slave_rec* old = find(sh.owner)) old->held.erase(shard);
+    if (holder) {
+        sh.owner = holder->id;
+        holder->held.insert(shard);
+    } else {
+        sh.owner.clear();
+    }
+}
+
 void supervisor::state::grant(std::uint32_t shard, slave_rec& s) {
     if (checkpoints[shard] && s.minor >= 1) {
         // Its last known state exists: resume from it rather than start over.
@@ -35,10 +48,11 @@ void supervisor::state::grant(std::uint32_t shard, slave_rec& s) {
     set_checkpoint(shard, nullptr);  // a fresh start makes any older state meaningless
     shard_rec& sh = shards[shard];
     ++sh.epoch;
-    sh.owner = s.id;
+    set_owner(shard, &s);
     sh.phase = shard_phase::starting;
     sh.migration = 0;
     sh.since = now;
+    arm_shard(shard);
     if (s.phase == slave_phase::ready) s.phase = slave_phase::running;
     log({.event = event_kind::shard_granted, .slave = s.id, .shard = shard, .epoch = sh.epoch});  // before it leaves
     send(s, protocol::start_shard{.shard = shard, .epoch = sh.epoch, .shard_count = config.shard_count});
@@ -133,7 +147,7 @@ void supervisor::state::reconcile_reported_shards(slave_rec& s, const std::vecto
             continue;
         }
         if (sh.owner.empty() && sh.phase == shard_phase::unowned && sh.migration == 0 && r.epoch >= sh.epoch) {
-            sh.owner = s.id;
+            set_owner(r.shard, &s);
             sh.epoch = r.epoch;
             sh.phase = shard_phase::running;
             sh.since = now;
@@ -155,7 +169,7 @@ void supervisor::state::reconcile_reported_shards(slave_rec& s, const std::vecto
         }
         const bool was_stopping = sh.phase == shard_phase::stopping;
         if (mig != migrations.end() && mig->second.state) set_checkpoint(shard, mig->second.state);
-        sh.owner.clear();
+        set_owner(shard, nullptr);
         sh.phase = shard_phase::unowned;
         if (mig != migrations.end()) {
             end_migration(mig->first, event_kind::migration_failed,
@@ -192,10 +206,11 @@ void supervisor::state::reconcile_stopped_shards(slave_rec& s, const std::vector
         migrations[id] = migration_rec{.id = id, .shard = k.shard, .from = s.id, .started = now,
                                        .phase_started = now, .pair = no_pair, .recovery = true,
                                        .from_epoch = k.epoch};
-        sh.owner = s.id;
+        set_owner(k.shard, &s);
         sh.phase = shard_phase::stopping;
         sh.migration = id;
         sh.since = now;
+        arm(migrations[id]);
         send(s, protocol::stop_shard{.shard = k.shard, .epoch = k.epoch, .migration_id = id});
         log({.event = event_kind::shard_state_collecting, .slave = s.id, .shard = k.shard, .epoch = k.epoch, .migration = id});
     }

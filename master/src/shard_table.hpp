@@ -10,6 +10,7 @@
 #include <meshmaster/master/supervisor.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -30,10 +31,11 @@ inline std::string_view name(shard_phase p) {
 
 struct shard_rec {
     std::uint64_t epoch = 0;
-    std::string owner;  // who runs it (or is being asked to start, stop or resume it)
+    std::string owner;  // who runs it (or is being asked to start, stop or resume it): set_owner only
     shard_phase phase = shard_phase::unowned;
     std::uint64_t migration = 0;
     mono_time since{};
+    std::optional<mono_time> armed;  // the deadline queue's entry for its start timeout
 };
 
 }  // namespace meshmaster::master

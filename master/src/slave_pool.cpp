@@ -57,11 +57,40 @@ std::string supervisor::state::fresh_spare_id() {
     return id;
 }
 
+// Every slave record enters and leaves through these two, which keep the indexes (by id, by key,
+// by connection) with the map.
+slave_rec& supervisor::state::add_slave(slave_rec r) {
+    auto [it, fresh] = slaves.try_emplace(r.id);
+    slave_rec& s = it->second;
+    if (!fresh) {
+        // A record written over (as `slaves[id] = ...` always did): what the table says it holds
+        // stays with it.
+        slave_by_key.erase(s.key);
+        r.held = std::move(s.held);
+    }
+    s = std::move(r);
+    s.key = ++slave_serial;
+    s.armed.reset();
+    slave_by_key[s.key] = &s;
+    slave_index[s.id] = &s;
+    return s;
+}
+
+void supervisor::state::erase_slave(const std::string& id) {
+    auto it = slaves.find(id);
+    if (it == slaves.end()) return;
+    slave_rec* s = &it->second;
+    std::erase_if(by_connection, [&](const auto& entry) { return entry.second == s; });
+    slave_by_key.erase(s->key);
+    slave_index.erase(id);
+    slaves.erase(it);
+}
+
 slave_rec& supervisor::state::spawn(std::optional<std::uint32_t> slot, std::string id) {
-    slave_rec& s = slaves[id];
-    s = slave_rec{.id = id, .slot = slot, .generation = generation, .ours = true, .phase = slave_phase::spawning,
-                  .deadline = now + ms(config.spawn_timeout), .spawned_at = now, .last_seen = now,
-                  .spare = !slot.has_value()};
+    slave_rec& s = add_slave(slave_rec{.id = id, .slot = slot, .generation = generation, .ours = true,
+                                       .phase = slave_phase::spawning, .deadline = now + ms(config.spawn_timeout),
+                                       .spawned_at = now, .last_seen = now, .spare = !slot.has_value()});
+    arm(s);
     out.emplace_back(actions::spawn_slave{.slave = id, .slot = slot, .generation = generation});
     log({.event = s.spare ? event_kind::spare_spawned : event_kind::slave_spawned, .slave = id,
          .restart = restart ? std::optional(restart->id) : std::nullopt, .generation = generation, .slot = slot});
@@ -113,6 +142,7 @@ void supervisor::state::retire(slave_rec& s, std::string reason) {
     failpoint("master.retire.before_shutdown");
     s.phase = slave_phase::retiring;
     s.deadline = now + ms(config.shutdown_timeout);
+    arm(s);
     send(s, protocol::shutdown{.reason = reason, .deadline_ms = static_cast<std::uint32_t>(config.shutdown_timeout.count())});
     log({.event = event_kind::slave_retiring, .slave = s.id, .restart = restart ? std::optional(restart->id) : std::nullopt,
          .reason = std::move(reason)});
@@ -161,6 +191,7 @@ void supervisor::state::schedule_respawn(std::uint32_t slot_index, const slave_r
     const milliseconds delay = backoff(slot.failures);
     if (quick_death) ++slot.failures;
     slot.respawn_at = now + ms(delay);
+    arm_slot(slot_index);
     log({.event = event_kind::respawn_scheduled, .slave = dead.id, .slot = slot_index,
          .duration_ms = static_cast<double>(delay.count()), .count = slot.failures});
 }

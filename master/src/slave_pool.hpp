@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -54,6 +55,13 @@ struct slave_rec {
     std::uint64_t heartbeat_seq = 0;
     bool restart_target = false;
     bool started = false;  // its hello was accepted: a death now is a crash, not a failed start
+    // Never reused (unlike a pointer): names the record in the deadline queue.
+    std::uint64_t key = 0;
+    // The shards whose shard_rec::owner it is, kept with the owner (state::set_owner), so that
+    // what a slave holds is found without walking every shard.
+    std::set<std::uint32_t> held;
+    // The deadline queue's entry for it (deadline_queue.hpp): at or before its earliest deadline.
+    std::optional<mono_time> armed;
 
     [[nodiscard]] bool killable() const { return (ours || watched) && alive && pid > 0; }
     [[nodiscard]] bool usable() const {
@@ -70,6 +78,7 @@ struct slot_rec {
     start_limit starts;
     bool failed = false;  // given up after too many failed starts, until retried
     std::string failure;
+    std::optional<mono_time> armed;  // the deadline queue's entry for respawn_at
 };
 
 }  // namespace meshmaster::master

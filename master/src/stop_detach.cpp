@@ -19,6 +19,7 @@ void supervisor::state::begin_stop(bool detach) {
     spare_respawn_at.reset();
     if (restart) {
         restart->queue.clear();
+        for (pair_rec& p : restart->pairs) p.queued = 0;
         restart->failing = true;
         if (restart->failure.empty()) restart->failure = detach ? "master detaching" : "master stopping";
     }

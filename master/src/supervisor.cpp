@@ -41,6 +41,7 @@ void supervisor::apply_config(const supervisor_config& config, mono_time now) {
     next.slave_count = s.config.slave_count;
     next.spawn_slaves = s.config.spawn_slaves;
     s.config = next;
+    s.arm_all();  // timeouts and the heartbeat may have shortened
     s.pump_restart();
     s.ensure_spares();  // slaves.spares may have changed
 }

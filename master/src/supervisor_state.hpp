@@ -20,6 +20,7 @@
 #pragma once
 
 #include "adoption.hpp"
+#include "deadline_queue.hpp"
 #include "failure_handling.hpp"
 #include "mesh_directory.hpp"
 #include "migration_pipeline.hpp"
@@ -51,8 +52,15 @@ inline double ms_between(mono_time from, mono_time to) {
 struct supervisor::state : adoption_rec, stop_rec, mesh_directory_rec {
     supervisor_config config;
     std::vector<action> out;
+    // Ordered by id: every walk over the slaves (and so the event log) follows that order. The
+    // records never move (map nodes), so the indexes below hold pointers: a lookup on a hot path
+    // (every frame, every move) is a hash of the id or of the connection, not a walk of string
+    // compares. add_slave and erase_slave keep them with the map.
     std::map<std::string, slave_rec> slaves;
-    std::unordered_map<connection_id, std::string> by_connection;
+    std::unordered_map<std::string, slave_rec*> slave_index;
+    std::unordered_map<std::uint64_t, slave_rec*> slave_by_key;  // slave_rec::key → record
+    std::uint64_t slave_serial = 0;
+    std::unordered_map<connection_id, slave_rec*> by_connection;
     std::vector<shard_rec> shards;
     std::vector<shared_bytes> checkpoints;  // per shard: the newest state to resume from
     std::vector<slot_rec> slots;
@@ -76,6 +84,9 @@ struct supervisor::state : adoption_rec, stop_rec, mesh_directory_rec {
     std::uint64_t checkpoints_refused = 0;  // stale epoch or not the holder: ignored
     bool started = false;
     mono_time now{};
+    // Every slot's, slave's, migration's and shard's deadline (deadlines.cpp arms them, on_tick
+    // fires them). Whatever moves a record's deadline earlier arms it; later needs nothing.
+    deadline_queue timers;
 
     state(supervisor_config c, std::uint64_t first_id) : config(c), next_id(first_id == 0 ? 1 : first_id) {
         shards.resize(config.shard_count);
@@ -101,14 +112,15 @@ struct supervisor::state : adoption_rec, stop_rec, mesh_directory_rec {
         out.emplace_back(std::move(a));
     }
 
-    slave_rec* find(const std::string& id) {
-        auto it = slaves.find(id);
-        return it == slaves.end() ? nullptr : &it->second;
+    slave_rec* find(const std::string& id) const {
+        if (id.empty()) return nullptr;
+        auto it = slave_index.find(id);
+        return it == slave_index.end() ? nullptr : it->second;
     }
 
     slave_rec* by_conn(connection_id c) {
         auto it = by_connection.find(c);
-        return it == by_connection.end() ? nullptr : find(it->second);
+        return it == by_connection.end() ? nullptr : it->second;
     }
     /// A frame from `c` arrived at `at`: time advances, and its sender, unless the master is on
     /// its way out or does not know the connection, was heard (last_seen). Null when there is
@@ -125,17 +137,17 @@ struct supervisor::state : adoption_rec, stop_rec, mesh_directory_rec {
         return static_cast<std::uint32_t>(std::uint64_t{shard} * config.slave_count / config.shard_count);
     }
 
+    // The shards `id` holds, ascending: its index (slave_rec::held), not a walk of the table. A
+    // copy, since the callers change owners as they go.
     std::vector<std::uint32_t> shards_of(const std::string& id) const {
-        std::vector<std::uint32_t> list;
-        for (std::uint32_t s = 0; s < shards.size(); ++s) {
-            if (shards[s].owner == id) list.push_back(s);
-        }
-        return list;
+        const slave_rec* s = find(id);
+        return s ? std::vector<std::uint32_t>(s->held.begin(), s->held.end()) : std::vector<std::uint32_t>{};
     }
 
     mono_time ms(milliseconds d) const { return std::chrono::duration_cast<mono_time>(d); }
 
     // --- shard_table.cpp ---------------------------------------------------------------------
+    void set_owner(std::uint32_t shard, slave_rec* holder);
     void set_checkpoint(std::uint32_t shard, shared_bytes state);
     void grant(std::uint32_t shard, slave_rec& s);
     void refuse_stale(slave_rec& s, std::string_view what, std::uint32_t shard, std::uint64_t epoch,
@@ -153,6 +165,8 @@ struct supervisor::state : adoption_rec, stop_rec, mesh_directory_rec {
     void drain_surplus();
 
     // --- rolling_restart.cpp -----------------------------------------------------------------
+    void queue_move(std::size_t pair_index, std::uint32_t shard);
+    void unqueue_pair(std::size_t pair_index);
     pair_rec* pair_of(const std::string& id, std::size_t* index = nullptr);
     void begin_restart(std::string reason);
     void start_pair(std::size_t index);
@@ -166,6 +180,8 @@ struct supervisor::state : adoption_rec, stop_rec, mesh_directory_rec {
     void fail_target(std::size_t index, const std::string& reason);
 
     // --- slave_pool.cpp ----------------------------------------------------------------------
+    slave_rec& add_slave(slave_rec r);
+    void erase_slave(const std::string& id);
     std::string fresh_id(std::uint32_t slot_index);
     std::string fresh_spare_id();
     slave_rec& spawn(std::optional<std::uint32_t> slot, std::string id);
@@ -184,6 +200,21 @@ struct supervisor::state : adoption_rec, stop_rec, mesh_directory_rec {
     const slave_rec* awaited(const shard_rec& sh) const;
     void fail_slave(slave_rec& s, const std::string& reason);
     void slave_dead(const std::string& id, const std::string& reason);
+
+    // --- deadlines.cpp (the timers of failure_handling) --------------------------------------
+    std::optional<mono_time> slave_due(const slave_rec& r) const;
+    std::optional<mono_time> migration_due(const migration_rec& m) const;
+    std::optional<mono_time> shard_due(std::uint32_t shard) const;
+    deadline_slot timer_slot(deadline_kind kind, std::uint64_t key);
+    void arm(slave_rec& r);
+    void arm(migration_rec& m);
+    void arm_shard(std::uint32_t shard);
+    void arm_slot(std::uint32_t slot);
+    void arm_around(slave_rec& r);
+    void arm_all();
+    std::optional<mono_time> next_deadline();
+    std::optional<mono_time> scan_next_deadline() const;
+    std::string check_indexes() const;
 
     // --- adoption.cpp ------------------------------------------------------------------------
     void activate(slave_rec& s, bool reported_anything, bool soft_started);

@@ -582,6 +582,9 @@ bool sim_world::settled() {
 }
 
 void sim_world::check_invariants() {
+    // The master's indexes (its deadline queue, each slave's shards, each restart pair's moves)
+    // agree with the tables they stand in for, after every step.
+    if (std::string wrong = core_->self_check(); !wrong.empty()) fail("the master's indexes disagree: " + wrong);
     // Per shard, the live holders: at most one, except for fenced external zombies, which hold it
     // under a lower epoch than the current holder.
     std::map<std::uint32_t, std::vector<std::pair<std::uint64_t, const process*>>> holders;

@@ -197,6 +197,11 @@ public:
     [[nodiscard]] std::vector<action> take_actions();
     [[nodiscard]] supervisor_status status(mono_time now) const;
     [[nodiscard]] const supervisor_config& config() const noexcept;
+    /// Checks the indexes the core keeps instead of walking its tables (the deadline queue against
+    /// a walk of every deadline, each slave's shards against the shard table, each restart pair's
+    /// counts of moves, the lookups by id and connection): empty when they agree, else what
+    /// disagrees. A walk of everything, for tests (the simulation runs it after every step).
+    [[nodiscard]] std::string self_check();
 
 private:
     struct state;
