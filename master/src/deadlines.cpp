@@ -169,6 +169,11 @@ std::string supervisor::state::check_indexes() const {
             return fmt::format("slot {}: a respawn without a timer at or before it", i);
         }
     }
+    for (std::uint32_t i = 0; i < shards.size(); ++i) {
+        if (shards[i].phase == shard_phase::unowned && shards[i].migration == 0 && !orphans.contains(i)) {
+            return fmt::format("shard {} is free to grant but not on grant_orphans' list", i);
+        }
+    }
     if (restart) {
         for (std::size_t i = 0; i < restart->pairs.size(); ++i) {
             std::uint32_t queued = 0;

@@ -119,6 +119,7 @@ void supervisor::state::slave_dead(const std::string& id, const std::string& rea
             if (m.state) set_checkpoint(shard, m.state);  // a handed-back state outlives its target
             set_owner(shard, nullptr);
             sh.phase = shard_phase::unowned;
+            orphaned(shard);
             end_migration(m.id, event_kind::migration_failed,
                           was_stopping ? "source died before handing back the state"
                                        : fmt::format("{} died: {}", s.id, reason),
@@ -129,6 +130,7 @@ void supervisor::state::slave_dead(const std::string& id, const std::string& rea
         }
         set_owner(shard, nullptr);
         sh.phase = shard_phase::unowned;
+        orphaned(shard);
         // With a checkpoint the shard resumes from it; without, it starts over.
         log({.event = event_kind::shard_orphaned, .slave = s.id, .shard = shard, .epoch = sh.epoch,
              .state_lost = !checkpoints[shard]});

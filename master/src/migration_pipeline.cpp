@@ -51,6 +51,7 @@ void supervisor::state::end_migration(std::uint64_t id, event_kind outcome, std:
     if (!m.recovery) --in_flight;
     shard_rec& sh = shards[m.shard];
     if (sh.migration == id) sh.migration = 0;
+    if (sh.phase == shard_phase::unowned) orphaned(m.shard);
     const bool completed = outcome == event_kind::migration_completed || outcome == event_kind::migration_rolled_back;
     if (completed && m.state) set_checkpoint(m.shard, m.state);  // the newest known state
     if (completed && !m.from.empty()) {
@@ -157,6 +158,7 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
             if (state) s.set_checkpoint(shard, std::move(state));
             s.set_owner(shard, nullptr);
             sh.phase = shard_phase::unowned;
+            s.orphaned(shard);
             s.log({.event = event_kind::shard_orphaned, .slave = r->id, .shard = shard, .epoch = epoch,
                    .state_lost = !s.checkpoints[shard], .reason = "the slave stopped it on an earlier request"});
             s.grant_orphans();
@@ -179,6 +181,7 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
         } else {
             s.set_checkpoint(shard, m.state);
             sh.phase = shard_phase::unowned;
+            s.orphaned(shard);
             s.end_migration(migration, event_kind::migration_failed, "no slave to resume the collected state on yet", false);
             s.grant_orphans();
         }

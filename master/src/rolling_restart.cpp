@@ -11,7 +11,7 @@ namespace meshmaster::master {
 
 pair_rec* supervisor::state::pair_of(const std::string& id, std::size_t* index) {
     if (!restart) return nullptr;
-    for (std::size_t i = 0; i < restart->pairs.size(); ++i) {
+    for (std::size_t i = restart->first_open; i < restart->next_pair; ++i) {
         pair_rec& p = restart->pairs[i];
         if (p.phase == pair_phase::waiting || p.phase == pair_phase::done) continue;
         if (p.from == id || p.to == id) {
@@ -79,22 +79,27 @@ void supervisor::state::start_migration(std::size_t pair_index, std::uint32_t sh
 // start while the old slave exits.
 std::size_t supervisor::state::preparing_pairs() const {
     std::size_t n = 0;
-    for (const pair_rec& p : restart->pairs) {
-        if (p.phase == pair_phase::spawning || p.phase == pair_phase::soft_starting || p.phase == pair_phase::migrating) ++n;
+    for (std::size_t i = restart->first_open; i < restart->next_pair; ++i) {
+        const pair_phase phase = restart->pairs[i].phase;
+        if (phase == pair_phase::spawning || phase == pair_phase::soft_starting || phase == pair_phase::migrating) ++n;
     }
     return n;
 }
 
 std::size_t supervisor::state::unfinished_pairs() const {
     std::size_t n = 0;
-    for (const pair_rec& p : restart->pairs) {
-        if (p.phase != pair_phase::waiting && p.phase != pair_phase::done) ++n;
+    for (std::size_t i = restart->first_open; i < restart->next_pair; ++i) {
+        const pair_phase phase = restart->pairs[i].phase;
+        if (phase != pair_phase::waiting && phase != pair_phase::done) ++n;
     }
     return n;
 }
 
 void supervisor::state::pump_restart() {
     if (!restart) return drain_surplus();
+    while (restart->first_open < restart->next_pair && restart->pairs[restart->first_open].phase == pair_phase::done) {
+        ++restart->first_open;
+    }
     const std::size_t surge = std::max<std::uint32_t>(1, config.restart_surge);
     while (!restart->failing && !stopping && restart->next_pair < restart->pairs.size() && preparing_pairs() < surge) {
         start_pair(restart->next_pair++);
@@ -106,7 +111,7 @@ void supervisor::state::pump_restart() {
         if (restart->pairs[pair_index].target_failed) continue;
         start_migration(pair_index, shard);
     }
-    for (std::size_t i = 0; i < restart->pairs.size(); ++i) check_pair(i);
+    for (std::size_t i = restart->first_open; restart && i < restart->next_pair; ++i) check_pair(i);
     if (!restart) return;
     const bool all_started = restart->failing || stopping || restart->next_pair == restart->pairs.size();
     if (all_started && unfinished_pairs() == 0 && in_flight == 0) finish_restart();

@@ -41,6 +41,10 @@ struct restart_rec {
     std::string reason;
     std::vector<pair_rec> pairs;
     std::size_t next_pair = 0;
+    // Pairs start in order and never go back: those before next_pair have started, those before
+    // first_open are done (pump_restart moves it on), so the walks on every move cover only
+    // [first_open, next_pair) — the surge, not the fleet.
+    std::size_t first_open = 0;
     bool failing = false;
     std::string failure;
     std::deque<std::pair<std::size_t, std::uint32_t>> queue;  // (pair, shard) waiting to move

@@ -83,12 +83,22 @@ void supervisor::state::grant_orphans() {
     // While a slave that may still hold shards is being killed, nothing is granted: its exit
     // makes the grants safe.
     if (adopting() || stopping || !awaiting_exit.empty()) return;
-    for (std::uint32_t s = 0; s < shards.size(); ++s) {
+    // In shard order, as a walk of the table would go; a shard orphaned by a grant joins the walk
+    // if it comes later, as it did then.
+    for (auto it = orphans.begin(); it != orphans.end();) {
+        const std::uint32_t s = *it;
         shard_rec& sh = shards[s];
-        if (sh.phase != shard_phase::unowned || sh.migration != 0) continue;
-        if (config.slave_count == 0) continue;
-        slave_rec* holder = find(slots[home_slot(s)].active);
-        if (holder && holder->usable()) grant(s, *holder);
+        if (sh.phase != shard_phase::unowned || sh.migration != 0) {
+            it = orphans.erase(it);  // taken meanwhile
+            continue;
+        }
+        slave_rec* holder = config.slave_count ? find(slots[home_slot(s)].active) : nullptr;
+        if (holder && holder->usable()) {
+            grant(s, *holder);
+            it = orphans.erase(it);
+            continue;
+        }
+        ++it;  // still waiting for its slot's slave
     }
 }
 
@@ -171,6 +181,7 @@ void supervisor::state::reconcile_reported_shards(slave_rec& s, const std::vecto
         if (mig != migrations.end() && mig->second.state) set_checkpoint(shard, mig->second.state);
         set_owner(shard, nullptr);
         sh.phase = shard_phase::unowned;
+        orphaned(shard);
         if (mig != migrations.end()) {
             end_migration(mig->first, event_kind::migration_failed,
                           was_stopping ? "the old slave lost the shard before handing back its state"

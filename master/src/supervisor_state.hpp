@@ -63,6 +63,10 @@ struct supervisor::state : adoption_rec, stop_rec, mesh_directory_rec {
     std::unordered_map<connection_id, slave_rec*> by_connection;
     std::vector<shard_rec> shards;
     std::vector<shared_bytes> checkpoints;  // per shard: the newest state to resume from
+    // Shards that may be free to grant (unowned, no migration): grant_orphans' worklist, so that it
+    // looks at those rather than at every shard. Whatever leaves a shard unowned adds it (orphaned);
+    // grant_orphans drops what is no longer free.
+    std::set<std::uint32_t> orphans;
     std::vector<slot_rec> slots;
     std::map<std::uint64_t, migration_rec> migrations;
     std::optional<restart_rec> restart;
@@ -92,6 +96,7 @@ struct supervisor::state : adoption_rec, stop_rec, mesh_directory_rec {
         shards.resize(config.shard_count);
         checkpoints.resize(config.shard_count);
         slots.resize(config.slave_count);
+        for (std::uint32_t i = 0; i < config.shard_count; ++i) orphans.insert(orphans.end(), i);
     }
 
     // --- small helpers ------------------------------------------------------------------------
@@ -148,6 +153,7 @@ struct supervisor::state : adoption_rec, stop_rec, mesh_directory_rec {
 
     // --- shard_table.cpp ---------------------------------------------------------------------
     void set_owner(std::uint32_t shard, slave_rec* holder);
+    void orphaned(std::uint32_t shard) { orphans.insert(shard); }
     void set_checkpoint(std::uint32_t shard, shared_bytes state);
     void grant(std::uint32_t shard, slave_rec& s);
     void refuse_stale(slave_rec& s, std::string_view what, std::uint32_t shard, std::uint64_t epoch,
