@@ -9,8 +9,12 @@
 // forked process, so the figure is that size's alone) and event-log bytes per move (each record as
 // the daemon would write it). The last column is the ratio of ns per move to the first row's.
 //
-//   core_bench            256/4, 4096/16, 16384/64 shards/slaves, 2 restarts each
-//   core_bench --quick    256/4 and 1024/8, 1 restart: a smoke run for the suite
+//   core_bench            256/4, 4096/16, 16384/64 shards/slaves, 2 restarts each, best of 3
+//   core_bench --quick    256/4 and 1024/8, 1 restart, once: a smoke run for the suite
+//
+// Best of 3 (the run with the fewest ns per move, each in its own process): the time is read around
+// each call, so on a shared machine a run that was preempted more reads slower; the fastest is the
+// closest to the work itself.
 //
 // Not a timing assertion: the exit code says only whether every restart completed with every shard
 // moved and nothing else went wrong (a slave killed, a migration failed).
@@ -32,6 +36,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <queue>
 #include <string>
 #include <vector>
@@ -337,14 +342,25 @@ int main(int argc, char** argv) {
     const std::vector<fleet_size> sizes = quick ? std::vector<fleet_size>{{256, 4}, {1024, 8}}
                                                 : std::vector<fleet_size>{{256, 4}, {4096, 16}, {16384, 64}};
     const int restarts = quick ? 1 : 2;
-    fmt::print("supervisor core alone: {} rolling restart(s) per size, replies after 200 us of simulated time\n",
-               restarts);
+    const int tries = quick ? 1 : 3;
+    fmt::print("supervisor core alone: {} rolling restart(s) per size, replies after 200 us of simulated time, "
+               "best of {}\n",
+               restarts, tries);
     fmt::print("{:>7} {:>7} {:>8} {:>12} {:>12} {:>10} {:>13} {:>9}\n", "shards", "slaves", "moves", "moves/s",
                "core ns/move", "peak RSS", "log B/move", "vs first");
     double first_ns = 0;
     bool all_clean = true;
     for (const fleet_size size : sizes) {
-        const auto r = measure_in_child(size, restarts);
+        std::optional<row> r;
+        for (int i = 0; i < tries; ++i) {
+            auto next = measure_in_child(size, restarts);
+            if (!next || !next->clean) {
+                r = next;  // a failure is reported, not hidden by a better try
+                break;
+            }
+            auto per_move = [](const row& x) { return x.moves ? x.core_ns / static_cast<double>(x.moves) : 0; };
+            if (!r || per_move(*next) < per_move(*r)) r = next;
+        }
         if (!r) {
             fmt::print("{:>7} {:>7}  could not run a child process\n", size.shards, size.slaves);
             all_clean = false;
