@@ -123,6 +123,7 @@ std::optional<mono_time> supervisor::state::scan_next_deadline() const {
 std::string supervisor::state::check_indexes() const {
     std::map<std::string, std::set<std::uint32_t>> held;
     for (std::uint32_t i = 0; i < shards.size(); ++i) {
+        if (shards[i].holder != find(shards[i].owner)) return fmt::format("shard {}: its holder is not its owner's record", i);
         if (shards[i].owner.empty()) continue;
         if (!find(shards[i].owner)) return fmt::format("shard {} is owned by {}, who is not a known slave", i, shards[i].owner);
         held[shards[i].owner].insert(i);

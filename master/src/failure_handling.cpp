@@ -34,14 +34,14 @@ bool unresponsive(std::string_view reason) {
 // The slave whose answer a migration waits for, if it can still give one (a slave already
 // declared lost is being killed: its timeout has done its job).
 const slave_rec* supervisor::state::awaited(const migration_rec& m) const {
-    const slave_rec* s = find(m.phase == migration_phase::stopping ? m.from : shards[m.shard].owner);
+    const slave_rec* s = m.phase == migration_phase::stopping ? find(m.from) : shards[m.shard].holder;
     if (!s || !s->alive || s->phase == slave_phase::lost) return nullptr;
     return s;
 }
 
 const slave_rec* supervisor::state::awaited(const shard_rec& sh) const {
     if (sh.phase != shard_phase::starting) return nullptr;
-    const slave_rec* s = find(sh.owner);
+    const slave_rec* s = sh.holder;
     if (!s || !s->alive || s->phase == slave_phase::lost) return nullptr;
     return s;
 }

@@ -23,8 +23,9 @@ void supervisor::state::set_checkpoint(std::uint32_t shard, shared_bytes state) 
 // The one place a shard changes hands in the table: the holder's index (slave_rec::held) follows.
 void supervisor::state::set_owner(std::uint32_t shard, slave_rec* holder) {
     shard_rec& sh = shards[shard];
-    if (holder && sh.owner == holder->id) return;
-    if (slave_rec* old = find(sh.owner)) old->held.erase(shard);
+    if (holder && sh.holder == holder) return;
+    if (sh.holder) sh.holder->held.erase(shard);
+    sh.holder = holder;
     if (holder) {
         sh.owner = holder->id;
         holder->held.insert(shard);

@@ -16,6 +16,8 @@
 
 namespace meshmaster::master {
 
+struct slave_rec;  // slave_pool.hpp
+
 enum class shard_phase { unowned, starting, running, stopping, resuming };
 
 inline std::string_view name(shard_phase p) {
@@ -32,6 +34,9 @@ inline std::string_view name(shard_phase p) {
 struct shard_rec {
     std::uint64_t epoch = 0;
     std::string owner;  // who runs it (or is being asked to start, stop or resume it): set_owner only
+    // The owner's record (null when unowned), for the hot paths: no lookup by id. Safe to hold: a
+    // slave's record is erased only after its death took every shard from it (slave_dead).
+    slave_rec* holder = nullptr;
     shard_phase phase = shard_phase::unowned;
     std::uint64_t migration = 0;
     mono_time since{};
