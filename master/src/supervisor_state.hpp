@@ -7,6 +7,8 @@
 //   rolling_restart    restarts: pairs of old and new slaves, the queue of moves, the surge
 //   slave_pool         slaves and slots: ids, spawns, respawn backoff and start limits, spares, retiring
 //   failure_handling   deadlines and heartbeats (detection), a lost slave, a dead one
+//   deadlines          failure_handling's timers (deadline_queue.hpp): each record's earliest deadline,
+//                      arming, the next deadline of all; and self_check of the indexes below
 //   adoption           start-up, a slave's hello, slaves and moves left by a previous master
 //   stop_detach        graceful stop, immediate stop, detach
 //   mesh_directory     the mesh's embedded discovery (mesh_members)
@@ -15,6 +17,14 @@
 // the units' records that are plain fields (adoption_rec, stop_rec, mesh_directory_rec), so that
 // every unit reads them as the state's own. supervisor.cpp composes the units: the public entry
 // points that belong to no one unit.
+//
+// The work per input must not grow with the fleet (issue 14: 16,384 shards on 64 slaves cost what
+// 256 on 4 do per move), so what the hot paths need is indexed rather than walked: slaves by id and
+// by connection (hashes to the record), each slave's shards (slave_rec::held) and each shard's holder
+// (shard_rec::holder), each restart pair's queued and moving counts, the shards free to grant
+// (orphans), and every deadline (timers). Each index changes in one place beside what it indexes
+// (add_slave/erase_slave, set_owner, queue_move/start_move/end_migration, orphaned, arm), and
+// supervisor::self_check compares them all with the tables.
 //
 // Thread safety: none (the supervisor's driver thread only).
 #pragma once
