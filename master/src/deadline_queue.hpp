@@ -7,7 +7,10 @@
 // the silence limit on, on every frame) costs nothing: the entry fires early, the record is looked
 // at afresh and armed again. One that moves earlier (or appears) is armed with a new entry and the
 // old one goes stale (its time is no longer the record's `armed`); stale entries and entries of
-// records that are gone are dropped when they reach the top.
+// records that are gone are dropped when they reach the top, or, when they pile up (a migration's
+// entry outlives it by its timeout: thousands in a big restart), by a sweep once the queue has
+// doubled since the last one — amortised O(1) per entry, and the queue stays within twice what is
+// live.
 //
 // The queue does not know the records: the caller resolves a (kind, key) to the record's `armed`
 // and its earliest deadline now (deadline_slot).
@@ -17,10 +20,10 @@
 
 #include <meshmaster/master/supervisor.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <queue>
 #include <vector>
 
 namespace meshmaster::master {
@@ -48,7 +51,8 @@ public:
     void arm(std::optional<mono_time>& armed, std::optional<mono_time> due, deadline_kind kind, std::uint64_t key) {
         if (!due || (armed && *armed <= *due)) return;
         armed = due;
-        heap_.push({*due, kind, key});
+        heap_.push_back({*due, kind, key});
+        std::push_heap(heap_.begin(), heap_.end(), std::greater<>{});
     }
 
     /// The earliest deadline of all records, exactly: stale entries on top are dropped, and an
@@ -56,15 +60,16 @@ public:
     /// true deadline. `resolve(kind, key)` gives the record's deadline_slot.
     template <class Resolve>
     std::optional<mono_time> front(Resolve&& resolve) {
+        if (heap_.size() > sweep_at_) sweep(resolve);
         while (!heap_.empty()) {
-            const deadline_entry e = heap_.top();
+            const deadline_entry e = heap_.front();
             const deadline_slot r = resolve(e.kind, e.key);
             if (!r.armed || *r.armed != e.at) {
-                heap_.pop();  // stale, or its record is gone
+                pop();  // stale, or its record is gone
                 continue;
             }
             if (r.due == e.at) return e.at;
-            heap_.pop();
+            pop();
             r.armed->reset();
             arm(*r.armed, r.due, e.kind, e.key);
         }
@@ -76,9 +81,9 @@ public:
     /// A taken record has no entry until then.
     template <class Resolve, class Taken>
     void take_due(mono_time now, Resolve&& resolve, Taken&& taken) {
-        while (!heap_.empty() && heap_.top().at <= now) {
-            const deadline_entry e = heap_.top();
-            heap_.pop();
+        while (!heap_.empty() && heap_.front().at <= now) {
+            const deadline_entry e = heap_.front();
+            pop();
             const deadline_slot r = resolve(e.kind, e.key);
             if (!r.armed || *r.armed != e.at) continue;
             r.armed->reset();
@@ -86,10 +91,30 @@ public:
         }
     }
 
+    /// Entries, stale ones included.
     [[nodiscard]] std::size_t size() const { return heap_.size(); }
 
 private:
-    std::priority_queue<deadline_entry, std::vector<deadline_entry>, std::greater<>> heap_;
+    static constexpr std::size_t min_sweep = 1024;
+
+    void pop() {
+        std::pop_heap(heap_.begin(), heap_.end(), std::greater<>{});
+        heap_.pop_back();
+    }
+
+    // Drops every stale entry at once (their records only say which entry is theirs).
+    template <class Resolve>
+    void sweep(Resolve& resolve) {
+        std::erase_if(heap_, [&](const deadline_entry& e) {
+            const deadline_slot r = resolve(e.kind, e.key);
+            return !r.armed || *r.armed != e.at;
+        });
+        std::make_heap(heap_.begin(), heap_.end(), std::greater<>{});
+        sweep_at_ = std::max(min_sweep, 2 * heap_.size());
+    }
+
+    std::vector<deadline_entry> heap_;  // a min-heap on `at` (std::push_heap with greater)
+    std::size_t sweep_at_ = min_sweep;
 };
 
 }  // namespace meshmaster::master
