@@ -2,6 +2,8 @@
 
 #include "gateway_protocol.hpp"
 
+#include <algorithm>
+
 namespace meshmaster::gateway {
 
 audit::audit(std::uint32_t shards) : shards_(shards) {}
@@ -74,6 +76,8 @@ void audit::fill(report& r) const {
     r.unverified_acks = unverified_;
     r.overlaps = overlaps_;
     r.handoffs = pauses_ns_.size();
+    r.owned_shards = static_cast<std::uint64_t>(
+        std::count_if(shards_.begin(), shards_.end(), [](const shard_audit& s) { return s.owner != no_owner; }));
     std::vector<std::int64_t> samples = pauses_ns_;
     r.pause_ms = summarize_ms(samples);
     samples = event_delays_ns_;

@@ -49,6 +49,7 @@ std::string to_json(const report& r) {
         .field("fenced_attaches", r.fenced_attaches)
         .field("sessions", r.sessions)
         .field("handoffs", r.handoffs)
+        .field("owned_shards", r.owned_shards)
         .field("protocol_errors", r.protocol_errors)
         .object("pause_ms", to_json(r.pause_ms))
         .object("event_delay_ms", to_json(r.event_delay_ms))

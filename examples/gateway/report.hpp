@@ -40,6 +40,9 @@ struct report {
     std::uint64_t fenced_attaches = 0;      ///< IDENTIFYs/RESUMEs refused for a superseded epoch
     std::uint64_t sessions = 0;             ///< IDENTIFYs (sessions started)
     std::uint64_t handoffs = 0;             ///< ownership changes seen in ACKs
+    /// Shards with an owner: some bot has acknowledged one of their events. A shard's first owner
+    /// takes it over from nobody, which is not a handoff.
+    std::uint64_t owned_shards = 0;
     std::uint64_t protocol_errors = 0;      ///< connections closed for breaking the protocol
     latency_summary pause_ms;               ///< per handoff: new owner's first ACK - old owner's last
     latency_summary event_delay_ms;         ///< per handoff: new owner's first ACK - that event's emission

@@ -15,12 +15,24 @@ from fleet import disruptions
 SHARDS, SLAVES = 4096, 16
 
 
+def wait_until(condition, what, timeout=300):
+    """A liveness limit, not a speed goal."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
 class BigFleet(unittest.TestCase):
     def test_rolling_restart_of_4096_shards_is_clean(self):
         with Fleet(shards=SHARDS, slaves=SLAVES, rate=10, concurrency=16, state_padding=4096) as fleet:
             master = fleet.master
             before = master.wait_running(timeout=300)
             self.assertEqual(len(before["slaves"]), SLAVES)
+            # Every shard acknowledged by its first owner before the restart: a shard moved before
+            # its first event would have no first owner, and its move would not count as a handoff.
+            wait_until(lambda: fleet.gateway.report()["owned_shards"] == SHARDS, "every shard owned")
             out = master.cli("restart", "--wait", timeout=600)
             self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
             self.assertIn("completed", out.stdout)
@@ -29,9 +41,7 @@ class BigFleet(unittest.TestCase):
             self.assertTrue(all(s["id"].endswith("-g2") for s in after["slaves"]), after["slaves"])
             # A handoff counts at the new owner's first acknowledged event: at 10 events/s a shard
             # moved just before the pause would have none. Wait for every shard's (a liveness limit).
-            deadline = time.monotonic() + 300
-            while fleet.gateway.report()["handoffs"] < SHARDS and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_until(lambda: fleet.gateway.report()["handoffs"] >= SHARDS, "every handoff acknowledged")
             self.assertEqual(fleet.gateway.drain(timeout_ms=300000), "drained")
             report = fleet.gateway.report()
             events = master.events()

@@ -320,6 +320,7 @@ class GatewayTest(unittest.TestCase):
         self.assertEqual(report["unverified_acks"], 0)
         self.assertEqual(report["sessions"], 1)
         self.assertEqual(report["handoffs"], 0)
+        self.assertEqual(report["owned_shards"], 1)  # shard 0 has its first owner; the others none
         self.assertEqual(report["per_slave"], {"s0-g1": last})
 
     def test_wrong_checksum_is_counted_once(self):
