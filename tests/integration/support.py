@@ -1,4 +1,5 @@
 """Shared by the integration tests: finds the demo's fleet harness and checks the invariants."""
+import json
 import os
 import sys
 
@@ -18,3 +19,20 @@ def assert_single_owners(test, status):
         owners[shard["owner"]] = owners.get(shard["owner"], 0) + 1
     for slave in status["slaves"]:
         test.assertEqual(owners.get(slave["id"], 0), slave["shards"])
+
+
+def assert_exactly_once(test, report):
+    """The gateway's audit: no event lost or processed twice, every state intact across its
+    handoffs, and no owner processing after a newer one took over."""
+    test.assertEqual((report["lost"], report["duplicated"], report["checksum_mismatches"], report["overlaps"]),
+                     (0, 0, 0, 0), {k: report[k] for k in ("lost", "duplicated", "checksum_mismatches", "overlaps")})
+
+
+def set_command(master, argv):
+    """Rewrites the slave command in the master's configuration file; returns the old text."""
+    with open(master.config) as f:
+        config = f.read()
+    start = config.index("command = [")
+    with open(master.config, "w") as f:
+        f.write(config[:start] + f"command = {json.dumps(argv)}" + config[config.index("\n", start):])
+    return config

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import unittest
 
-from support import Fleet
+from support import Fleet, set_command
 
 BUILD = os.environ.get("MESHMASTER_BUILD_DIR", "build/release")
 BINARY = os.path.join(BUILD, "master", "meshmaster")
@@ -22,13 +22,6 @@ def meshmaster(*args):
     return subprocess.run([BINARY, *args], capture_output=True, text=True, timeout=60)
 
 
-def set_command(master, argv):
-    """Rewrites the slave command in the master's configuration file."""
-    with open(master.config) as f:
-        config = f.read()
-    start = config.index("command = [")
-    with open(master.config, "w") as f:
-        f.write(config[:start] + f"command = {json.dumps(argv)}" + config[config.index("\n", start):])
 
 
 class HealthyFleet(unittest.TestCase):

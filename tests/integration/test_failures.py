@@ -16,7 +16,7 @@ import time
 import unittest
 
 from fake_slave import FakeSlave, frame
-from support import Fleet, assert_single_owners
+from support import Fleet, assert_single_owners, set_command
 
 SECRET = "demo-secret-0123456789"
 LIVENESS = 60  # seconds: a limit on waiting for what takes a second at most, never a speed goal
@@ -202,14 +202,6 @@ class ProcessFailures(unittest.TestCase):
             assert_single_owners(self, master.wait_running())
 
 
-def set_command(master, argv):
-    """Rewrites the slave command in the master's configuration file; returns the old text."""
-    with open(master.config) as f:
-        config = f.read()
-    start = config.index("command = [")
-    with open(master.config, "w") as f:
-        f.write(config[:start] + f"command = {json.dumps(argv)}" + config[config.index("\n", start):])
-    return config
 
 
 class SlavesThatCannotStart(unittest.TestCase):
