@@ -76,7 +76,11 @@ function(meshmaster_installed_library name)
       EXPORT_NAME ${export_name}
       LINKER_LANGUAGE CXX)
     if(kind STREQUAL SHARED)
-      set_target_properties(${target} PROPERTIES VERSION ${PROJECT_VERSION} SOVERSION ${meshmaster_soversion})
+      # RUNPATH $ORIGIN: the slave library finds the protocol and mesh libraries beside it in any
+      # prefix (a program's own RUNPATH does not apply to its libraries' dependencies). A package
+      # for /usr, where the loader looks anyway, can drop it with -DCMAKE_SKIP_INSTALL_RPATH=ON.
+      set_target_properties(${target} PROPERTIES VERSION ${PROJECT_VERSION} SOVERSION ${meshmaster_soversion}
+                                                 INSTALL_RPATH "$ORIGIN")
       # Every symbol a piece needs must come from a library named here, not from the program.
       target_link_options(${target} PRIVATE LINKER:--no-undefined)
     endif()
