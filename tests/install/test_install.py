@@ -114,10 +114,14 @@ class Install(unittest.TestCase):
     def test_consumers_build_and_run_as_slaves(self):
         work = os.path.join(self.tmp.name, "consumers")
         os.makedirs(work)
+        # The worker: the README's embedding example, the smallest correct one.
+        source = os.path.join(work, "worker.cpp")
+        run(["/usr/bin/python3", os.path.join(SOURCE_DIR, "tests", "unit", "readme_example.py"),
+             os.path.join(SOURCE_DIR, "README.md"), "program", "embedding", source])
         # CMake: find_package(meshmaster CONFIG REQUIRED), meshmaster::slave and ::slave_static.
         cmake_build = os.path.join(work, "cmake")
         run(["cmake", "-S", os.path.join(HERE, "consumer_cmake"), "-B", cmake_build, "-G", "Ninja",
-             f"-DCMAKE_PREFIX_PATH={self.prefix}", "-DCMAKE_BUILD_TYPE=RelWithDebInfo"])
+             f"-DCMAKE_PREFIX_PATH={self.prefix}", f"-DWORKER_SOURCE={source}", "-DCMAKE_BUILD_TYPE=RelWithDebInfo"])
         run(["cmake", "--build", cmake_build])
         cmake_worker = os.path.join(cmake_build, "worker")
         static_worker = os.path.join(cmake_build, "worker_static")
@@ -126,7 +130,7 @@ class Install(unittest.TestCase):
                          "the static worker needs no meshmaster shared library")
         # pkg-config and a plain g++ command line.
         pc_worker = os.path.join(work, "worker_pkgconfig")
-        run([os.path.join(HERE, "consumer_pkgconfig", "build.sh"), self.libdir, pc_worker])
+        run([os.path.join(HERE, "consumer_pkgconfig", "build.sh"), self.libdir, source, pc_worker])
         for worker in (cmake_worker, pc_worker):
             ldd = run(["ldd", worker])
             self.assertNotIn("not found", ldd)
