@@ -108,7 +108,7 @@ foreach(name protocol mesh slave)
 endforeach()
 install(TARGETS ${meshmaster_installed_targets}
   EXPORT meshmasterTargets
-  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} NAMELINK_COMPONENT Development
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 # Public headers. The shell's (byte_stream) are not among them: no public header includes them.
