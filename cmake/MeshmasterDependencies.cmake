@@ -30,6 +30,10 @@ if(MESHMASTER_PROGRAMS AND NOT MESHMASTER_FUZZ)
   # subcommands; toml++ reads the sectioned file and reports errors with line and column.
   find_package(tomlplusplus REQUIRED CONFIG)
   target_compile_definitions(tomlplusplus::tomlplusplus INTERFACE TOML_HEADER_ONLY=0 TOML_SHARED_LIB=1)
+  # sd_notify(3) for a Type=notify service (readiness, status, reload, stop, watchdog): the daemon
+  # alone links it (master/src/systemd_notify.cpp), never the libraries.
+  find_package(PkgConfig REQUIRED)
+  pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 
 endif()
 

@@ -166,6 +166,7 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
             co_return;
         }
         stop_requested_ = true;
+        notify_.stopping();
         drive([&] {
             if (leave) {
                 core_.request_detach(now());

@@ -18,6 +18,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <csignal>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -65,6 +66,7 @@ int daemon_runtime::run() {
     asio::co_spawn(io_, signal_loop(), asio::detached);
     refusal_timer_.expires_at(std::chrono::steady_clock::time_point::max());
     asio::co_spawn(io_, refusal_summary_loop(), asio::detached);
+    notify_.begin();  // listening, the initial start asked for: READY=1 follows once it is over
     io_.run();
     return exit_code_;
 }
@@ -145,6 +147,7 @@ void daemon_runtime::perform(actions::hit_failpoint& a) {
 }
 void daemon_runtime::perform(actions::exit_daemon& a) {
     exit_code_ = a.code;
+    notify_.stopping();  // an immediate stop, or one the status loop has not seen yet
     log_line("info", "meshmaster stopped");
     // Let goodbye frames leave, then stop.
     asio::co_spawn(io_, finish(), asio::detached);
@@ -238,6 +241,16 @@ spawner::callbacks daemon_runtime::spawner_callbacks() {
                 (void)!::write(STDERR_FILENO, text.data(), text.size());
             },
     };
+}
+
+fleet_progress daemon_runtime::progress_for_systemd() const {
+    const auto st = core_.status(now());
+    fleet_progress p{.running = st.shards_running, .total = static_cast<std::uint32_t>(st.shards.size()),
+                     .stopping = st.stopping || st.detaching};
+    const bool all_run = std::ranges::all_of(st.shards, [](const shard_status& s) { return s.phase == "running" || s.moving; });
+    const bool gave_up = st.spares_failed || std::ranges::any_of(st.slots, [](const slot_status& s) { return s.failed; });
+    p.settled = !cfg_.supervisor.spawn_slaves || all_run || gave_up;
+    return p;
 }
 
 int run_daemon(daemon_config config, config_loader reload) {

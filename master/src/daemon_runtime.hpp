@@ -15,6 +15,7 @@
 #include "refusal_limiter.hpp"
 #include "slave_server.hpp"
 #include "spawner.hpp"
+#include "systemd_notify.hpp"
 
 #include <meshmaster/master/slave_session.hpp>
 #include <meshmaster/master/supervisor.hpp>
@@ -88,6 +89,7 @@ private:
     awaitable timer_loop();
     static refusal_limits refusal_limits_of(const daemon_config& c);
     spawner::callbacks spawner_callbacks();
+    fleet_progress progress_for_systemd() const;  // what systemd_notifier tells (STATUS=, READY=1)
 
     // --- start-up (daemon_startup.cpp) ----------------------------------------------------------
     int load_secret();
@@ -147,6 +149,7 @@ private:
     std::optional<checkpoint_store> checkpoints_;
     std::string slave_address_;
     slave_server slaves_{io_.get_executor(), *this};  // after what it asks for (session_settings_, cfg_)
+    systemd_notifier notify_{io_.get_executor(), [this] { return progress_for_systemd(); }};
     std::deque<event_record> restart_outcomes_;
     bool stop_requested_ = false;
     int exit_code_ = to_int(exit_code::failure);

@@ -44,6 +44,7 @@ daemon_runtime::awaitable daemon_runtime::signal_loop() {
             case SIGINT:
                 if (!stop_requested_) {
                     stop_requested_ = true;
+                    notify_.stopping();
                     log_line("info", fmt::format("{}: stopping gracefully (again to stop at once)", signal == SIGTERM ? "SIGTERM" : "SIGINT"));
                     drive([&] { core_.request_stop(now(), false); });
                 } else {
@@ -61,6 +62,11 @@ daemon_runtime::awaitable daemon_runtime::signal_loop() {
 // after failed starts are tried again: the reload may have fixed their command.
 daemon_runtime::reload_outcome daemon_runtime::reload(std::string_view trigger) {
     reload_outcome out;
+    notify_.reloading();
+    struct ready_again {  // applied or rejected, the daemon serves on: READY=1 again
+        systemd_notifier& notify;
+        ~ready_again() { notify.reloaded(); }
+    } ready_again{notify_};
     auto reject = [&] {
         std::string all;
         for (const auto& e : out.errors) all += (all.empty() ? "" : "; ") + e;

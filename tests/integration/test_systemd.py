@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+"""The daemon under systemd, as systemd sees it: the sd_notify(3) messages on a socket this test plays
+(readiness, status, reload, stop, watchdog), and the unit file in deploy/systemd/."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from support import Fleet
+
+SOURCE = os.environ.get("MESHMASTER_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("MESHMASTER_BUILD_DIR", "build/release")
+LIVENESS = 60  # seconds: a limit on waiting for what takes a second at most, never a speed goal
+WATCHDOG_USEC = 400000
+
+
+class NotifySocket:
+    """An AF_UNIX datagram socket where NOTIFY_SOCKET points; collects each datagram with its arrival time."""
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.messages = []  # (monotonic time, {key: value})
+        self.lock = threading.Lock()
+        self.done = False
+        self.thread = threading.Thread(target=self._receive, daemon=True)
+        self.thread.start()
+
+    def _receive(self):
+        while not self.done:
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if line)
+            with self.lock:
+                self.messages.append((time.monotonic(), fields))
+
+    def close(self):
+        self.done = True
+        self.thread.join()
+        self.sock.close()
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.messages)
+
+    def wait_for(self, predicate, after=0, what="message"):
+        """The first message from index `after` on that `predicate` accepts: (index, fields)."""
+        deadline = time.monotonic() + LIVENESS
+        while time.monotonic() < deadline:
+            for i, (_, fields) in enumerate(self.snapshot()[after:], after):
+                if predicate(fields):
+                    return i, fields
+            time.sleep(0.02)
+        raise TimeoutError(f"no {what}; got {[m for _, m in self.snapshot()]}")
+
+
+class Notify(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="meshmaster-notify-")
+        self.addCleanup(self.dir.cleanup)
+        self.notify = NotifySocket(self.dir.name)
+        self.addCleanup(self.notify.close)
+
+    def start(self, fleet):
+        self.addCleanup(fleet.close)
+        # WATCHDOG_PID stays unset: the daemon's PID is not known before it starts, and
+        # sd_watchdog_enabled(3) checks it only when it is set.
+        fleet.master.start(env={"NOTIFY_SOCKET": self.notify.path, "WATCHDOG_USEC": str(WATCHDOG_USEC)})
+        return fleet.master
+
+    def test_ready_status_reload_watchdog_and_stop_in_order(self):
+        master = self.start(Fleet(shards=16, slaves=2, rate=50))
+        at, ready = self.notify.wait_for(lambda m: "READY" in m, what="READY=1")
+        status = master.status()
+        self.assertEqual(status["shards_running"], 16, "READY=1 only once every shard runs")
+        self.assertEqual(ready["STATUS"], "16/16 shards running")
+        before = [m for _, m in self.notify.snapshot()[:at]]
+        for m in before:
+            if "STATUS" in m:
+                running, total = m["STATUS"].split(" ")[0].split("/")
+                self.assertEqual(total, "16")
+                self.assertLess(int(running), 16, "a full count comes with READY=1, not before")
+
+        # Reload: RELOADING=1 with the monotonic time it began, then READY=1 again.
+        before_reload = time.clock_gettime(time.CLOCK_MONOTONIC)
+        out = master.cli("reload")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        at, reloading = self.notify.wait_for(lambda m: "RELOADING" in m, at + 1, "RELOADING=1")
+        self.assertEqual(reloading["RELOADING"], "1")
+        began = int(reloading["MONOTONIC_USEC"]) / 1e6
+        self.assertGreaterEqual(began, before_reload)
+        self.assertLessEqual(began, time.clock_gettime(time.CLOCK_MONOTONIC))
+        at, _ = self.notify.wait_for(lambda m: m.get("READY") == "1", at + 1, "READY=1 after the reload")
+        # SIGHUP, as ExecReload sends it, the same.
+        master.signal(signal.SIGHUP)
+        at, _ = self.notify.wait_for(lambda m: "RELOADING" in m, at + 1, "RELOADING=1 on SIGHUP")
+        at, _ = self.notify.wait_for(lambda m: m.get("READY") == "1", at + 1, "READY=1 after SIGHUP")
+
+        # The watchdog: pinged about every WATCHDOG_USEC/2 the whole time.
+        time.sleep(1.5)
+        pings = [t for t, m in self.notify.snapshot() if m.get("WATCHDOG") == "1"]
+        self.assertGreaterEqual(len(pings), 3)
+        self.assertLess(time.monotonic() - pings[-1], WATCHDOG_USEC / 1e6 * 2, "the pings keep coming")
+
+        # A stop: STOPPING=1, then the daemon exits.
+        out = master.cli("stop")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.notify.wait_for(lambda m: m.get("STOPPING") == "1", at + 1, "STOPPING=1")
+        self.assertEqual(master.process.wait(LIVENESS), 0)
+        stopping = [m for _, m in self.notify.snapshot() if "STOPPING" in m]
+        self.assertEqual(len(stopping), 1, "STOPPING=1 once")
+        states = [k for _, m in self.notify.snapshot() for k in ("READY", "RELOADING", "STOPPING") if k in m]
+        self.assertEqual(states, ["READY", "RELOADING", "READY", "RELOADING", "READY", "STOPPING"])
+
+    def test_with_external_slaves_ready_comes_at_once_and_sigterm_says_stopping(self):
+        master = self.start(Fleet(shards=4, slaves=1, rate=50, settings={"slaves": {"spawn": False}}))
+        _, ready = self.notify.wait_for(lambda m: "READY" in m, what="READY=1")
+        self.assertEqual(ready["STATUS"], "0/4 shards running")
+        master.signal(signal.SIGTERM)
+        self.notify.wait_for(lambda m: m.get("STOPPING") == "1", what="STOPPING=1")
+        self.assertEqual(master.process.wait(LIVENESS), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
