@@ -15,12 +15,15 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <fstream>
 #include <set>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <thread>
@@ -256,8 +259,91 @@ int reload(const std::string& path) {
     return to_int(exit_code::failure);
 }
 
-int stop(const std::string& path, bool leave_slaves) {
-    auto answer = request_once(path, {{"command", "stop"}, {"leave_slaves", leave_slaves}});
+namespace {
+// The pid and event log of the daemon on `path`, from its status, before it is asked to stop.
+struct daemon_identity {
+    std::int64_t pid = 0;
+    std::string event_log;  // absolute: a relative one is resolved against the daemon's directory
+};
+std::variant<daemon_identity, int> identify(const std::string& path) {
+    auto answer = request_once(path, {{"command", "status"}, {"detail", "summary"}});
+    if (const int* code = std::get_if<int>(&answer)) return *code;
+    const json::object& o = std::get<json::object>(answer);
+    const auto* master = o.if_contains("master");
+    const auto* pid = master && master->is_object() ? master->as_object().if_contains("pid") : nullptr;
+    if (!pid || !pid->is_int64()) {
+        fmt::print(stderr, "unexpected answer from meshmaster: {}\n", json::serialize(o));
+        return to_int(exit_code::failure);
+    }
+    daemon_identity id{.pid = pid->as_int64()};
+    if (const auto* log = o.if_contains("event_log"); log && log->is_string()) id.event_log = std::string(log->as_string());
+    if (!id.event_log.empty() && id.event_log.front() != '/') {
+        char cwd[4096];
+        const ssize_t n = ::readlink(fmt::format("/proc/{}/cwd", id.pid).c_str(), cwd, sizeof cwd - 1);
+        if (n > 0) id.event_log = std::string(cwd, static_cast<std::size_t>(n)) + "/" + id.event_log;
+    }
+    return id;
+}
+
+// The event name of the log's last record ("" when there is none or it cannot be read).
+std::string last_event(const std::string& path) {
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    if (!in) return {};
+    const std::streamoff size = in.tellg();
+    const std::streamoff from = std::max<std::streamoff>(0, size - 65536);  // records are far shorter
+    in.seekg(from);
+    std::string tail(static_cast<std::size_t>(size - from), '\0');
+    in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+    while (!tail.empty() && tail.back() == '\n') tail.pop_back();
+    const auto nl = tail.rfind('\n');
+    boost::system::error_code ec;
+    const json::value v = json::parse(nl == std::string::npos ? tail : tail.substr(nl + 1), ec);
+    if (ec || !v.is_object()) return {};
+    const auto* e = v.as_object().if_contains("event");
+    return e && e->is_string() ? std::string(e->as_string()) : std::string();
+}
+
+// Waits for `pid` to exit through a pidfd (a pid reused meanwhile cannot fool it: the pidfd is
+// taken before the stop is asked for). True once it exited, false at the deadline.
+bool exited_within(int pidfd, std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (true) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        pollfd p{.fd = pidfd, .events = POLLIN, .revents = 0};
+        const int rc = ::poll(&p, 1, static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 60'000)));
+        if (rc > 0) return true;
+        if (rc < 0 && errno != EINTR) return true;  // cannot happen with a valid pidfd; do not spin
+        if (left.count() <= 0) return false;
+    }
+}
+}  // namespace
+
+int stop(const std::string& path, const stop_options& options) {
+    std::optional<std::chrono::milliseconds> limit;
+    daemon_identity daemon;
+    int pidfd = -1;
+    struct close_at_exit {
+        int& fd;
+        ~close_at_exit() {
+            if (fd >= 0) ::close(fd);
+        }
+    } pidfd_closer{pidfd};
+    if (options.wait) {
+        limit = parse_duration(options.timeout);
+        if (!limit) {
+            fmt::print(stderr, "--timeout: '{}' is not a duration (like 90s or 10m)\n", options.timeout);
+            return to_int(exit_code::usage);
+        }
+        auto id = identify(path);
+        if (const int* code = std::get_if<int>(&id)) return *code;
+        daemon = std::get<daemon_identity>(std::move(id));
+        pidfd = static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(daemon.pid), 0));
+        if (pidfd < 0) {
+            fmt::print(stderr, "cannot watch meshmaster's process {}: {}\n", daemon.pid, std::strerror(errno));
+            return to_int(exit_code::failure);
+        }
+    }
+    auto answer = request_once(path, {{"command", "stop"}, {"leave_slaves", options.leave_slaves}});
     if (const int* code = std::get_if<int>(&answer)) return *code;
     const json::object& o = std::get<json::object>(answer);
     const std::string_view result = result_of(o);
@@ -276,6 +362,28 @@ int stop(const std::string& path, bool leave_slaves) {
         fmt::print(stderr, "unexpected answer from meshmaster: {}\n", json::serialize(o));
         return to_int(exit_code::failure);
     }
+    if (!options.wait) return to_int(exit_code::ok);
+    std::fflush(stdout);
+    if (!exited_within(pidfd, *limit)) {
+        fmt::print(stderr, "meshmaster (pid {}) is still running after {}; it goes on stopping\n", daemon.pid,
+                   options.timeout);
+        return to_int(exit_code::failure);
+    }
+    // How it ended: the log's last record says whether the stop was clean (a crash leaves none).
+    const std::string wanted = options.leave_slaves ? "master_detached" : "master_stopped";
+    const std::string last = last_event(daemon.event_log);
+    if (last.empty()) {
+        fmt::print(stderr, "meshmaster (pid {}) exited; how it ended is unknown: cannot read its event log {}\n",
+                   daemon.pid, daemon.event_log);
+        return to_int(exit_code::failure);
+    }
+    if (last != wanted) {
+        fmt::print(stderr, "meshmaster (pid {}) exited, but its event log ends with {}, not {}: not a clean {}\n",
+                   daemon.pid, last, wanted, options.leave_slaves ? "detach" : "stop");
+        return to_int(exit_code::failure);
+    }
+    fmt::print("meshmaster (pid {}) exited: {}\n", daemon.pid,
+               options.leave_slaves ? "detached, the slaves keep running" : "stopped cleanly");
     return to_int(exit_code::ok);
 }
 

@@ -29,10 +29,17 @@ int restart(const std::string& control_socket, bool wait);
 /// `meshmaster reload`: 0 applied, 1 applied except the settings named (they need the daemon
 /// restarted), 78 rejected (nothing applied; the errors printed), 69 no daemon.
 int reload(const std::string& control_socket);
-/// `meshmaster stop`: 0 stopping (or already), 1 refused (a stop of the other kind is under way),
-/// 69 no daemon. leave_slaves: the daemon exits but the slaves keep their shards for the next
-/// master to adopt.
-int stop(const std::string& control_socket, bool leave_slaves);
+struct stop_options {
+    bool leave_slaves = false;  ///< the daemon exits but the slaves keep their shards for the next master to adopt
+    bool wait = false;          ///< return once the daemon has exited
+    std::string timeout = "10m";  ///< with wait: how long at most (time_parse.hpp's parse_duration)
+};
+/// `meshmaster stop [--leave-slaves] [--wait [--timeout D]]`: 0 stopping (or already); with --wait,
+/// 0 the daemon exited and its event log ends with the stop asked for (master_stopped, or
+/// master_detached with --leave-slaves). 1 refused (a stop of the other kind is under way), or with
+/// --wait: still running after the timeout, or exited without ending its log that way. 64 a bad
+/// --timeout, 69 no daemon.
+int stop(const std::string& control_socket, const stop_options& options);
 
 struct event_filter {
     std::vector<std::string> types;   ///< event names (a trailing * matches a prefix)

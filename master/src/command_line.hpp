@@ -36,8 +36,9 @@ struct command_line {
     // status, restart, reload, stop
     std::string control_socket = "meshmaster.sock";
     bool control_socket_given = false;  // -s on the command line: it wins over the configuration's
-    bool wait = false;                  // restart --wait
+    bool wait = false;                  // restart --wait, stop --wait
     bool leave_slaves = false;          // stop --leave-slaves
+    std::string stop_timeout = "10m";   // stop --wait --timeout
     cli::status_options status;         // status --json, --summary, --shards, --state
 
     // -c of every subcommand but run and check-config: the configuration to take paths from

@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
         if (which == command::status) return cli::status(cl.control_socket, cl.status);
         if (which == command::restart) return cli::restart(cl.control_socket, cl.wait);
         if (which == command::reload) return cli::reload(cl.control_socket);
-        return cli::stop(cl.control_socket, cl.leave_slaves);
+        return cli::stop(cl.control_socket, {.leave_slaves = cl.leave_slaves, .wait = cl.wait, .timeout = cl.stop_timeout});
     }
     if (which == command::mesh_ping || which == command::mesh_nodes) {
         if (!cl.control_config.empty() && cl.mesh_key.key_file.empty() && cl.mesh_key.secret_file.empty()) {

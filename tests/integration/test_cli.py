@@ -559,5 +559,50 @@ class Stopping(unittest.TestCase):
             fleet.close()
 
 
+class StopWait(unittest.TestCase):
+    """`meshmaster stop --wait`: returns once the daemon is gone, and says how it ended."""
+
+    def test_returns_0_once_the_daemon_has_exited_cleanly(self):
+        with Fleet(shards=4, slaves=2, rate=50) as fleet:
+            master = fleet.master
+            master.wait_running()
+            out = master.cli("stop", "--wait")
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn(f"meshmaster (pid {master.process.pid}) exited: stopped cleanly", out.stdout)
+            # Already gone when the command returned: only its exit status is left to collect.
+            self.assertEqual(master.process.poll(), 0)
+            self.assertEqual(master.events()[-1]["event"], "master_stopped")
+
+    def test_with_leave_slaves_the_slaves_outlive_the_master(self):
+        with Fleet(shards=4, slaves=2, rate=50) as fleet:
+            master = fleet.master
+            pids = [s["pid"] for s in master.wait_running()["slaves"]]
+            out = master.cli("stop", "--wait", "--leave-slaves")
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("detached, the slaves keep running", out.stdout)
+            self.assertEqual(master.process.poll(), 0)
+            for pid in pids:  # alive, and still our bots (the fleet's close kills them by PID)
+                self.assertTrue(master._is_our_slave(pid), f"slave {pid} is gone")
+
+    def test_a_daemon_still_stopping_at_the_timeout_exits_1_and_a_bad_timeout_64(self):
+        # Slaves that ignore shutdown keep the graceful stop going until timeouts.shutdown.
+        with Fleet(shards=4, slaves=1, rate=50, bot_args=["--ignore-shutdown"],
+                   settings={"timeouts": {"shutdown": "10s"}}) as fleet:
+            master = fleet.master
+            master.wait_running()
+            out = master.cli("stop", "--wait", "--timeout", "soon")
+            self.assertEqual(out.returncode, 64, out.stdout + out.stderr)
+            self.assertIn("--timeout: 'soon' is not a duration", out.stderr)
+            self.assertIsNone(master.process.poll(), "a bad command line asks for nothing")
+            out = master.cli("stop", "--wait", "--timeout", "300ms")
+            self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+            self.assertIn("is still running after 300ms", out.stderr)
+            self.assertIsNone(master.process.poll())
+            out = master.cli("stop", "--wait")  # the stop under way, followed to its end
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("already stopping", out.stdout)
+            self.assertEqual(master.process.poll(), 0)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
