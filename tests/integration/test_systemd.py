@@ -130,5 +130,35 @@ class Notify(unittest.TestCase):
         self.assertEqual(master.process.wait(LIVENESS), 0)
 
 
+class UnitFile(unittest.TestCase):
+    UNIT = os.path.join(SOURCE, "deploy", "systemd", "meshmaster.service")
+
+    def test_systemd_analyze_verify_accepts_it_without_a_warning(self):
+        analyze = shutil.which("systemd-analyze")
+        if analyze is None:
+            self.skipTest("systemd-analyze is missing (Debian package systemd)")
+        with open(self.UNIT) as f:
+            text = f.read()
+        # verify insists that ExecStart= names an executable: the installed path is not there in a
+        # build tree, so a copy of the unit points at the built binary instead (nothing else changes).
+        built = os.path.abspath(os.path.join(BUILD, "master", "meshmaster"))
+        self.assertIn("ExecStart=/usr/bin/meshmaster run -c /etc/meshmaster/meshmaster.toml\n", text)
+        with tempfile.TemporaryDirectory() as d:
+            copy = os.path.join(d, "meshmaster.service")
+            with open(copy, "w") as f:
+                f.write(text.replace("ExecStart=/usr/bin/meshmaster ", f"ExecStart={built} "))
+            out = subprocess.run([analyze, "verify", copy], capture_output=True, text=True, timeout=LIVENESS)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertEqual(out.stderr, "", "no warning either (an unknown or misspelt key is one)")
+
+    def test_what_replacing_the_master_relies_on(self):
+        with open(self.UNIT) as f:
+            settings = [line.strip() for line in f if "=" in line and not line.startswith("#")]
+        for wanted in ("Type=notify", "KillMode=process", "ExecReload=/bin/kill -HUP $MAINPID", "User=meshmaster",
+                       "RuntimeDirectory=meshmaster", "StateDirectory=meshmaster", "LogsDirectory=meshmaster"):
+            self.assertIn(wanted, settings)
+        self.assertTrue(any(s.startswith("WatchdogSec=") for s in settings))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
