@@ -84,9 +84,11 @@ void add_control_commands(CLI::App& app, command_line& cl, subcommands& s) {
     add_control(s.stop);
     s.stop->add_flag("--leave-slaves", cl.leave_slaves,
                      "exit but leave the slaves running their shards; the next master adopts them");
-    s.stop->add_flag("--wait", cl.wait, "return once the daemon has exited (exit 1 if it did not stop cleanly in time)");
+    CLI::Option* stop_wait =
+        s.stop->add_flag("--wait", cl.wait, "return once the daemon has exited (exit 1 if it did not stop cleanly in time)");
     s.stop->add_option("--timeout", cl.stop_timeout, "with --wait: how long to wait at most, e.g. 90s, 10m")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->needs(stop_wait);
 }
 
 // events, replay: the commands that read the event log (--log, or the path in the configuration
