@@ -198,6 +198,12 @@ void spawner::spawn(request r) {
     for (char** e = environ; *e; ++e) {
         const std::string_view kv(*e);
         if (kv.starts_with("MESHMASTER_SECRET")) continue;  // the pipe carries it, not the environment
+        // systemd's word to the master (sd_notify, the watchdog): a slave that inherited it would
+        // speak for the service, or be taken for it by a library that notifies on its own.
+        if (kv.starts_with("NOTIFY_SOCKET=") || kv.starts_with("WATCHDOG_USEC=") || kv.starts_with("WATCHDOG_PID=") ||
+            kv.starts_with("LISTEN_FDS=") || kv.starts_with("LISTEN_PID=") || kv.starts_with("LISTEN_FDNAMES=")) {
+            continue;
+        }
         env_strings.emplace_back(kv);
     }
     for (auto& kv : r.environment) env_strings.push_back(std::move(kv));

@@ -83,6 +83,12 @@ class Notify(unittest.TestCase):
         status = master.status()
         self.assertEqual(status["shards_running"], 16, "READY=1 only once every shard runs")
         self.assertEqual(ready["STATUS"], "16/16 shards running")
+        # systemd's variables are the master's alone: a slave that inherited NOTIFY_SOCKET could
+        # speak for the service.
+        for slave in status["slaves"]:
+            with open(f"/proc/{slave['pid']}/environ", "rb") as f:
+                names = {entry.split(b"=", 1)[0] for entry in f.read().split(b"\0") if entry}
+            self.assertFalse(names & {b"NOTIFY_SOCKET", b"WATCHDOG_USEC"}, slave["id"])
         before = [m for _, m in self.notify.snapshot()[:at]]
         for m in before:
             if "STATUS" in m:
