@@ -1,6 +1,7 @@
 #include "cli.hpp"
 #include "exit_code.hpp"
 #include "json_fields.hpp"
+#include "restart_progress.hpp"
 #include "status_shards.hpp"
 #include "status_summary.hpp"
 
@@ -22,6 +23,7 @@
 #include <fstream>
 #include <set>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
@@ -141,6 +143,14 @@ int status(const std::string& path, const status_options& options) {
 }
 
 namespace {
+// The terminal's width in columns, for the progress bar; 80 when it does not say (a pseudo-terminal
+// nobody sized reports 0).
+std::size_t terminal_width() {
+    winsize ws{};
+    if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    return 80;
+}
+
 // "failed slots started again: 0, 1" and the like, for the replies of restart and reload.
 void print_retried(const json::object& o) {
     if (const auto* slots = o.if_contains("retried_slots"); slots && slots->is_array() && !slots->as_array().empty()) {
@@ -181,24 +191,32 @@ int restart(const std::string& path, bool wait) {
     }
     print_retried(a);
     if (!wait) return to_int(exit_code::ok);
+    // A bar redrawn in place on a terminal; in a log or a pipe, a plain sentence at most once a
+    // second or per tenth of the shards moved (restart_progress.hpp).
     const bool tty = ::isatty(STDOUT_FILENO);
-    auto last_print = std::chrono::steady_clock::now() - std::chrono::seconds(10);
+    restart_progress_throttle throttle;
+    const auto started = std::chrono::steady_clock::now();
+    bool drawn = false;  // a bar is on the terminal's current line
     while (auto line = c.next()) {
+        if (!line->is_object()) continue;
         const json::object& o = line->as_object();
-        if (const auto* p = o.if_contains("progress"); p && p->is_object()) {
-            // A live line on a terminal; one line a second in a log.
+        if (const auto* p = o.if_contains("progress")) {
+            if (!p->is_object()) continue;  // null: the restart has not started yet (queued)
+            const restart_progress progress = restart_progress_from_json(p->as_object());
+            const json::value* elapsed_ms = p->as_object().if_contains("elapsed_ms");
+            const double elapsed_s = elapsed_ms && elapsed_ms->is_number() ? elapsed_ms->to_number<double>() / 1000 : 0;
             if (tty) {
-                fmt::print("\r\033[K{}", restart_progress_text(p->as_object()));
+                fmt::print("\r\033[K{}", restart_progress_bar(progress, terminal_width(), elapsed_s));
                 std::fflush(stdout);
-            } else if (std::chrono::steady_clock::now() - last_print >= std::chrono::seconds(1)) {
-                fmt::print("{}\n", restart_progress_text(p->as_object()));
+                drawn = true;
+            } else if (throttle.due(progress, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count())) {
+                fmt::print("{}\n", restart_progress_line(progress, elapsed_s));
                 std::fflush(stdout);
-                last_print = std::chrono::steady_clock::now();
             }
             continue;
         }
         if (const auto* f = o.if_contains("finished")) {
-            if (tty) fmt::print("\r\033[K");
+            if (drawn) fmt::print("\r\033[K");
             const bool ok = f->as_string() == "completed";
             fmt::print("restart {} {} in {:.3f} s, {} shards moved{}\n", text(o.at("restart")), ok ? "completed" : "FAILED",
                        o.at("duration_ms").to_number<double>() / 1000, text(o.at("shards_moved")),
@@ -206,7 +224,11 @@ int restart(const std::string& path, bool wait) {
             return to_int(ok ? exit_code::ok : exit_code::failure);
         }
     }
-    fmt::print(stderr, "\nthe daemon closed the connection before the restart finished\n");
+    if (drawn) {
+        fmt::print("\r\033[K");
+        std::fflush(stdout);
+    }
+    fmt::print(stderr, "the daemon closed the connection before the restart finished\n");
     return to_int(exit_code::failure);
 }
 

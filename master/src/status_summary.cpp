@@ -203,10 +203,6 @@ void slaves(std::string& out, const json::object& s) {
 
 }  // namespace
 
-std::string restart_progress_text(const json::object& r) {
-    return fmt::format("restart {}: {}", text(field(r, "id")), progress_body(r));
-}
-
 std::string status_summary_text(const json::object& s) {
     std::string out;
     header(out, s);

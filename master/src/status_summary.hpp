@@ -23,7 +23,4 @@ inline constexpr std::size_t slaves_not_running_listed = 20;
 /// The summary, ending in a newline.
 std::string status_summary_text(const boost::json::object& status);
 
-/// The progress line of a running restart (the answer's `restart`), as `restart --wait` prints it.
-std::string restart_progress_text(const boost::json::object& restart);
-
 }  // namespace meshmaster::master

@@ -3,6 +3,8 @@
 import datetime
 import json
 import os
+import pty
+import re
 import select
 import signal
 import stat
@@ -605,6 +607,80 @@ class StopWait(unittest.TestCase):
             self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
             self.assertIn("already stopping", out.stdout)
             self.assertEqual(master.process.poll(), 0)
+
+
+class RestartProgress(unittest.TestCase):
+    """`restart --wait` while it waits: plain sentences in a pipe or a log, a bar redrawn in place on
+    a terminal; the outcome's line and exit code the same either way."""
+
+    @classmethod
+    def setUpClass(cls):
+        # Every resume on a new slave (both restarts' generations) takes 400 ms and one move runs at
+        # a time: the daemon reports progress (every 100 ms) several times before the end.
+        slow = {"MESHMASTER_FAILPOINTS": "g2/slave.resume.before_callback=delay:400,"
+                                         "g3/slave.resume.before_callback=delay:400"}
+        with mock.patch.dict(os.environ, slow):
+            cls.fleet = Fleet(shards=4, slaves=1, rate=50, concurrency=1)
+            cls.fleet.__enter__()
+        cls.master = cls.fleet.master
+        cls.master.wait_running()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fleet.close()
+
+    def test_a_pipe_gets_plain_lines_with_the_counts(self):
+        out = self.master.cli("restart", "--wait")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertNotIn("\r", out.stdout)
+        self.assertNotIn("\033", out.stdout)
+        lines = out.stdout.splitlines()
+        self.assertRegex(lines[0], r"^restart started \(id \d+\)$")
+        self.assertRegex(lines[-1], r"^restart \d+ completed in [\d.]+ s, 4 shards moved$")
+        progress = lines[1:-1]
+        self.assertTrue(progress, out.stdout)
+        for line in progress:
+            self.assertRegex(line, r"^restart \d+: \d+/\d+ shards moved( \(\d+ %\))?, \d+/1 slave pairs done, "
+                                   r"\d+ in flight, [\dhms. ]+ elapsed, (about [\dhms. ]+ left|no estimate of the time left yet)$")
+        # Rate-limited (the daemon reports ten a second): the first report, one per tenth of the 4
+        # shards crossed (at most 4), and one a second.
+        seconds = float(re.search(r" in ([\d.]+) s,", lines[-1]).group(1))
+        self.assertLessEqual(len(progress), 1 + 4 + seconds + 1, out.stdout)
+        assert_single_owners(self, self.master.wait_running())
+
+    def test_a_terminal_gets_a_bar_redrawn_in_place_then_the_outcome(self):
+        leader, follower = pty.openpty()
+        try:
+            process = subprocess.Popen([self.master.binary, "restart", "--wait", "-s", self.master.socket],
+                                       stdout=follower, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            os.close(follower)
+            follower = None
+            received = b""
+            while True:
+                ready, _, _ = select.select([leader], [], [], LIVENESS)
+                self.assertTrue(ready, f"no output for {LIVENESS} s: {received!r}")
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                received += chunk
+            self.assertEqual(process.wait(LIVENESS), 0, process.stderr.read())
+            process.stderr.close()
+        finally:
+            os.close(leader)
+            if follower is not None:
+                os.close(follower)
+        text = received.decode().replace("\r\n", "\n")  # the terminal's own newline translation
+        self.assertRegex(text, r"^restart started \(id \d+\)\n")
+        bars = re.findall(r"\r\033\[K(\[[#-]+\] \d+/4 shards  \d+/1 pairs  [\dhms. ]+  ETA [^\r\n]+)", text)
+        self.assertTrue(bars, repr(text))
+        # Sized from the terminal (a pseudo-terminal nobody sized: 80 columns), one column to spare.
+        self.assertTrue(all(len(b) == 79 for b in bars), bars)
+        # The bar is cleared, and the outcome is the last line, as in a pipe.
+        self.assertRegex(text, r"\r\033\[Krestart \d+ completed in [\d.]+ s, 4 shards moved\n$")
+        assert_single_owners(self, self.master.wait_running())
 
 
 if __name__ == "__main__":
