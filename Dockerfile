@@ -1,14 +1,39 @@
 # Builds and tests meshmaster on Debian 12 with the same script and commands as the README
 # (scripts/test installs the packages: there is no second list here to drift), then ships the
-# installed tree in a slim runtime image. The integration tests need no privileges: loopback only.
+# daemon and the example bot and gateway, stripped, in a slim runtime image that runs them as an
+# unprivileged user. The integration tests need no privileges: loopback only.
+#
+# No HEALTHCHECK yet: the daemon has no HTTP endpoint to ask (issue 15 adds /healthz later).
 FROM debian:12 AS build
 WORKDIR /src
 COPY . .
-RUN scripts/test && cmake --install build/release --prefix /opt/meshmaster
+# The install is stripped (--strip); of it the runtime takes only the program (the headers,
+# libraries and CMake/pkg-config files are for building against meshmaster, not for running it).
+# The example bot and gateway are not installed (they are the demo's testbed): copied and stripped.
+RUN scripts/test \
+ && cmake --install build/release --prefix /opt/meshmaster --strip \
+ && install -D --strip -m 0755 build/release/examples/bot/bot /opt/meshmaster-examples/bot \
+ && install -D --strip -m 0755 build/release/examples/gateway/gateway /opt/meshmaster-examples/gateway
 
 FROM debian:12-slim AS runtime
+# The shared libraries the binaries link (`scripts/install-deps --print-runtime`); every other
+# library is linked statically. tests/install/test_docker_runtime.py checks this list against `ldd`.
 COPY scripts/install-deps /tmp/install-deps
 RUN /tmp/install-deps --runtime && rm -rf /var/lib/apt/lists/* /tmp/install-deps
-COPY --from=build /opt/meshmaster /opt/meshmaster
+# A fixed UID/GID, so that a volume's files keep one owner across images and hosts.
+RUN groupadd --system --gid 10001 meshmaster \
+ && useradd --system --uid 10001 --gid meshmaster --home-dir /var/lib/meshmaster --no-create-home \
+            --shell /usr/sbin/nologin meshmaster \
+ && install -d -o meshmaster -g meshmaster -m 0750 /var/lib/meshmaster
+COPY --from=build /opt/meshmaster/bin/meshmaster /opt/meshmaster/bin/meshmaster
+COPY --from=build /opt/meshmaster-examples/bot /opt/meshmaster-examples/gateway /opt/meshmaster/examples/
 ENV PATH=/opt/meshmaster/bin:$PATH
+USER meshmaster:meshmaster
+# The event log, checkpoints and control socket (deploy/compose/meshmaster.toml puts them here):
+# the master's memory across its own restarts, so a volume.
+WORKDIR /var/lib/meshmaster
+VOLUME /var/lib/meshmaster
+# Slaves on other hosts connect here (listen = "0.0.0.0:7400"); the ones spawned inside use loopback.
+EXPOSE 7400
 ENTRYPOINT ["meshmaster"]
+CMD ["run", "-c", "/etc/meshmaster/meshmaster.toml"]
