@@ -137,3 +137,33 @@ foreach(name protocol mesh slave)
                  ${PROJECT_BINARY_DIR}/meshmaster-${name}.pc @ONLY)
   install(FILES ${PROJECT_BINARY_DIR}/meshmaster-${name}.pc DESTINATION ${meshmaster_pc_dir})
 endforeach()
+
+# What runs the daemon as a service: the man page, the systemd unit and an example configuration.
+# The man page is shipped gzip -9n'd (no name or time stamp in the header, so the build is
+# reproducible), as Debian policy asks of packaged man pages; man reads either form.
+set(meshmaster_man_page ${PROJECT_BINARY_DIR}/meshmaster.1.gz)
+add_custom_command(OUTPUT ${meshmaster_man_page}
+  COMMAND sh -c "gzip -9n -c '${PROJECT_SOURCE_DIR}/deploy/man/meshmaster.1' > '${meshmaster_man_page}'"
+  DEPENDS ${PROJECT_SOURCE_DIR}/deploy/man/meshmaster.1
+  COMMENT "Compressing the man page meshmaster.1"
+  VERBATIM)
+add_custom_target(meshmaster_man_page ALL DEPENDS ${meshmaster_man_page})
+install(FILES ${meshmaster_man_page} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES ${PROJECT_SOURCE_DIR}/docs/operations.md ${PROJECT_SOURCE_DIR}/docs/events.md
+        DESTINATION ${CMAKE_INSTALL_DOCDIR})
+
+# The unit's and the configuration's places. Relative (the default): inside the prefix, like
+# everything else, <prefix>/lib/systemd/system and no configuration under etc — `cmake --install
+# --prefix P` writes nothing outside P. The Debian package (cmake/MeshmasterPackage.cmake) sets
+# them to the system's absolute places, /lib/systemd/system (where Debian 12's systemd and lintian
+# expect a package's units) and /etc/meshmaster (a conffile).
+set(MESHMASTER_SYSTEMD_UNIT_DIR lib/systemd/system CACHE STRING
+    "Where the systemd unit is installed (relative: inside the prefix)")
+set(MESHMASTER_CONFIG_DIR "" CACHE STRING
+    "Where meshmaster.toml is installed as the live configuration (empty: not installed; only the example is)")
+install(FILES ${PROJECT_SOURCE_DIR}/deploy/systemd/meshmaster.service DESTINATION ${MESHMASTER_SYSTEMD_UNIT_DIR})
+install(FILES ${PROJECT_SOURCE_DIR}/deploy/meshmaster.toml.example DESTINATION ${CMAKE_INSTALL_DATADIR}/meshmaster)
+if(MESHMASTER_CONFIG_DIR)
+  install(FILES ${PROJECT_SOURCE_DIR}/deploy/meshmaster.toml.example DESTINATION ${MESHMASTER_CONFIG_DIR}
+          RENAME meshmaster.toml)
+endif()

@@ -96,6 +96,16 @@ class Install(unittest.TestCase):
         for name in LIBRARIES:
             self.assertTrue(os.path.isfile(os.path.join(self.libdir, f"libmeshmaster-{name}.a")), name)
             self.assertTrue(os.path.isfile(os.path.join(self.libdir, "pkgconfig", f"meshmaster-{name}.pc")), name)
+        # Running it as a service: the man page (gzipped, as packages ship it), the systemd unit and
+        # the example configuration, all inside the prefix.
+        self.assertTrue(os.path.isfile(os.path.join(p, "share", "man", "man1", "meshmaster.1.gz")))
+        unit = os.path.join(p, "lib", "systemd", "system", "meshmaster.service")
+        with open(unit) as f, open(os.path.join(SOURCE_DIR, "deploy", "systemd", "meshmaster.service")) as g:
+            self.assertEqual(f.read(), g.read())
+        self.assertTrue(os.path.isfile(os.path.join(p, "share", "meshmaster", "meshmaster.toml.example")))
+        for doc in ("protocol.md", "operations.md", "events.md"):
+            self.assertTrue(os.path.isfile(os.path.join(p, "share", "doc", "meshmaster", doc)), doc)
+        self.assertFalse(os.path.exists(os.path.join(p, "etc")), "no live configuration outside a package")
         # No installed header pulls in msgpack-c, which stays a private dependency.
         for header in glob.glob(os.path.join(p, "include", "**", "*.hpp"), recursive=True):
             with open(header) as f:
