@@ -152,18 +152,10 @@ install(FILES ${meshmaster_man_page} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 install(FILES ${PROJECT_SOURCE_DIR}/docs/operations.md ${PROJECT_SOURCE_DIR}/docs/events.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 
-# The unit's and the configuration's places. Relative (the default): inside the prefix, like
-# everything else, <prefix>/lib/systemd/system and no configuration under etc — `cmake --install
-# --prefix P` writes nothing outside P. The Debian package (cmake/MeshmasterPackage.cmake) sets
-# them to the system's absolute places, /lib/systemd/system (where Debian 12's systemd and lintian
-# expect a package's units) and /etc/meshmaster (a conffile).
-set(MESHMASTER_SYSTEMD_UNIT_DIR lib/systemd/system CACHE STRING
-    "Where the systemd unit is installed (relative: inside the prefix)")
-set(MESHMASTER_CONFIG_DIR "" CACHE STRING
-    "Where meshmaster.toml is installed as the live configuration (empty: not installed; only the example is)")
-install(FILES ${PROJECT_SOURCE_DIR}/deploy/systemd/meshmaster.service DESTINATION ${MESHMASTER_SYSTEMD_UNIT_DIR})
+# The unit in <prefix>/lib/systemd/system, the system user's sysusers.d file in <prefix>/lib/sysusers.d,
+# the example configuration in <prefix>/share/meshmaster: `cmake --install --prefix P` writes nothing
+# outside P. The Debian package moves the unit to /lib/systemd/system and adds the configuration as
+# /etc/meshmaster/meshmaster.toml (cmake/MeshmasterDebStaging.cmake).
+install(FILES ${PROJECT_SOURCE_DIR}/deploy/systemd/meshmaster.service DESTINATION lib/systemd/system)
+install(FILES ${PROJECT_SOURCE_DIR}/deploy/sysusers.d/meshmaster.conf DESTINATION lib/sysusers.d)
 install(FILES ${PROJECT_SOURCE_DIR}/deploy/meshmaster.toml.example DESTINATION ${CMAKE_INSTALL_DATADIR}/meshmaster)
-if(MESHMASTER_CONFIG_DIR)
-  install(FILES ${PROJECT_SOURCE_DIR}/deploy/meshmaster.toml.example DESTINATION ${MESHMASTER_CONFIG_DIR}
-          RENAME meshmaster.toml)
-endif()
