@@ -140,8 +140,47 @@ class DebianPackage(unittest.TestCase):
         state = re.search(r"^StateDirectory=(\S+)$", unit, re.MULTILINE).group(1)
         sysusers = read(os.path.join(self.root, "usr", "lib", "sysusers.d", "meshmaster.conf"))
         self.assertRegex(sysusers, rf'(?m)^u {user} - "[^"]+" /var/lib/{state}$')
-        postinst = read(os.path.join(self.control, "postinst"))
-        self.assertIn("systemd-sysusers meshmaster.conf", postinst)
+        # postinst run for real, into a copy of the unpacked package with this machine's user
+        # database (dpkg's DPKG_ROOT): it makes the system user with systemd-sysusers, and a secret
+        # the daemon accepts, readable by that user only.
+        sysroot = os.path.join(self.tmp.name, "postinst-root")
+        run(["cp", "-a", self.root, sysroot])
+        for name in ("passwd", "group"):
+            with open(f"/etc/{name}") as f, open(os.path.join(sysroot, "etc", name), "w") as g:
+                g.write("\n".join(line for line in f.read().splitlines() if not line.startswith(f"{user}:")) + "\n")
+        for name in ("shadow", "gshadow"):
+            open(os.path.join(sysroot, "etc", name), "w").close()
+        env = dict(os.environ, DPKG_ROOT=sysroot)
+        run(["sh", os.path.join(self.control, "postinst"), "configure", ""], env=env)
+        entry = [line.split(":") for line in read(os.path.join(sysroot, "etc", "passwd")).splitlines()
+                 if line.startswith(f"{user}:")]
+        self.assertEqual(len(entry), 1, entry)
+        self.assertEqual(entry[0][5:], [f"/var/lib/{state}", "/usr/sbin/nologin"])
+        self.assertLess(int(entry[0][2]), 1000, "a system user")
+        self.assertRegex(read(os.path.join(sysroot, "etc", "group")), rf"(?m)^{user}:x:{entry[0][3]}:")
+        secret = os.path.join(sysroot, "etc", "meshmaster", "secret")
+        info = os.stat(secret)
+        self.assertEqual((info.st_mode & 0o777, info.st_uid, info.st_gid), (0o600, int(entry[0][2]), int(entry[0][3])))
+        self.assertRegex(read(secret), r"^[0-9a-f]{64}\n$")
+        first = read(secret)
+        # Run again (an upgrade): the user and the secret stay as they are.
+        run(["sh", os.path.join(self.control, "postinst"), "configure", VERSION], env=env)
+        self.assertEqual(read(secret), first)
+        self.assertEqual(sum(1 for line in read(os.path.join(sysroot, "etc", "passwd")).splitlines()
+                             if line.startswith(f"{user}:")), 1)
+        # The daemon takes that secret: check-config with it as secret_file (and the rest of the
+        # example's paths in a temporary place) passes.
+        with tempfile.TemporaryDirectory(prefix="meshmaster-deb-config-") as work:
+            config = os.path.join(work, "meshmaster.toml")
+            text = read(os.path.join(sysroot, "etc", "meshmaster", "meshmaster.toml"))
+            text = text.replace('"/etc/meshmaster/secret"', f'"{secret}"')
+            text = text.replace('"/var/lib/meshmaster/', f'"{work}/').replace('"/run/meshmaster/', f'"{work}/')
+            with open(config, "w") as f:
+                f.write(text)
+            out = subprocess.run([os.path.join(BUILD_DIR, "master", "meshmaster"), "check-config", "-c", config],
+                                 capture_output=True, text=True, timeout=60,
+                                 env={k: v for k, v in os.environ.items() if k != "MESHMASTER_SECRET"})
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         run(["sh", "-n", os.path.join(self.control, "postinst")])
         run(["sh", "-n", os.path.join(self.control, "postrm")])
         self.assertIn("activate-noawait ldconfig", read(os.path.join(self.control, "triggers")))
