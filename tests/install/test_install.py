@@ -13,7 +13,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from support import Master, assert_single_owners, set_command  # noqa: E402
+from support import Master, assert_single_owners, assert_stopped_cleanly, set_command  # noqa: E402
 
 BUILD_DIR = os.path.abspath(os.environ.get("MESHMASTER_BUILD_DIR", "build/release"))
 SOURCE_DIR = os.path.abspath(os.environ.get("MESHMASTER_SOURCE_DIR", "."))
@@ -171,11 +171,7 @@ class Install(unittest.TestCase):
                 assert_single_owners(self, status)
                 for slave in status["slaves"]:
                     self.assertEqual(os.readlink(f"/proc/{slave['pid']}/exe"), pc_worker)
-                self.assertEqual(master.stop(), 0)
-                names = [e["event"] for e in master.events()]
-                self.assertEqual(names.count("migration_completed"), 8)
-                self.assertEqual(names.count("slave_killed"), 0, "slaves exited on their own after shutdown")
-                self.assertEqual(names.count("slave_reported_error"), 0)
+                assert_stopped_cleanly(self, master, moves=8)
             finally:
                 master.stop()
                 master.kill_leftovers()

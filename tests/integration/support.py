@@ -36,3 +36,13 @@ def set_command(master, argv):
     with open(master.config, "w") as f:
         f.write(config[:start] + f"command = {json.dumps(argv)}" + config[config.index("\n", start):])
     return config
+
+
+def assert_stopped_cleanly(test, master, moves):
+    """A graceful stop that exits 0, after `moves` completed moves, with every slave exiting on its
+    own (none killed) and none reporting an error."""
+    test.assertEqual(master.stop(), 0)
+    names = [e["event"] for e in master.events()]
+    test.assertEqual(names.count("migration_completed"), moves)
+    test.assertEqual(names.count("slave_killed"), 0, "slaves exited on their own after shutdown")
+    test.assertEqual(names.count("slave_reported_error"), 0)

@@ -6,7 +6,7 @@ import os
 import tempfile
 import unittest
 
-from support import Master, assert_single_owners
+from support import Master, assert_single_owners, assert_stopped_cleanly
 
 THREAD_SLAVE = os.path.join(os.environ.get("MESHMASTER_BUILD_DIR", "build/release"), "tests", "integration", "thread_slave")
 
@@ -29,11 +29,7 @@ class OwnThread(unittest.TestCase):
                 status = master.wait_running()
                 assert_single_owners(self, status)
                 self.assertTrue(all(s["id"].endswith("-g2") for s in status["slaves"]))
-                self.assertEqual(master.stop(), 0)
-                names = [e["event"] for e in master.events()]
-                self.assertEqual(names.count("migration_completed"), 8)
-                self.assertEqual(names.count("slave_killed"), 0, "slaves exited on their own after shutdown")
-                self.assertEqual(names.count("slave_reported_error"), 0)
+                assert_stopped_cleanly(self, master, moves=8)
             finally:
                 master.stop()
                 master.kill_leftovers()
