@@ -89,7 +89,7 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
         co_await reply(status_json(core_.status(now()), facts, detail));
     } else if (cmd == "restart") {
         const bool wait = req->contains("wait") && req->at("wait").is_bool() && req->at("wait").as_bool();
-        const std::size_t before = restart_outcomes_.size();
+        const std::uint64_t before = restarts_ended_;
         supervisor::restart_request request;
         drive([&] { request = core_.request_restart(now(), "control socket"); });
         using outcome = supervisor::restart_request::outcome;
@@ -106,20 +106,29 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
         accepted["restart"] = request.restart;
         co_await reply(accepted);
         if (!wait) co_return;
-        const std::size_t goal = before + (busy ? 2 : 1);
+        const std::uint64_t goal = before + (busy ? 2 : 1);
         // Progress every 100 ms, and the outcome as soon as it is logged (not at the next tick).
         asio::steady_timer t(io_);
-        while (restart_outcomes_.size() < goal) {
+        while (restarts_ended_ < goal) {
             t.expires_after(milliseconds(100));
             co_await (t.async_wait(tuple_awaitable) || restart_finished_.async_wait(tuple_awaitable));
-            if (restart_outcomes_.size() >= goal) break;
+            if (restarts_ended_ >= goal) break;
             json::object progress;
             // The restart alone: the full status would build every shard's entry ten times a second.
             const auto st = core_.status(now());
             progress["progress"] = st.restart ? json::value(restart_json(*st.restart)) : json::value(nullptr);
             if (!co_await reply(progress)) co_return;
         }
-        const event_record& r = restart_outcomes_[goal - 1];
+        // The waiter wakes at each outcome, so its own is among the newest kept; were it not, the
+        // answer says so rather than name another restart's outcome.
+        const std::uint64_t age = restarts_ended_ - goal;
+        if (age >= restart_outcomes_.size()) {
+            const json::value gone =
+                json::object{{"error", "the restart ended, but its outcome is no longer kept: see the event log"}};
+            co_await reply(gone);
+            co_return;
+        }
+        const event_record& r = restart_outcomes_[restart_outcomes_.size() - 1 - age];
         json::object finished;
         finished["finished"] = r.event == event_kind::restart_completed ? "completed" : "failed";
         finished["restart"] = r.restart.value_or(0);

@@ -113,6 +113,8 @@ void daemon_runtime::perform(actions::close_connection& a) { slaves_.close(a.con
 void daemon_runtime::perform(actions::log_event& a) {
     if (a.record.event == event_kind::restart_completed || a.record.event == event_kind::restart_failed) {
         restart_outcomes_.push_back(a.record);
+        if (restart_outcomes_.size() > kept_restart_outcomes) restart_outcomes_.pop_front();
+        ++restarts_ended_;
         restart_finished_.cancel();  // wakes the `restart --wait` sessions
     }
     const bool failed_start = a.record.event == event_kind::slot_failed || a.record.event == event_kind::spares_failed;

@@ -150,6 +150,11 @@ private:
     std::string slave_address_;
     slave_server slaves_{io_.get_executor(), *this};  // after what it asks for (session_settings_, cfg_)
     systemd_notifier notify_{io_.get_executor(), [this] { return progress_for_systemd(); }};
+    // The newest restart outcomes (restart_completed / restart_failed), for `status` and the
+    // `restart --wait` sessions, which wait for the n-th outcome since they asked: the count of all
+    // of them, and the last few (a daemon restarted every hour for years must not keep them all).
+    static constexpr std::size_t kept_restart_outcomes = 64;
+    std::uint64_t restarts_ended_ = 0;
     std::deque<event_record> restart_outcomes_;
     bool stop_requested_ = false;
     int exit_code_ = to_int(exit_code::failure);
