@@ -114,9 +114,9 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
             co_await (t.async_wait(tuple_awaitable) || restart_finished_.async_wait(tuple_awaitable));
             if (restarts_ended_ >= goal) break;
             json::object progress;
-            // The restart alone: the full status would build every shard's entry ten times a second.
-            const auto st = core_.status(now());
-            progress["progress"] = st.restart ? json::value(restart_json(*st.restart)) : json::value(nullptr);
+            // The restart alone: status() would build every shard's row ten times a second.
+            const auto c = core_.counts(now());
+            progress["progress"] = c.restart ? json::value(restart_json(*c.restart)) : json::value(nullptr);
             if (!co_await reply(progress)) co_return;
         }
         // The waiter wakes at each outcome, so its own is among the newest kept; were it not, the

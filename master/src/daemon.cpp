@@ -246,12 +246,10 @@ spawner::callbacks daemon_runtime::spawner_callbacks() {
 }
 
 fleet_progress daemon_runtime::progress_for_systemd() const {
-    const auto st = core_.status(now());
-    fleet_progress p{.running = st.shards_running, .total = static_cast<std::uint32_t>(st.shards.size()),
-                     .stopping = st.stopping || st.detaching};
-    const bool all_run = std::ranges::all_of(st.shards, [](const shard_status& s) { return s.phase == "running" || s.moving; });
-    const bool gave_up = st.spares_failed || std::ranges::any_of(st.slots, [](const slot_status& s) { return s.failed; });
-    p.settled = !cfg_.supervisor.spawn_slaves || all_run || gave_up;
+    const auto c = core_.counts(now());  // 4 times a second: the counts, not status()'s rows
+    fleet_progress p{.running = c.shards_running, .total = c.shards_total, .stopping = c.stopping};
+    const bool all_run = c.shards_running + c.shards_moving == c.shards_total;
+    p.settled = !cfg_.supervisor.spawn_slaves || all_run || c.gave_up;
     return p;
 }
 

@@ -72,4 +72,23 @@ supervisor_status supervisor::status(mono_time now) const {
     return st;
 }
 
+supervisor_counts supervisor::counts(mono_time now) const {
+    const auto& s = *s_;
+    supervisor_counts c{.shards_total = static_cast<std::uint32_t>(s.shards.size()),
+                        .stopping = s.stopping || s.detaching,
+                        .gave_up = s.spares_failed ||
+                                   std::ranges::any_of(s.slots, [](const slot_rec& slot) { return slot.failed; })};
+    for (const shard_rec& sh : s.shards) {
+        if (sh.phase == shard_phase::running) {
+            ++c.shards_running;
+        } else if (sh.migration && (sh.phase == shard_phase::stopping || sh.phase == shard_phase::resuming)) {
+            // As status() decides `moving`: a planned move, not a recovery.
+            auto m = s.migrations.find(sh.migration);
+            if (m != s.migrations.end() && !m->second.recovery) ++c.shards_moving;
+        }
+    }
+    if (s.restart) c.restart = project_restart(*s.restart, s.in_flight, now);
+    return c;
+}
+
 }  // namespace meshmaster::master

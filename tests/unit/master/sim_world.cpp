@@ -585,6 +585,21 @@ void sim_world::check_invariants() {
     // The master's indexes (its deadline queue, each slave's shards, each restart pair's moves)
     // agree with the tables they stand in for, after every step.
     if (std::string wrong = core_->self_check(); !wrong.empty()) fail("the master's indexes disagree: " + wrong);
+    // The counts the daemon's timers read agree with the full status they stand in for.
+    {
+        const supervisor_status st = core_->status(now_);
+        const supervisor_counts c = core_->counts(now_);
+        const auto moving = static_cast<std::uint32_t>(std::ranges::count_if(st.shards, [](const shard_status& s) { return s.moving; }));
+        const bool gave_up = st.spares_failed || std::ranges::any_of(st.slots, [](const slot_status& s) { return s.failed; });
+        if (c.shards_total != st.shards.size() || c.shards_running != st.shards_running || c.shards_moving != moving ||
+            c.stopping != (st.stopping || st.detaching) || c.gave_up != gave_up ||
+            c.restart.has_value() != st.restart.has_value() ||
+            (c.restart && (c.restart->migrations_done != st.restart->migrations_done ||
+                           c.restart->migrations_total != st.restart->migrations_total))) {
+            fail(fmt::format("counts() says {}/{} running, {} moving; status() {}/{} running, {} moving",
+                             c.shards_running, c.shards_total, c.shards_moving, st.shards_running, st.shards.size(), moving));
+        }
+    }
     // Per shard, the live holders: at most one, except for fenced external zombies, which hold it
     // under a lower epoch than the current holder.
     std::map<std::uint32_t, std::vector<std::pair<std::uint64_t, const process*>>> holders;

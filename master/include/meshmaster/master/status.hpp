@@ -75,6 +75,18 @@ struct supervisor_status {
     std::uint32_t shards_checkpointed = 0;  ///< shards with a state to resume from if their holder dies
 };
 
+/// The counts that timers ask for often (systemd's STATUS= and readiness, `restart --wait`'s
+/// progress): supervisor::counts() gives them without the row per shard and per slave that
+/// status() builds.
+struct supervisor_counts {
+    std::uint32_t shards_total = 0;
+    std::uint32_t shards_running = 0;
+    std::uint32_t shards_moving = 0;  ///< in a planned handoff between two live slaves (see shard_status)
+    bool stopping = false;            ///< stopping or detaching
+    bool gave_up = false;             ///< a slot or the spares given up after failed starts
+    std::optional<restart_status> restart;
+};
+
 /// What keeps the fleet from being healthy, one sentence per problem; empty when it is healthy.
 ///
 /// Healthy means every configured shard runs: each is `running`, or `moving` (a planned handoff

@@ -196,6 +196,8 @@ public:
     /// Actions produced since the last call, in order.
     [[nodiscard]] std::vector<action> take_actions();
     [[nodiscard]] supervisor_status status(mono_time now) const;
+    /// The counts alone: no string is copied, only the shards in a move are looked up.
+    [[nodiscard]] supervisor_counts counts(mono_time now) const;
     [[nodiscard]] const supervisor_config& config() const noexcept;
     /// Checks the indexes the core keeps instead of walking its tables (the deadline queue against
     /// a walk of every deadline, each slave's shards against the shard table, each restart pair's
