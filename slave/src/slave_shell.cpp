@@ -3,17 +3,15 @@
 // deadline, reconnect with backoff) and the calls the public API posts. The reading, writing and
 // heartbeat coroutines are in slave_shell_io.cpp (split for compile time).
 #include "slave_shell.hpp"
+#include "shell_vocabulary.hpp"
 
 #include <meshmaster/protocol/event_id.hpp>
 #include <meshmaster/protocol/failpoint.hpp>
 #include <meshmaster/protocol/frame.hpp>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/string.hpp>
 
@@ -24,17 +22,6 @@
 #include <unistd.h>
 
 namespace meshmaster::slave {
-
-namespace asio = boost::asio;
-using asio::awaitable;
-using asio::use_awaitable;
-using namespace asio::experimental::awaitable_operators;
-namespace p = meshmaster::protocol;
-using clock = std::chrono::steady_clock;
-
-namespace {
-constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
-}
 
 slave::impl::impl(asio::io_context& context, options o, handlers h, connector c)
     : io(&context), strand(asio::make_strand(context)), opts(std::move(o)), on(std::move(h)), connect(std::move(c)),

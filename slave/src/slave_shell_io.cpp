@@ -3,29 +3,15 @@
 // connection's life: connect, handshake deadline, reconnect). Split from it for compile time: each
 // Asio coroutine costs seconds of code generation, and one unit with all of them passed 15 s.
 #include "slave_shell.hpp"
+#include "shell_vocabulary.hpp"
 
 #include <meshmaster/protocol/event_id.hpp>
 #include <meshmaster/protocol/failpoint.hpp>
 #include <meshmaster/protocol/frame.hpp>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
 #include <fmt/format.h>
 
 namespace meshmaster::slave {
-
-namespace asio = boost::asio;
-using asio::awaitable;
-using asio::use_awaitable;
-using namespace asio::experimental::awaitable_operators;
-namespace p = meshmaster::protocol;
-using clock = std::chrono::steady_clock;
-
-namespace {
-constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
-}
 
 // Writes writing_batch (whole frames) in one gathered write: each state goes out from the buffer the
 // worker handed over, between its frame's header and fields and the rest. With failpoints armed,
