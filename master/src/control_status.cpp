@@ -127,6 +127,8 @@ json::object status_json(const supervisor_status& st, const daemon_facts& daemon
                         {"connected", s.connected}, {"spawned_here", s.spawned_here}, {"shards", s.shards}};
         if (s.slot) so["slot"] = *s.slot; else so["slot"] = nullptr;
         so["mesh"] = s.mesh.empty() ? json::value(nullptr) : json::value(s.mesh);
+        so["address"] = s.address.empty() ? json::value(nullptr) : json::value(s.address);
+        so["heartbeat_rtt_ms"] = s.heartbeat_rtt_ms ? json::value(*s.heartbeat_rtt_ms) : json::value(nullptr);
         slaves.push_back(std::move(so));
     }
     o["slaves"] = std::move(slaves);

@@ -60,6 +60,7 @@ json::object event_log::to_json(const event_record& r) {
     if (r.pid) o["pid"] = *r.pid;
     if (r.duration_ms) o["duration_ms"] = std::round(*r.duration_ms * 1000) / 1000;
     if (r.pause_ms) o["pause_ms"] = std::round(*r.pause_ms * 1000) / 1000;
+    if (r.slave_pause_ms) o["slave_pause_ms"] = std::round(*r.slave_pause_ms * 1000) / 1000;
     if (r.count) o["count"] = *r.count;
     if (r.state_bytes) o["state_bytes"] = *r.state_bytes;
     if (r.state_lost) o["state_lost"] = *r.state_lost;

@@ -28,6 +28,9 @@ struct event_record {
     std::optional<std::int64_t> pid;
     std::optional<double> duration_ms;
     std::optional<double> pause_ms;         ///< a shard's unowned window as the master saw it
+    /// migration_completed: the pause as the slaves measured it — from the old holder's stop to
+    /// the new holder's resume (protocol 1.3 `resumed.pause_us`); empty for older slaves
+    std::optional<double> slave_pause_ms;
     std::optional<std::uint64_t> count;     ///< how many (shards, slaves, …) the event covers
     std::optional<std::uint64_t> state_bytes;
     std::optional<bool> state_lost;         ///< a shard restarted from scratch: its state is gone

@@ -19,6 +19,10 @@ struct slave_status {
     bool spawned_here = false;
     std::uint32_t shards = 0;
     std::string mesh;  ///< its mesh node's HOST:PORT (embedded discovery); empty: none
+    std::string address;  ///< the remote address (ip:port) of its connection; empty: not connected
+    /// The last heartbeat round trip, master → slave → master, less the time the slave held the
+    /// echo (protocol 1.3 `heartbeat.echo_*`); empty until a 1.3 slave has echoed one.
+    std::optional<double> heartbeat_rtt_ms;
 };
 
 struct shard_status {
