@@ -184,7 +184,8 @@ void daemon_runtime::write_record(const event_record& r, bool on_stderr) {
     const auto level = lifecycle_level(r.event);
     json::object line;
     if (!log_ended_) {
-        log_.write(r, std::chrono::system_clock::now(), std::chrono::duration<double, std::milli>(now()).count());
+        std::string text = log_.write(r, std::chrono::system_clock::now(), std::chrono::duration<double, std::milli>(now()).count());
+        feed_.append(log_.last_seq(), r, std::move(text));
         line["seq"] = log_.last_seq();
     }
     if ((level || log_ended_) && !on_stderr) {

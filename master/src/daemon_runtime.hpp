@@ -10,6 +10,7 @@
 
 #include "checkpoint_store.hpp"
 #include "daemon.hpp"
+#include "event_feed.hpp"
 #include "event_log.hpp"
 #include "exit_code.hpp"
 #include "refusal_limiter.hpp"
@@ -132,6 +133,7 @@ private:
     supervisor core_;
     event_log log_;
     bool log_ended_ = false;  // its last record (master_stopped, master_detached) is written
+    event_feed feed_;         // the newest records, for the HTTP API's /v1/events and its stream
     refusal_limiter refusals_;
     std::optional<mono_time> refusals_armed_for_;
     spawner spawner_;

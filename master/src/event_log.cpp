@@ -73,7 +73,7 @@ json::object event_log::to_json(const event_record& r) {
     return o;
 }
 
-void event_log::write(const event_record& r, std::chrono::system_clock::time_point wall, double mono_ms) {
+std::string event_log::write(const event_record& r, std::chrono::system_clock::time_point wall, double mono_ms) {
     json::object o;
     o["seq"] = ++seq_;
     o["time"] = iso8601(wall);
@@ -89,11 +89,13 @@ void event_log::write(const event_record& r, std::chrono::system_clock::time_poi
         if (n <= 0) {
             fmt::print(stderr, R"({{"level":"error","component":"event-log","msg":"write to {} failed: {}"}})" "\n", path_,
                        std::strerror(errno));
-            return;
+            break;
         }
         p += n;
         left -= static_cast<std::size_t>(n);
     }
+    line.pop_back();
+    return line;
 }
 
 std::optional<std::string> event_log::reopen() {

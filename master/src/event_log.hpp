@@ -30,7 +30,9 @@ public:
     event_log(const event_log&) = delete;
     event_log& operator=(const event_log&) = delete;
 
-    void write(const event_record& r, std::chrono::system_clock::time_point wall, double mono_ms);
+    /// Writes the record as the next line; returns that line (without its newline), which the
+    /// daemon also keeps in its event feed.
+    std::string write(const event_record& r, std::chrono::system_clock::time_point wall, double mono_ms);
     /// Reopens the path (after a rotation). On failure keeps writing to the old file and says why.
     std::optional<std::string> reopen();
 
