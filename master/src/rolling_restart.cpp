@@ -34,10 +34,11 @@ void supervisor::state::unqueue_pair(std::size_t pair_index) {
     restart->pairs[pair_index].queued = 0;
 }
 
-void supervisor::state::begin_restart(std::string reason) {
+void supervisor::state::begin_restart(std::string reason, std::optional<std::uint32_t> only_slot) {
     ++generation;
     restart_rec r{.id = next_id++, .started = now, .reason = std::move(reason)};
     for (std::uint32_t slot = 0; slot < slots.size(); ++slot) {
+        if (only_slot && slot != *only_slot) continue;
         slave_rec* s = find(slots[slot].active);
         if (!s || !s->alive || !s->connection || s->phase != slave_phase::running) {
             log({.event = event_kind::restart_slot_skipped, .slave = slots[slot].active, .slot = slot,
@@ -263,6 +264,45 @@ supervisor::restart_request supervisor::request_restart(mono_time now, std::stri
     }
     // After begin_restart: slots started again now belong to the new generation.
     result.retried = s.retry_failed_starts("restart requested");
+    return result;
+}
+
+supervisor::drain_request supervisor::request_drain(mono_time now, const std::string& slave, std::string reason) {
+    auto& s = *s_;
+    s.now = now;
+    drain_request result;
+    const slave_rec* r = s.find(slave);
+    if (!r) {
+        result.result = drain_request::outcome::unknown_slave;
+        result.refusal = fmt::format("no slave '{}' in this fleet", slave);
+        return result;
+    }
+    auto refuse = [&](std::string why) {
+        result.result = drain_request::outcome::refused;
+        result.refusal = std::move(why);
+        s.log({.event = event_kind::restart_refused, .slave = slave, .reason = fmt::format("drain: {}", result.refusal)});
+        return result;
+    };
+    if (s.stopping || s.exited) {
+        return refuse(s.detaching ? "the master is detaching (stop --leave-slaves): it exits, leaving the slaves running"
+                                  : "the master is stopping");
+    }
+    if (s.restart) {
+        return refuse(fmt::format("restart {} is running{}: drain once it has ended", s.restart->id,
+                                  s.restart_queued ? " and another waits behind it" : ""));
+    }
+    if (!r->slot || s.slots[*r->slot].active != r->id) {
+        return refuse(r->spare ? fmt::format("'{}' is a spare: it runs no shards", slave)
+                               : fmt::format("'{}' serves no slot: its shards go back to their slots by themselves", slave));
+    }
+    if (!r->alive || !r->connection || r->phase != slave_phase::running) {
+        return refuse(fmt::format("'{}' is not running (it is {})", slave, name(r->phase)));
+    }
+    if (!r->ours && !r->watched) {
+        return refuse(fmt::format("'{}' was not started by this master, which cannot start its replacement", slave));
+    }
+    result.restart = s.next_id;  // the id begin_restart gives it
+    s.begin_restart(std::move(reason), *r->slot);
     return result;
 }
 

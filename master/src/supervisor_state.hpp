@@ -184,7 +184,8 @@ struct supervisor::state : adoption_rec, stop_rec, mesh_directory_rec {
     void queue_move(std::size_t pair_index, std::uint32_t shard);
     void unqueue_pair(std::size_t pair_index);
     pair_rec* pair_of(const std::string& id, std::size_t* index = nullptr);
-    void begin_restart(std::string reason);
+    /// A rolling restart of every slot, or of `only_slot` alone (a drain).
+    void begin_restart(std::string reason, std::optional<std::uint32_t> only_slot = std::nullopt);
     void start_pair(std::size_t index);
     void start_migration(std::size_t pair_index, std::uint32_t shard);
     std::size_t preparing_pairs() const;

@@ -211,6 +211,12 @@ void sim_world::request_restart(std::string reason) {
     apply(core_->take_actions());
 }
 
+supervisor::drain_request sim_world::request_drain(const std::string& slave, std::string reason) {
+    auto result = core_->request_drain(now_, slave, std::move(reason));
+    apply(core_->take_actions());
+    return result;
+}
+
 void sim_world::request_stop(bool immediate) {
     core_->request_stop(now_, immediate);
     apply(core_->take_actions());

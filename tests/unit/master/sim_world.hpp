@@ -104,6 +104,7 @@ public:
     std::map<std::string, std::map<std::uint32_t, std::uint64_t>> holdings() const;
     /// Operator requests, with the resulting actions carried out.
     void request_restart(std::string reason = "test");
+    supervisor::drain_request request_drain(const std::string& slave, std::string reason = "test drain");
     void request_stop(bool immediate);
     void kill(const std::string& slave);
     void hang(const std::string& slave);

@@ -179,6 +179,20 @@ public:
     /// A rolling restart. During one, a second request is queued (once) and logged. Refused while
     /// the master stops. Slots and spares that failed to start are tried again.
     restart_request request_restart(mono_time now, std::string reason);
+    /// What became of a drain request.
+    struct drain_request {
+        enum class outcome { started, unknown_slave, refused };
+        outcome result = outcome::started;
+        std::uint64_t restart = 0;  ///< the one-slot restart that moves the shards
+        std::string refusal;        ///< why it was refused (unknown_slave, refused)
+    };
+    /// Drains one slave: its shards move, with their state, to a new slave started for its slot —
+    /// a rolling restart of that slot alone, with its soft start, pipelined moves and the old
+    /// slave's shutdown — so the slave can be taken away (its host drained, say) without losing
+    /// an event. Refused, and logged as restart_refused, while the master stops, while a restart
+    /// runs or waits, and for a slave that does not serve a slot, is not running or was not
+    /// started by this fleet (the master cannot start its replacement).
+    drain_request request_drain(mono_time now, const std::string& slave, std::string reason);
     /// Tries again every slot (and the spares) marked failed after too many failed starts, with a
     /// fresh start limit (after a reload, say: the command may be fixed). Nothing while stopping.
     retried_starts retry_failed_starts(mono_time now, std::string reason);
