@@ -7,6 +7,8 @@
 // Thread safety: none; everything runs on the executor it is given (one thread).
 #pragma once
 
+#include "frame_counts.hpp"
+
 #include <meshmaster/master/slave_session.hpp>
 #include <meshmaster/master/supervisor.hpp>
 #include <meshmaster/shell/byte_stream.hpp>
@@ -70,6 +72,8 @@ public:
     /// Until nothing is being written to any slave, or until `limit` has passed.
     boost::asio::awaitable<void> writes_done(std::chrono::milliseconds limit);
     std::size_t size() const { return connections_.size(); }
+    /// Every frame read from and queued for slaves since the server was made, per event.
+    const frame_counts& frames() const { return frames_; }
 
     // --- session_host: what the sessions ask for, and the supervisor's frames (write) -----------
     void to_core(connection_id, const std::function<void(supervisor&, mono_time)>& input) override;
@@ -77,6 +81,7 @@ public:
     void log(event_record record) override;
     void write(connection_id id, std::span<const std::byte> bytes) override;
     void close_after_write(connection_id id) override;
+    void frame_received(std::uint32_t event) override { frames_.received(event); }
     /// The supervisor's frames (actions::send_frame): taken over, not copied, when nothing else
     /// waits to be written on that connection — the usual case for a resume carrying a state.
     void send(connection_id id, std::vector<std::byte> frames);
@@ -101,6 +106,7 @@ private:
     slave_server_host& host_;
     std::unordered_map<connection_id, std::shared_ptr<connection>> connections_;
     connection_id next_connection_ = 1;
+    frame_counts frames_;
 };
 
 }  // namespace meshmaster::master

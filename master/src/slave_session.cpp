@@ -49,6 +49,7 @@ void slave_session::received(std::size_t n) {
             return;
         }
         if (!*next) return;
+        host_.frame_received((**next).event);
         if (authenticated_) {
             handle(**next);
         } else {

@@ -78,6 +78,7 @@ bool slave_server::admit(const std::shared_ptr<connection>& c, std::size_t size)
 
 void slave_server::send_bytes(const std::shared_ptr<connection>& c, std::span<const std::byte> bytes) {
     if (!admit(c, bytes.size())) return;
+    frames_.sent(bytes);
     c->out.insert(c->out.end(), bytes.begin(), bytes.end());
     flush(c);
 }
@@ -85,6 +86,7 @@ void slave_server::send_bytes(const std::shared_ptr<connection>& c, std::span<co
 void slave_server::send(connection_id id, std::vector<std::byte> frames) {
     const auto c = find(id);
     if (!c || !admit(c, frames.size())) return;
+    frames_.sent(frames);
     if (c->out.empty()) {
         c->out = std::move(frames);  // a state of megabytes is not copied once more
     } else {

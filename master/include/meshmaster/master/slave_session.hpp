@@ -49,6 +49,9 @@ public:
     virtual void write(connection_id connection, std::span<const std::byte> bytes) = 0;
     /// Close `connection` once what was written has left.
     virtual void close_after_write(connection_id connection) = 0;
+    /// A whole frame with this event id arrived (before it is handled): the daemon counts them
+    /// for its metrics. Nothing by default.
+    virtual void frame_received(std::uint32_t /*event*/) {}
 };
 
 struct session_settings {
