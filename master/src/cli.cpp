@@ -281,6 +281,19 @@ int reload(const std::string& path) {
     return to_int(exit_code::failure);
 }
 
+int metrics(const std::string& path) {
+    auto answer = request_once(path, {{"command", "metrics"}});
+    if (const int* code = std::get_if<int>(&answer)) return *code;
+    const json::object& o = std::get<json::object>(answer);
+    const auto* text = o.if_contains("metrics");
+    if (!text || !text->is_string()) {
+        fmt::print(stderr, "unexpected answer from meshmaster: {}\n", json::serialize(o));
+        return to_int(exit_code::failure);
+    }
+    fmt::print("{}", std::string_view(text->as_string()));
+    return to_int(exit_code::ok);
+}
+
 namespace {
 // The pid and event log of the daemon on `path`, from its status, before it is asked to stop.
 struct daemon_identity {

@@ -29,6 +29,11 @@ int restart(const std::string& control_socket, bool wait);
 /// `meshmaster reload`: 0 applied, 1 applied except the settings named (they need the daemon
 /// restarted), 78 rejected (nothing applied; the errors printed), 69 no daemon.
 int reload(const std::string& control_socket);
+/// `meshmaster metrics`: the daemon's Prometheus metrics (text format 0.0.4) on stdout — for
+/// node_exporter's textfile collector, or a look without HTTP. 0; 1 an answer without metrics; 69
+/// no daemon.
+int metrics(const std::string& control_socket);
+
 struct stop_options {
     bool leave_slaves = false;  ///< the daemon exits but the slaves keep their shards for the next master to adopt
     bool wait = false;          ///< return once the daemon has exited

@@ -22,6 +22,7 @@ struct subcommands {
     CLI::App* restart = nullptr;
     CLI::App* reload = nullptr;
     CLI::App* stop = nullptr;
+    CLI::App* metrics = nullptr;
     CLI::App* events = nullptr;
     CLI::App* replay = nullptr;
     CLI::App* mesh = nullptr;
@@ -65,7 +66,7 @@ void add_status_options(CLI::App& status, cli::status_options& o) {
     json->excludes(state);
 }
 
-// status, restart, reload, stop: the commands that talk to the daemon's control socket (-s, or the
+// status, restart, reload, stop, metrics: the commands that talk to the daemon's control socket (-s, or the
 // path in the configuration given with -c).
 void add_control_commands(CLI::App& app, command_line& cl, subcommands& s) {
     auto add_control = [&](CLI::App* sub) {
@@ -89,6 +90,8 @@ void add_control_commands(CLI::App& app, command_line& cl, subcommands& s) {
     s.stop->add_option("--timeout", cl.stop_timeout, "with --wait: how long to wait at most, e.g. 90s, 10m")
         ->capture_default_str()
         ->needs(stop_wait);
+    s.metrics = app.add_subcommand("metrics", "print the Prometheus metrics (text format 0.0.4), as GET /metrics serves them");
+    add_control(s.metrics);
 }
 
 // events, replay: the commands that read the event log (--log, or the path in the configuration
@@ -171,6 +174,7 @@ std::variant<command_line, int> parse_command_line(int argc, char** argv) {
     const std::pair<CLI::App*, command> given[] = {
         {s.run, command::run},         {s.check, command::check_config}, {s.status, command::status},
         {s.restart, command::restart}, {s.reload, command::reload},       {s.stop, command::stop},
+        {s.metrics, command::metrics},
         {s.events, command::events},   {s.replay, command::replay},
         {s.mesh_ping, command::mesh_ping}, {s.mesh_nodes, command::mesh_nodes},
     };

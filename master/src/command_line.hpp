@@ -28,7 +28,7 @@ struct run_flags {
 };
 
 struct command_line {
-    enum class command { run, check_config, status, restart, reload, stop, events, replay, mesh_ping, mesh_nodes };
+    enum class command { run, check_config, status, restart, reload, stop, metrics, events, replay, mesh_ping, mesh_nodes };
     command which = command::status;
 
     run_flags flags;  // run, check-config

@@ -1,5 +1,5 @@
 // The control socket: the Unix socket the CLI talks to, one JSON request a line per connection —
-// status, restart (with --wait: progress, then the outcome), reload, stop (or detach). Answers are
+// status, restart (with --wait: progress, then the outcome), reload, stop (or detach), metrics. Answers are
 // JSON lines; the status projection itself is control_status.cpp. Thread safety: none; every
 // session runs on the daemon's io_context thread.
 #include "daemon_runtime.hpp"
@@ -136,6 +136,9 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
         finished["shards_moved"] = r.count.value_or(0);
         finished["reason"] = r.reason;
         co_await reply(finished);
+    } else if (cmd == "metrics") {
+        const json::value metrics = json::object{{"metrics", metrics_text()}};
+        co_await reply(metrics);
     } else if (cmd == "reload") {
         const reload_outcome r = reload("control socket");
         json::object message4;

@@ -9,6 +9,7 @@
 #include "startup_checks.hpp"
 
 #include <meshmaster/protocol/failpoint.hpp>
+#include <meshmaster/protocol/version.hpp>
 #include <meshmaster/protocol/json_text.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -164,6 +165,7 @@ daemon_runtime::awaitable daemon_runtime::finish() {
 // the disk), everything else straight to the log.
 // `on_stderr`: the caller writes this lifecycle record's stderr line itself, in words.
 void daemon_runtime::log_event(event_record r, bool on_stderr) {
+    metrics_.observe(r);  // before the limiter: a refusal it holds back still counts
     if (is_refusal(r.event)) {
         for (const event_record& out : refusals_.offer(std::move(r), now())) write_record(out);
         rearm_refusals();
@@ -213,6 +215,14 @@ daemon_runtime::awaitable daemon_runtime::refusal_summary_loop() {
         refusals_armed_for_.reset();
         rearm_refusals();
     }
+}
+
+std::string daemon_runtime::protocol_label() {
+    return fmt::format("{}.{}", p::current_version.major, p::current_version.minor);
+}
+
+std::string daemon_runtime::metrics_text() {
+    return metrics_.text(core_.status(now()), slaves_.frames(), read_process_facts());
 }
 
 refusal_limits daemon_runtime::refusal_limits_of(const daemon_config& c) {

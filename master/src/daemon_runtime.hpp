@@ -10,6 +10,7 @@
 
 #include "checkpoint_store.hpp"
 #include "daemon.hpp"
+#include "daemon_metrics.hpp"
 #include "event_feed.hpp"
 #include "event_log.hpp"
 #include "exit_code.hpp"
@@ -57,6 +58,13 @@ public:
 
     int run();
 
+    /// The Prometheus exposition (text format 0.0.4, daemon_metrics.hpp) as of now: `GET /metrics`,
+    /// the control socket's `metrics` command.
+    std::string metrics_text();
+    /// A refusal that is no event record (the HTTP server's: "http_unauthorized", …), counted in
+    /// meshmaster_refusals_total.
+    void count_refusal(std::string_view reason) { metrics_.count_refusal(reason); }
+
 private:
     using awaitable = boost::asio::awaitable<void>;
 
@@ -89,6 +97,7 @@ private:
     awaitable refusal_summary_loop();
     awaitable timer_loop();
     static refusal_limits refusal_limits_of(const daemon_config& c);
+    static std::string protocol_label();  // "MAJOR.MINOR" of the protocol spoken, for meshmaster_build_info
     spawner::callbacks spawner_callbacks();
     fleet_progress progress_for_systemd() const;  // what systemd_notifier tells (STATUS=, READY=1)
 
@@ -158,6 +167,7 @@ private:
     static constexpr std::size_t kept_restart_outcomes = 64;
     std::uint64_t restarts_ended_ = 0;
     std::deque<event_record> restart_outcomes_;
+    daemon_metrics metrics_{MESHMASTER_VERSION, protocol_label()};
     bool stop_requested_ = false;
     int exit_code_ = to_int(exit_code::failure);
 };
