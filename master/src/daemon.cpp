@@ -217,6 +217,8 @@ daemon_runtime::awaitable daemon_runtime::refusal_summary_loop() {
     }
 }
 
+std::string daemon_runtime::version_label() { return MESHMASTER_VERSION; }
+
 std::string daemon_runtime::protocol_label() {
     return fmt::format("{}.{}", p::current_version.major, p::current_version.minor);
 }

@@ -97,7 +97,10 @@ private:
     awaitable refusal_summary_loop();
     awaitable timer_loop();
     static refusal_limits refusal_limits_of(const daemon_config& c);
-    static std::string protocol_label();  // "MAJOR.MINOR" of the protocol spoken, for meshmaster_build_info
+    // For meshmaster_build_info: the daemon's version (MESHMASTER_VERSION, known to daemon.cpp alone)
+    // and the "MAJOR.MINOR" of the protocol it speaks.
+    static std::string version_label();
+    static std::string protocol_label();
     spawner::callbacks spawner_callbacks();
     fleet_progress progress_for_systemd() const;  // what systemd_notifier tells (STATUS=, READY=1)
 
@@ -167,7 +170,7 @@ private:
     static constexpr std::size_t kept_restart_outcomes = 64;
     std::uint64_t restarts_ended_ = 0;
     std::deque<event_record> restart_outcomes_;
-    daemon_metrics metrics_{MESHMASTER_VERSION, protocol_label()};
+    daemon_metrics metrics_{version_label(), protocol_label()};
     bool stop_requested_ = false;
     int exit_code_ = to_int(exit_code::failure);
 };
