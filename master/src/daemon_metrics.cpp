@@ -37,8 +37,8 @@ daemon_metrics::daemon_metrics(std::string_view version, std::string_view protoc
                                               "Completed migrations: from the move's start to the new holder's resume",
                                               metrics::duration_buckets())),
       restarts_(registry_.counter("meshmaster_restarts_total",
-                                  "Rolling restarts ended, by outcome: completed, failed, abandoned (by a master killed "
-                                  "during it, closed by the next)",
+                                  "Rolling restarts ended (a drain is a restart of one slot), by outcome: completed, "
+                                  "failed, abandoned (by a master killed during it, closed by the next)",
                                   {"outcome"})),
       heartbeat_rtt_(registry_.gauge("meshmaster_slave_heartbeat_rtt_seconds",
                                      "The last heartbeat round trip per connected slave, less the time the slave held "
