@@ -20,7 +20,6 @@
 
 #include <fmt/format.h>
 
-#include <unistd.h>
 
 namespace meshmaster::master {
 
@@ -65,6 +64,7 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
         co_return;
     }
     const std::string_view cmd = command->as_string();
+    // The actions themselves are daemon_control.cpp's, shared with the HTTP API.
     if (cmd == "status") {
         // "detail": "summary" leaves out the per-shard arrays (control_status.hpp); absent, the
         // full answer, as before the summary existed.
@@ -79,34 +79,13 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
                 co_return;
             }
         }
-        const daemon_facts facts{.master_id = cfg_.master_id,
-                                 .slave_address = slave_address_,
-                                 .event_log = cfg_.event_log,
-                                 .shard_count = cfg_.supervisor.shard_count,
-                                 .pid = static_cast<std::int64_t>(::getpid()),
-                                 .uptime_ms = std::chrono::duration<double, std::milli>(now()).count(),
-                                 .last_restart = restart_outcomes_.empty() ? nullptr : &restart_outcomes_.back()};
-        co_await reply(status_json(core_.status(now()), facts, detail));
+        co_await reply(control_status(detail));
     } else if (cmd == "restart") {
         const bool wait = req->contains("wait") && req->at("wait").is_bool() && req->at("wait").as_bool();
-        const std::uint64_t before = restarts_ended_;
-        supervisor::restart_request request;
-        drive([&] { request = core_.request_restart(now(), "control socket"); });
-        using outcome = supervisor::restart_request::outcome;
-        if (request.result == outcome::refused) {
-            const json::value refused = json::object{{"accepted", false}, {"refused", request.refusal}};
-            co_await reply(refused);
-            co_return;
-        }
-        const bool busy = request.result != outcome::started;
-        json::object accepted = retried_json(request.retried);
-        accepted["accepted"] = true;
-        accepted["queued"] = busy;
-        accepted["already_queued"] = request.result == outcome::already_queued;
-        accepted["restart"] = request.restart;
-        co_await reply(accepted);
-        if (!wait) co_return;
-        const std::uint64_t goal = before + (busy ? 2 : 1);
+        const restart_answer answer = control_restart("control socket");
+        co_await reply(answer.answer);
+        if (!answer.accepted || !wait) co_return;
+        const std::uint64_t goal = answer.outcomes_before + (answer.busy ? 2 : 1);
         // Progress every 100 ms, and the outcome as soon as it is logged (not at the next tick).
         asio::steady_timer t(io_);
         while (restarts_ended_ < goal) {
@@ -128,66 +107,16 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
             co_await reply(gone);
             co_return;
         }
-        const event_record& r = restart_outcomes_[restart_outcomes_.size() - 1 - age];
-        json::object finished;
-        finished["finished"] = r.event == event_kind::restart_completed ? "completed" : "failed";
-        finished["restart"] = r.restart.value_or(0);
-        finished["duration_ms"] = r.duration_ms.value_or(0);
-        finished["shards_moved"] = r.count.value_or(0);
-        finished["reason"] = r.reason;
-        co_await reply(finished);
+        co_await reply(outcome_json(restart_outcomes_[restart_outcomes_.size() - 1 - age]));
     } else if (cmd == "metrics") {
         const json::value metrics = json::object{{"metrics", metrics_text()}};
         co_await reply(metrics);
     } else if (cmd == "reload") {
-        const reload_outcome r = reload("control socket");
-        json::object message4;
-        if (!r.errors.empty()) {
-            json::array errors;
-            for (const auto& e : r.errors) errors.push_back(json::string(e));
-            message4["result"] = "rejected";
-            message4["errors"] = std::move(errors);
-        } else {
-            message4 = retried_json(r.retried);
-            message4["result"] = "reloaded";
-            json::array keys;
-            for (const auto& k : r.not_applied) keys.push_back(json::string(k));
-            message4["not_applied"] = std::move(keys);
-        }
-        co_await reply(message4);
+        co_await reply(control_reload("control socket").answer);
     } else if (cmd == "stop") {
-        // leave_slaves: exit once moves in flight are over and let the slaves keep their
-        // shards; the next master adopts them (an upgrade of the master itself).
         const bool leave = req->contains("leave_slaves") && req->at("leave_slaves").is_bool() &&
                            req->at("leave_slaves").as_bool();
-        if (const auto st = core_.status(now()); st.stopping) {
-            // A stop is under way: the same request again changes nothing; the other kind cannot be honoured.
-            json::object answer;
-            if (st.detaching == leave) {
-                answer["result"] = leave ? "already_detaching" : "already_stopping";
-            } else {
-                const std::string why = leave ? "the master is already stopping gracefully: its slaves are being "
-                                                "shut down and cannot be left running"
-                                              : "the master is detaching (stop --leave-slaves): it exits leaving "
-                                                "the slaves running; stop them through the next master";
-                answer["result"] = "refused";
-                answer["refused"] = why;
-                log_line("warn", "control socket: stop refused: " + why);
-            }
-            co_await reply(answer);
-            co_return;
-        }
-        stop_requested_ = true;
-        notify_.stopping();
-        drive([&] {
-            if (leave) {
-                core_.request_detach(now());
-            } else {
-                core_.request_stop(now(), false);
-            }
-        });
-        const json::value message5 = json::object{{"result", leave ? "detaching" : "stopping"}};
-        co_await reply(message5);
+        co_await reply(control_stop(leave, "control socket").answer);
     } else {
         const json::value message6 = json::object{{"error", fmt::format("unknown command '{}'", cmd)}};
         co_await reply(message6);

@@ -48,6 +48,7 @@ int daemon_runtime::run() {
     if (int rc = load_tls(); rc != 0) return rc;
     if (int rc = listen(); rc != 0) return rc;
     if (int rc = open_control(); rc != 0) return rc;
+    if (int rc = listen_http(); rc != 0) return rc;
     // The control socket is ours from here on: removed when run() ends, whether the daemon
     // stops or its start fails later on (open_control() never binds over a daemon that answers).
     struct remove_at_exit {
@@ -67,6 +68,11 @@ int daemon_runtime::run() {
     asio::co_spawn(io_, signal_loop(), asio::detached);
     refusal_timer_.expires_at(std::chrono::steady_clock::time_point::max());
     asio::co_spawn(io_, refusal_summary_loop(), asio::detached);
+    if (http_acceptor_.is_open()) {
+        http_refusal_timer_.expires_at(std::chrono::steady_clock::time_point::max());
+        asio::co_spawn(io_, http_.accept(http_acceptor_, http_tls_.get()), asio::detached);
+        asio::co_spawn(io_, http_refusal_loop(), asio::detached);
+    }
     notify_.begin();  // listening, the initial start asked for: READY=1 follows once it is over
     io_.run();
     return exit_code_;

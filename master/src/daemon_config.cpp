@@ -81,6 +81,15 @@ const std::vector<setting>& settings() {
         {"tls.cert", "tls-cert", "PEM certificate chain the master presents; with tls.key the slave link runs TLS", [](c& d) -> setting_target { return &d.tls_cert; }},
         {"tls.key", "tls-key", "PEM private key of tls.cert", [](c& d) -> setting_target { return &d.tls_key; }},
         {"tls.ca", "tls-ca", "PEM CA file spawned slaves verify the master with (default: tls.cert, for a self-signed one)", [](c& d) -> setting_target { return &d.tls_ca; }},
+        {"http.listen", "", "address of the HTTP API (host:port)", [](c& d) -> setting_target { return &d.http.listen; }},
+        {"http.read_token_file", "", "file holding the token that may read /v1", [](c& d) -> setting_target { return &d.http.read_token_file; }},
+        {"http.admin_token_file", "", "file holding the token that may read and act", [](c& d) -> setting_target { return &d.http.admin_token_file; }},
+        {"http.https", "", "serve the HTTP API over TLS with tls.cert and tls.key", [](c& d) -> setting_target { return &d.http.https; }},
+        {"http.max_header", "", "largest request line and headers, e.g. 8KiB", [](c& d) -> setting_target { return &d.http.max_header; }},
+        {"http.max_body", "", "largest request body, e.g. 64KiB", [](c& d) -> setting_target { return &d.http.max_body; }},
+        {"http.max_connections", "", "HTTP connections served at once", [](c& d) -> setting_target { return &d.http.max_connections; }, 1, 1u << 16},
+        {"http.header_timeout", "", "time to send a request's headers", [](c& d) -> setting_target { return &d.http.header_timeout; }},
+        {"http.idle_timeout", "", "how long a keep-alive connection may wait between requests", [](c& d) -> setting_target { return &d.http.idle_timeout; }},
         {"tls.server_name", "tls-server-name", "name spawned slaves require in the master's certificate (default: the chain only)", [](c& d) -> setting_target { return &d.tls_server_name; }},
     };
     return all;
@@ -228,6 +237,8 @@ std::vector<std::string> apply_config_file(const std::string& path, daemon_confi
         }
     };
     unknown(unknown, root, "");
+    // The HTTP API runs when the file has an [http] table, even one that keeps every default.
+    if (root.get_as<toml::table>("http")) c.http.enabled = true;
     if (mode == config_reading::lenient) {
         // Every setting that could be read is applied; the rest was left at what it was.
         for (auto& e : errors) {
@@ -303,6 +314,19 @@ std::vector<std::string> validate(const daemon_config& c) {
     if (!c.tls() && (!c.tls_ca.empty() || !c.tls_server_name.empty())) {
         problems.push_back("tls.ca and tls.server_name: need tls.cert and tls.key");
     }
+    if (c.http.enabled) {
+        if (!host_port(c.http.listen)) problems.push_back(fmt::format("http.listen: '{}' is not host:port", c.http.listen));
+        if (c.http.https && !c.tls()) problems.push_back("http.https: needs tls.cert and tls.key (the certificate it presents)");
+        if (c.http.max_header < 1024 || c.http.max_header > (std::uint64_t{1} << 20)) {
+            problems.push_back("http.max_header: must be between 1KiB and 1MiB");
+        }
+        if (c.http.max_body < 1024 || c.http.max_body > (std::uint64_t{64} << 20)) {
+            problems.push_back("http.max_body: must be between 1KiB and 64MiB");
+        }
+        for (const auto& [name, value] : {std::pair{"http.header_timeout", c.http.header_timeout}, {"http.idle_timeout", c.http.idle_timeout}}) {
+            if (value.count() <= 0) problems.push_back(fmt::format("{}: must be more than 0", name));
+        }
+    }
     return problems;
 }
 
@@ -320,9 +344,13 @@ namespace {
 //  - limits.max_frame: every connection's frame decoder is built with it.
 //  - tls.*: the TLS context is built once at start, and the slaves already running verify it with
 //    what they were given then.
+//  - http.listen, http.https: the HTTP port is bound, and its TLS chosen, at start; so is whether
+//    it runs at all ([http] added or removed: "http").
+// The HTTP token files are not here: a reload reads them again (rotation).
 constexpr std::string_view restart_only_keys[] = {
     "listen", "control_socket", "event_log", "checkpoint_dir", "checkpoint_sync", "secret_file", "master_id", "adopt_window",
     "shards", "slaves.count", "slaves.spawn", "limits.max_frame", "tls.cert", "tls.key", "tls.ca", "tls.server_name",
+    "http.listen", "http.https",
 };
 
 const setting& setting_named(std::string_view key) {
@@ -345,6 +373,7 @@ std::vector<std::string> restart_only_change(const daemon_config& running, const
     for (std::string_view key : restart_only_keys) {
         if (!same_value(setting_named(key), running, reloaded)) changed.emplace_back(key);
     }
+    if (running.http.enabled != reloaded.http.enabled) changed.emplace_back("http");
     return changed;
 }
 
@@ -354,6 +383,7 @@ void keep_restart_only(const daemon_config& running, daemon_config& reloaded) {
         std::visit([&](auto* to) { *to = *std::get<decltype(to)>(s.target(const_cast<daemon_config&>(running))); },
                    s.target(reloaded));
     }
+    reloaded.http.enabled = running.http.enabled;
 }
 
 }  // namespace meshmaster::master

@@ -19,6 +19,9 @@
 //   [limits]   max_frame = "16MiB"  max_state = "256MiB"  state_chunk = "1MiB"  max_connections = 1024
 //              max_output = "16MiB"  refusal_burst = 10  refusal_window = "1m"
 //   [tls]      cert = "master.pem"  key = "master.key"  ca = "ca.pem"  server_name = "meshmaster.internal"
+//   [http]     listen = "127.0.0.1:9180"  read_token_file = "..."  admin_token_file = "..."  https = false
+//              max_header = "8KiB"  max_body = "64KiB"  max_connections = 64
+//              header_timeout = "10s"  idle_timeout = "30s"      # the HTTP API (docs/http.md); off without [http]
 //
 // Durations are "250ms", "1.5s", "2m", "1h", "1d" or a bare number of milliseconds (at most 30d);
 // sizes "16MiB", "512KiB" or bytes. Unknown keys are errors (a typo must not silently fall back to a
@@ -72,6 +75,19 @@ struct daemon_config {
     /// (MESHMASTER_TLS_SERVER_NAME); "": they verify the chain only.
     std::string tls_server_name;
     std::chrono::milliseconds handshake_timeout{5'000};
+    /// [http]: the HTTP API (docs/http.md). Off unless the file has an [http] table.
+    struct http_settings {
+        bool enabled = false;  ///< the configuration file has an [http] table
+        std::string listen = "127.0.0.1:9180";
+        std::string read_token_file;   ///< "": no read token
+        std::string admin_token_file;  ///< "": no admin token
+        bool https = false;            ///< TLS with [tls] cert and key
+        std::uint64_t max_header = 8 << 10;  ///< request line and headers; past it 431
+        std::uint64_t max_body = 64 << 10;   ///< a Content-Length past it: 413, the body unread
+        std::uint32_t max_connections = 64;  ///< past it a connection is answered 503 and closed
+        std::chrono::milliseconds header_timeout{10'000};  ///< to read a request's headers (slowloris)
+        std::chrono::milliseconds idle_timeout{30'000};    ///< a keep-alive connection without a request
+    } http;
     std::chrono::milliseconds adopt_window{2'000};
     supervisor_config supervisor{.shard_count = 256, .slave_count = 4};
     std::string config_file;  ///< where the settings came from, if a file

@@ -1,19 +1,23 @@
 // The daemon's one object: the supervisor core and everything that drives it, declared once and
 // defined by room — daemon.cpp (the core driver: actions, the event log, timers, the stop),
 // daemon_startup.cpp (secret and TLS, listening, the control socket's file, adoption from the
-// previous event log), daemon_signals.cpp (signals and reload) and control_socket.cpp (the CLI's
-// requests, with control_status.hpp). The slave server is an object of its own (slave_server.hpp),
+// previous event log), daemon_signals.cpp (signals and reload), daemon_control.cpp (status, restart,
+// reload, stop as values), control_socket.cpp (the CLI's requests) and daemon_http.cpp (the HTTP
+// API's endpoints; the HTTP server itself is http_server.hpp). The slave server is an object of its own (slave_server.hpp),
 // which asks the daemon for what it needs through slave_server_host.
 // Internal to those translation units: it includes Asio, so nothing else includes it (main.cpp sees
 // daemon.hpp). Thread safety: none; everything runs on the one thread of its io_context.
 #pragma once
 
 #include "checkpoint_store.hpp"
+#include "control_status.hpp"
 #include "daemon.hpp"
 #include "daemon_metrics.hpp"
 #include "event_feed.hpp"
 #include "event_log.hpp"
 #include "exit_code.hpp"
+#include "http_auth.hpp"
+#include "http_server.hpp"
 #include "refusal_limiter.hpp"
 #include "slave_server.hpp"
 #include "spawner.hpp"
@@ -51,7 +55,7 @@ namespace meshmaster::master {
 /// One JSON line on stderr: the daemon's own log.
 void log_line(std::string_view level, std::string_view msg, boost::json::object extra = {});
 
-class daemon_runtime final : public slave_server_host {
+class daemon_runtime final : public slave_server_host, public http::server_host {
 public:
     daemon_runtime(daemon_config config, config_loader reload);
     ~daemon_runtime() override;
@@ -135,6 +139,40 @@ private:
     awaitable signal_loop();
     reload_outcome reload(std::string_view trigger);
 
+    // --- the control actions, shared by the control socket and HTTP (daemon_control.cpp) ---------
+    struct restart_answer {
+        boost::json::object answer;  // the control socket's answer
+        bool accepted = false;
+        bool busy = false;  // queued behind a running restart
+        std::uint64_t restart = 0;
+        std::uint64_t outcomes_before = 0;  // restarts_ended_ when it was asked
+    };
+    struct reload_answer {
+        boost::json::object answer;
+        bool applied = false;
+    };
+    struct stop_answer {
+        boost::json::object answer;
+        bool accepted = false;  // false: refused (the other kind of stop is under way)
+    };
+    daemon_facts facts() const;
+    boost::json::object control_status(status_detail detail) const;
+    restart_answer control_restart(std::string_view trigger);
+    reload_answer control_reload(std::string_view trigger);
+    stop_answer control_stop(bool leave_slaves, std::string_view trigger);
+    /// The kept outcome (restart_completed or restart_failed) of restart `restart`, if still kept.
+    const event_record* restart_outcome(std::uint64_t restart) const;
+    static boost::json::object outcome_json(const event_record& outcome);
+
+    // --- the HTTP API (daemon_http.cpp) ---------------------------------------------------------
+    int listen_http();
+    boost::asio::awaitable<http::response> handle(const http::request& req, const std::string& peer) override;
+    void refused(std::string_view reason, const std::string& peer, std::string_view what) override;
+    http::limits http_limits() const override;
+    http::response readiness() const;
+    awaitable http_refusal_loop();
+    void rearm_http_refusals();
+
     // --- the control socket (control_socket.cpp) ------------------------------------------------
     awaitable accept_control();
     awaitable control_session(boost::asio::local::stream_protocol::socket socket);
@@ -164,6 +202,14 @@ private:
     std::string slave_address_;
     slave_server slaves_{io_.get_executor(), *this};  // after what it asks for (session_settings_, cfg_)
     systemd_notifier notify_{io_.get_executor(), [this] { return progress_for_systemd(); }};
+    // The HTTP API: off (no acceptor open) unless [http] is configured.
+    boost::asio::ip::tcp::acceptor http_acceptor_{io_};
+    http::tokens http_tokens_;
+    std::unique_ptr<boost::asio::ssl::context> http_tls_;  // https = true: the [tls] certificate
+    refusal_limiter http_refusals_;  // its refusals on stderr, per peer, like the slave port's
+    std::optional<mono_time> http_refusals_armed_for_;
+    boost::asio::steady_timer http_refusal_timer_{io_};
+    http::server http_{io_.get_executor(), *this};
     // The newest restart outcomes (restart_completed / restart_failed), for `status` and the
     // `restart --wait` sessions, which wait for the n-th outcome since they asked: the count of all
     // of them, and the last few (a daemon restarted every hour for years must not keep them all).

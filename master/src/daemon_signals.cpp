@@ -1,7 +1,7 @@
 // Signals and reload: SIGTERM/SIGINT stop (gracefully, then at once), SIGUSR2 starts a rolling
 // restart, SIGUSR1 reopens the event log (after a rotation) and SIGHUP reloads the configuration —
-// which the control socket's `reload` does too: validated first, nothing applied when anything is
-// wrong, restart-only settings kept and named. Thread safety: none; the signal set delivers on the
+// which the control socket's and the HTTP API's `reload` do too: validated first (the HTTP token
+// files read again), nothing applied when anything is wrong, restart-only settings kept and named. Thread safety: none; the signal set delivers on the
 // daemon's io_context thread, never in a signal handler.
 #include "daemon_runtime.hpp"
 
@@ -90,11 +90,21 @@ daemon_runtime::reload_outcome daemon_runtime::reload(std::string_view trigger) 
                                  : fmt::format("{} (kept at their running values until meshmaster restarts: {})",
                                                problem, fmt::join(out.not_applied, ", ")));
     }
+    // The HTTP token files are read again (rotation): a file that no longer reads rejects the
+    // reload, rather than leave the API with no token or an old one.
+    std::optional<http::tokens> tokens;
+    if (next.http.enabled) {
+        auto loaded = http::load_tokens({.read_token_file = next.http.read_token_file, .admin_token_file = next.http.admin_token_file});
+        if (auto* problem = std::get_if<std::string>(&loaded)) out.errors.push_back(*problem);
+        else tokens = std::get<http::tokens>(std::move(loaded));
+    }
     if (!out.errors.empty()) {
         out.not_applied.clear();
         return reject();
     }
     cfg_ = std::move(next);
+    if (tokens) http_tokens_ = std::move(*tokens);
+    http_refusals_.set_limits(refusal_limits_of(cfg_));
     refusals_.set_limits(refusal_limits_of(cfg_));
     refusals_armed_for_.reset();
     rearm_refusals();

@@ -1,5 +1,6 @@
 #include "startup_checks.hpp"
 
+#include "http_auth.hpp"
 #include "tls_context.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -126,6 +127,13 @@ std::vector<std::string> startup_problems(const daemon_config& c) {
     if (c.tls()) {
         std::optional<asio::ssl::context> unused;
         if (auto p = load_tls_context(c, unused)) problems.push_back(std::move(*p));
+    }
+    if (c.http.enabled) {
+        // The HTTP API's address and token files, as the start reads them.
+        auto http_listen = resolve_listen(c.http.listen);
+        if (auto* p = std::get_if<std::string>(&http_listen)) problems.push_back("http." + std::move(*p));
+        auto loaded = http::load_tokens({.read_token_file = c.http.read_token_file, .admin_token_file = c.http.admin_token_file});
+        if (auto* p = std::get_if<std::string>(&loaded)) problems.push_back(std::move(*p));
     }
     return problems;
 }
