@@ -1,0 +1,317 @@
+#!/usr/bin/python3
+"""The HTTP API (docs/http.md) against a real daemon with spawned example bots: tokens, every
+endpoint, a rolling restart started over HTTP that loses nothing, token rotation by reload, and the
+abuse it must shrug off (slowloris, connection floods, a 1 GiB Content-Length, bad UTF-8, path
+traversal) while slaves keep being served. TLS with a certificate made at test time."""
+import http.client
+import json
+import os
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import unittest
+
+from support import Fleet, assert_exactly_once, free_port
+
+LIVENESS = 60  # seconds: a limit on waiting for what takes a second at most, never a speed goal
+READ = "read-token-0123456789abcdef"
+ADMIN = "admin-token-0123456789abcdef"
+
+
+def write_private(path, text, mode=0o600):
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+class Client:
+    """One request per connection (or a kept-alive one when given), JSON decoded when it is JSON."""
+
+    def __init__(self, port, context=None):
+        self.port = port
+        self.context = context
+
+    def connect(self):
+        if self.context:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=LIVENESS, context=self.context)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=LIVENESS)
+
+    def request(self, method, path, token=None, body=None, headers=None):
+        conn = self.connect()
+        try:
+            h = dict(headers or {})
+            if token:
+                h["Authorization"] = f"Bearer {token}"
+            conn.request(method, path, body=body, headers=h)
+            response = conn.getresponse()
+            data = response.read()
+            kind = response.getheader("Content-Type", "")
+            return response.status, (json.loads(data) if kind.startswith("application/json") else data.decode())
+        finally:
+            conn.close()
+
+
+def raw_exchange(port, data, timeout=LIVENESS):
+    """Sends `data` as is and returns everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        received = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return received
+            received += chunk
+
+
+def status_of(answer):
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else None
+
+
+class HttpApi(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tokens = tempfile.TemporaryDirectory(prefix="meshmaster-http-")
+        cls.read_file = os.path.join(cls.tokens.name, "read.token")
+        cls.admin_file = os.path.join(cls.tokens.name, "admin.token")
+        write_private(cls.read_file, READ + "\n")
+        write_private(cls.admin_file, ADMIN + "\n")
+        cls.port = free_port()
+        cls.fleet = Fleet(shards=32, slaves=2, rate=200, settings={"http": {
+            "listen": f"127.0.0.1:{cls.port}", "read_token_file": cls.read_file, "admin_token_file": cls.admin_file,
+            "max_connections": 16, "header_timeout": "1s", "idle_timeout": "2s"}})
+        cls.fleet.__enter__()
+        cls.master = cls.fleet.master
+        cls.api = Client(cls.port)
+        cls.master.wait_running()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fleet.close()
+        cls.tokens.cleanup()
+
+    def log(self):
+        with open(self.master.log_path) as f:
+            return f.read()
+
+    def test_health_and_readiness_need_no_token(self):
+        self.assertEqual(self.api.request("GET", "/healthz"), (200, {"status": "ok"}))
+        code, ready = self.api.request("GET", "/readyz")
+        self.assertEqual(code, 200, ready)
+        self.assertEqual((ready["ready"], ready["shards_total"]), (True, 32))
+        # /metrics is h-metrics' part: until it is built the endpoint says so.
+        code, body = self.api.request("GET", "/metrics")
+        self.assertEqual(code, 404)
+        self.assertIn("not built", body["error"])
+
+    def test_tokens(self):
+        for token in (None, "wrong-token-0123456789abcdef"):
+            code, body = self.api.request("GET", "/v1/status", token=token)
+            self.assertEqual(code, 401, body)
+            self.assertIn("error", body)
+        code, body = self.api.request("POST", "/v1/restart", token=READ)
+        self.assertEqual(code, 403, body)
+        self.assertEqual(self.master.events("restart_started"), [], "a forbidden request acted")
+        self.assertEqual(self.api.request("GET", "/v1/status", token=READ)[0], 200)
+        self.assertEqual(self.api.request("GET", "/v1/status", token=ADMIN)[0], 200)
+        # Never logged, whatever was presented.
+        self.assertNotIn("wrong-token", self.log())
+        self.assertNotIn(READ, self.log())
+        self.assertNotIn(ADMIN, self.log())
+
+    def test_read_endpoints_answer_what_the_control_socket_answers(self):
+        code, st = self.api.request("GET", "/v1/status", token=READ)
+        self.assertEqual(code, 200)
+        cli = self.master.status()
+        self.assertEqual(set(st), set(cli))
+        self.assertEqual(len(st["shards"]), 32)
+        code, summary = self.api.request("GET", "/v1/status?detail=summary", token=READ)
+        self.assertEqual((code, summary["detail"]), (200, "summary"))
+        self.assertNotIn("shards", summary)
+        self.assertEqual(self.api.request("GET", "/v1/status?detail=everything", token=READ)[0], 400)
+        code, slaves = self.api.request("GET", "/v1/slaves", token=READ)
+        self.assertEqual(code, 200)
+        self.assertEqual(sorted(s["id"] for s in slaves["slaves"]), sorted(s["id"] for s in cli["slaves"]))
+        code, shards = self.api.request("GET", "/v1/shards?state=running", token=READ)
+        self.assertEqual((code, len(shards["shards"])), (200, 32))
+        code, shards = self.api.request("GET", "/v1/shards?state=unowned", token=READ)
+        self.assertEqual((code, shards["shards"]), (200, []))
+        self.assertEqual(self.api.request("GET", "/v1/shards?state=asleep", token=READ)[0], 400)
+        code, body = self.api.request("GET", "/v1/restarts/12345", token=READ)
+        self.assertEqual(code, 404)
+        self.assertIn("event log", body["error"])
+        self.assertEqual(self.api.request("GET", "/v1/restarts/abc", token=READ)[0], 400)
+
+    def test_malformed_requests_are_refused_with_json_errors(self):
+        # A 1 GiB Content-Length: 413 at once, the body never read (we send none).
+        answer = raw_exchange(self.port, b"POST /v1/restart HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + ADMIN.encode() +
+                              b"\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n")
+        self.assertEqual(status_of(answer), 413, answer[:300])
+        self.assertIn(b"http.max_body", answer)
+        # Bad UTF-8 in a JSON body.
+        code, body = self.api.request("POST", "/v1/stop", token=ADMIN, body=b'{"leave_slaves": "\xff"}',
+                                      headers={"Content-Type": "application/json"})
+        self.assertEqual(code, 400, body)
+        self.assertIn("UTF-8", body["error"])
+        self.assertEqual(self.api.request("POST", "/v1/stop", token=ADMIN, body=b'{"leave_slaves": 1}')[0], 400)
+        # Path traversal, raw and encoded: nothing is served from a path.
+        for path in ("/../etc/passwd", "/v1/%2e%2e/healthz", "/v1/..%2fstatus", "/healthz/..", "/v1/%2E%2E/%2E%2E/etc/passwd"):
+            answer = raw_exchange(self.port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            self.assertEqual(status_of(answer), 404, path)
+        # Headers past http.max_header: 431.
+        answer = raw_exchange(self.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
+        self.assertEqual(status_of(answer), 431, answer[:300])
+        # Not HTTP at all: 400.
+        self.assertEqual(status_of(raw_exchange(self.port, b"HELLO THERE\r\n\r\n")), 400)
+        code, body = self.api.request("PUT", "/v1/status", token=READ)
+        self.assertEqual(code, 405)
+        self.assertEqual(self.api.request("GET", "/v1/nothing", token=READ)[0], 404)
+        # None of that disturbed the fleet.
+        self.assertEqual(self.api.request("GET", "/readyz")[0], 200)
+        self.assertIsNone(self.master.process.poll())
+
+    def test_slowloris_is_cut_at_the_header_deadline(self):
+        started = time.monotonic()
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 100 + b"\r\n\r\n"
+        cut = False
+        with socket.create_connection(("127.0.0.1", self.port), timeout=LIVENESS) as s:
+            for byte in request:
+                try:
+                    s.sendall(bytes([byte]))
+                except OSError:
+                    cut = True
+                    break
+                # Between bytes, the API serves others.
+                self.assertEqual(self.api.request("GET", "/healthz")[0], 200)
+                s.settimeout(0.3)
+                try:
+                    if s.recv(1024) == b"":
+                        cut = True
+                        break
+                except socket.timeout:
+                    pass
+                except OSError:
+                    cut = True
+                    break
+        self.assertTrue(cut, "the slow client was never cut")
+        # header_timeout is 1 s; the request would take over 30 s to send at this pace.
+        self.assertLess(time.monotonic() - started, 30)
+
+    def test_connection_floods_are_bounded_and_the_daemon_keeps_serving(self):
+        held = []
+        try:
+            for _ in range(300):
+                held.append(socket.create_connection(("127.0.0.1", self.port), timeout=LIVENESS))
+            # Past max_connections (16) each connection is answered 503 and closed.
+            refused = 0
+            for s in held[16:]:
+                s.settimeout(LIVENESS)
+                data = b""
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                refused += status_of(data) == 503
+            self.assertEqual(refused, len(held) - 16)
+        finally:
+            for s in held:
+                s.close()
+        # 10,000 connects in a row, each closed at once.
+        for _ in range(10000):
+            socket.create_connection(("127.0.0.1", self.port), timeout=LIVENESS).close()
+        deadline = time.monotonic() + LIVENESS
+        while self.api.request("GET", "/healthz")[0] != 200:  # the held ones are being closed
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        self.assertEqual(self.master.status()["shards_running"], 32)
+
+    def test_z_restart_over_http_completes_with_nothing_lost_under_abuse(self):
+        code, answer = self.api.request("POST", "/v1/restart", token=ADMIN)
+        self.assertEqual(code, 202, answer)
+        self.assertTrue(answer["accepted"])
+        self.assertEqual(answer["progress"], f"/v1/restarts/{answer['restart']}")
+        # While it runs: bad requests of every kind, and a flood.
+        for _ in range(20):
+            self.api.request("GET", "/v1/status", token="wrong-token-0123456789abcdef")
+            raw_exchange(self.port, b"POST /v1/stop HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n")
+            raw_exchange(self.port, b"GET /v1/%2e%2e/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        floods = [socket.create_connection(("127.0.0.1", self.port), timeout=LIVENESS) for _ in range(64)]
+        for s in floods:
+            s.close()
+        deadline = time.monotonic() + 120
+        while True:
+            code, progress = self.api.request("GET", answer["progress"], token=READ)
+            self.assertEqual(code, 200, progress)
+            if progress["state"] != "running":
+                break
+            self.assertLess(time.monotonic(), deadline, progress)
+            time.sleep(0.1)
+        self.assertEqual(progress["state"], "completed", progress)
+        self.assertEqual(progress["outcome"]["shards_moved"], 32)
+        self.master.wait_running()
+        self.assertEqual(self.fleet.gateway.drain(), "drained")
+        assert_exactly_once(self, self.fleet.gateway.report())
+
+    def test_reload_rotates_the_tokens_and_names_what_is_not_applied(self):
+        new_admin = "rotated-admin-token-0123456789"
+        with open(self.master.config) as f:
+            original = f.read()
+        try:
+            write_private(self.admin_file, new_admin + "\n")
+            code, answer = self.api.request("POST", "/v1/reload", token=ADMIN)
+            self.assertEqual(code, 200, answer)
+            self.assertEqual(answer["result"], "reloaded")
+            self.assertEqual(self.api.request("GET", "/v1/status", token=ADMIN)[0], 401)
+            self.assertEqual(self.api.request("GET", "/v1/status", token=new_admin)[0], 200)
+            # A token file others may read rejects the reload: 422, nothing applied.
+            os.chmod(self.admin_file, 0o644)
+            code, answer = self.api.request("POST", "/v1/reload", token=new_admin)
+            self.assertEqual(code, 422, answer)
+            self.assertIn("chmod 600", " ".join(answer["errors"]))
+            self.assertEqual(self.api.request("GET", "/v1/status", token=new_admin)[0], 200)
+            os.chmod(self.admin_file, 0o600)
+            # A new HTTP port is not applied: named.
+            with open(self.master.config, "w") as f:
+                f.write(original.replace(f"127.0.0.1:{self.port}", f"127.0.0.1:{free_port()}"))
+            code, answer = self.api.request("POST", "/v1/reload", token=new_admin)
+            self.assertEqual(code, 200, answer)
+            self.assertEqual(answer["not_applied"], ["http.listen"])
+        finally:
+            with open(self.master.config, "w") as f:
+                f.write(original)
+            write_private(self.admin_file, ADMIN + "\n")
+            self.assertEqual(self.api.request("POST", "/v1/reload", token=new_admin)[0], 200)
+        self.assertEqual(self.api.request("GET", "/v1/status", token=ADMIN)[0], 200)
+
+
+class HttpsAndStop(unittest.TestCase):
+    def test_https_with_the_tls_certificate_then_stop_over_http(self):
+        with tempfile.TemporaryDirectory(prefix="meshmaster-https-") as d:
+            cert, key = os.path.join(d, "master.pem"), os.path.join(d, "master.key")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                            "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=30)
+            admin = os.path.join(d, "admin.token")
+            write_private(admin, ADMIN + "\n")
+            port = free_port()
+            with Fleet(shards=8, slaves=2, settings={"tls": {"cert": cert, "key": key}, "http": {
+                    "listen": f"127.0.0.1:{port}", "admin_token_file": admin, "https": True}}) as fleet:
+                context = ssl.create_default_context(cafile=cert)
+                api = Client(port, context)
+                self.assertEqual(api.request("GET", "/healthz"), (200, {"status": "ok"}))
+                fleet.master.wait_running()
+                self.assertEqual(api.request("GET", "/readyz")[0], 200)
+                # Plain HTTP on the TLS port gets nothing.
+                self.assertIsNone(status_of(raw_exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")))
+                # The read token is not configured: the admin one reads too.
+                self.assertEqual(api.request("GET", "/v1/slaves", token=ADMIN)[0], 200)
+                code, answer = api.request("POST", "/v1/stop", token=ADMIN, body=b"{}")
+                self.assertEqual((code, answer["result"]), (202, "stopping"), answer)
+                self.assertEqual(fleet.master.process.wait(LIVENESS), 0)
+                self.assertEqual(fleet.master.events()[-1]["event"], "master_stopped")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
