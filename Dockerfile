@@ -3,7 +3,8 @@
 # daemon and the example bot and gateway, stripped, in a slim runtime image that runs them as an
 # unprivileged user. The integration tests need no privileges: loopback only.
 #
-# No HEALTHCHECK yet: the daemon has no HTTP endpoint to ask (issue 15 adds /healthz later).
+# The HEALTHCHECK asks the HTTP API's /healthz (no token), so the configuration the image runs with
+# needs an [http] table listening on port 9180 (deploy/compose/meshmaster.toml has one).
 FROM debian:12 AS build
 WORKDIR /src
 COPY . .
@@ -34,6 +35,11 @@ USER meshmaster:meshmaster
 WORKDIR /var/lib/meshmaster
 VOLUME /var/lib/meshmaster
 # Slaves on other hosts connect here (listen = "0.0.0.0:7400"); the ones spawned inside use loopback.
+# The HTTP API ([http] listen = "0.0.0.0:9180"): docs/http.md.
 EXPOSE 7400
+EXPOSE 9180
+# Healthy while the daemon serves HTTP (curl is in the runtime list of scripts/install-deps).
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["curl", "--fail", "--silent", "--show-error", "--max-time", "2", "--output", "/dev/null", "http://127.0.0.1:9180/healthz"]
 ENTRYPOINT ["meshmaster"]
 CMD ["run", "-c", "/etc/meshmaster/meshmaster.toml"]

@@ -149,7 +149,7 @@ add_custom_command(OUTPUT ${meshmaster_man_page}
   VERBATIM)
 add_custom_target(meshmaster_man_page ALL DEPENDS ${meshmaster_man_page})
 install(FILES ${meshmaster_man_page} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
-install(FILES ${PROJECT_SOURCE_DIR}/docs/operations.md ${PROJECT_SOURCE_DIR}/docs/events.md
+install(FILES ${PROJECT_SOURCE_DIR}/docs/operations.md ${PROJECT_SOURCE_DIR}/docs/events.md ${PROJECT_SOURCE_DIR}/docs/http.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 
 # The unit in <prefix>/lib/systemd/system, the system user's sysusers.d file in <prefix>/lib/sysusers.d,

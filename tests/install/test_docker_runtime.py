@@ -10,6 +10,7 @@
 - compose.yaml parses, runs redis, the gateway and meshmaster from this Dockerfile, and the config it
   mounts passes `meshmaster check-config` (with the image's paths mapped to this machine's).
 """
+import json
 import os
 import re
 import shlex
@@ -208,6 +209,24 @@ class RuntimeStage(unittest.TestCase):
             self.assertTrue(makers, f"{image_path}: no build-stage command makes {source}")
             for command in makers:
                 self.assertRegex(command, r"--strip\b|(^|\s)-s(\s|$)|^strip\s", f"{image_path} is not stripped: {command}")
+
+    def test_the_healthcheck_asks_healthz_with_a_tool_the_image_has(self):
+        checks = [rest for keyword, rest in self.runtime if keyword == "HEALTHCHECK"]
+        self.assertEqual(len(checks), 1, "the runtime stage has no HEALTHCHECK")
+        command = json.loads(checks[0][checks[0].index("CMD") + 3:].strip())
+        self.assertEqual(command[0], "curl")
+        self.assertIn("curl", runtime_packages())
+        self.assertIn("--fail", command)  # a 5xx must fail the check
+        url = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/healthz", command[-1])
+        self.assertIsNotNone(url, command)
+        # The image's configuration (deploy/compose) serves HTTP on that port, and the port is exposed.
+        with open(os.path.join(SOURCE, "deploy", "compose", "meshmaster.toml")) as f:
+            config = f.read()
+        http = config.split("\n[http]\n", 1)
+        self.assertEqual(len(http), 2, "deploy/compose/meshmaster.toml has no [http] table")
+        self.assertRegex(http[1].split("\n[", 1)[0], rf'listen = "0\.0\.0\.0:{url.group(1)}"')
+        exposed = " ".join(rest for keyword, rest in self.runtime if keyword == "EXPOSE").split()
+        self.assertIn(url.group(1), exposed)
 
     def test_the_state_directory_is_a_volume_the_user_owns(self):
         volumes = [rest for keyword, rest in self.runtime if keyword == "VOLUME"]
