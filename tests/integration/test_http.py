@@ -286,6 +286,47 @@ class HttpApi(unittest.TestCase):
         self.assertEqual(self.api.request("GET", "/v1/status", token=ADMIN)[0], 200)
 
 
+class CheckConfig(unittest.TestCase):
+    """check-config refuses what the start would: token files others may read, https without a
+    certificate, a listen address that is not one."""
+
+    def check(self, http_table, files=None):
+        binary = os.path.join(os.environ.get("MESHMASTER_BUILD_DIR", "build/release"), "master", "meshmaster")
+        with tempfile.TemporaryDirectory(prefix="meshmaster-http-check-") as d:
+            for name, (text, mode) in (files or {}).items():
+                write_private(os.path.join(d, name), text, mode)
+            config = os.path.join(d, "m.toml")
+            with open(config, "w") as f:
+                f.write(f'shards = 8\nevent_log = "{d}/e.jsonl"\ncontrol_socket = "{d}/s.sock"\n'
+                        f'[slaves]\ncount = 2\ncommand = ["/bin/true"]\n[http]\n' + http_table.replace("DIR", d))
+            return subprocess.run([binary, "check-config", "-c", config], capture_output=True, text=True, timeout=60)
+
+    def test_http_settings_are_checked(self):
+        good = {"admin.token": (ADMIN + "\n", 0o600)}
+        out = self.check('admin_token_file = "DIR/admin.token"\n', good)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = self.check('admin_token_file = "DIR/admin.token"\n', {"admin.token": (ADMIN + "\n", 0o644)})
+        self.assertEqual(out.returncode, 78)
+        self.assertIn("http.admin_token_file", out.stderr)
+        self.assertIn("chmod 600", out.stderr)
+        self.assertNotIn(ADMIN, out.stderr + out.stdout)
+        out = self.check('read_token_file = "DIR/missing.token"\n')
+        self.assertEqual(out.returncode, 78)
+        self.assertIn("http.read_token_file", out.stderr)
+        out = self.check("https = true\n")
+        self.assertEqual(out.returncode, 78)
+        self.assertIn("http.https: needs tls.cert and tls.key", out.stderr)
+        out = self.check('listen = "nowhere"\n')
+        self.assertEqual(out.returncode, 78)
+        self.assertIn("http.listen", out.stderr)
+        out = self.check('max_body = "1GiB"\n')
+        self.assertEqual(out.returncode, 78)
+        self.assertIn("http.max_body", out.stderr)
+        out = self.check("bogus = 1\n")
+        self.assertEqual(out.returncode, 78)
+        self.assertIn("http.bogus is not a setting", out.stderr)
+
+
 class HttpsAndStop(unittest.TestCase):
     def test_https_with_the_tls_certificate_then_stop_over_http(self):
         with tempfile.TemporaryDirectory(prefix="meshmaster-https-") as d:
