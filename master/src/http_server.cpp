@@ -162,10 +162,11 @@ asio::awaitable<void> serve(std::shared_ptr<server::state> s, Stream stream, std
         head.body_limit(lim.max_body);
         lowest.expires_after(lim.header_timeout);
         auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, head, tuple_awaitable);
-        if (hec == bhttp::error::body_limit) {  // the Content-Length alone says it is too large
+        if (hec == bhttp::error::body_limit) {
+            // The Content-Length alone says it is too large (Beast stops at that header: the
+            // parser's header is not complete, so its length is not asked for here).
             refusal = {413, "http_body_too_large",
-                       fmt::format("the body ({} bytes) exceeds http.max_body ({} bytes): not read",
-                                   head.content_length().value_or(0), lim.max_body)};
+                       fmt::format("the Content-Length exceeds http.max_body ({} bytes): the body is not read", lim.max_body)};
         } else if (hec == bhttp::error::header_limit) {
             refusal = {431, "http_headers_too_large", fmt::format("the request line and headers exceed http.max_header ({} bytes)", lim.max_header)};
         } else if (hec == beast::error::timeout) {
