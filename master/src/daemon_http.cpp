@@ -148,9 +148,13 @@ http::response daemon_runtime::readiness() const {
     if (st.adopting_ms) {
         o["reason"] = fmt::format("adopting: waiting {:.0f} ms more for the previous master's slaves to report", *st.adopting_ms);
     } else {
+        // What `meshmaster status` names, the first few (a fleet of thousands of slots may have
+        // as many problems): the count, then why.
         const auto problems = fleet_problems(st);
-        o["reason"] = problems.empty() ? fmt::format("{} of {} shards running", c.shards_running + c.shards_moving, c.shards_total)
-                                       : problems.front();
+        std::string reason;
+        for (std::size_t i = 0; i < problems.size() && i < 3; ++i) reason += (i ? "; " : "") + problems[i];
+        o["reason"] = reason.empty() ? fmt::format("{} of {} shards running", c.shards_running + c.shards_moving, c.shards_total)
+                                     : reason;
     }
     return json_response(503, o);
 }

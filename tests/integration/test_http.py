@@ -327,6 +327,51 @@ class CheckConfig(unittest.TestCase):
         self.assertIn("http.bogus is not a setting", out.stderr)
 
 
+class Truthful(unittest.TestCase):
+    """Statuses tell the truth: not ready is 503 with the reason, a refused action 409."""
+
+    def fleet(self, **kwargs):
+        d = tempfile.TemporaryDirectory(prefix="meshmaster-http-")
+        self.addCleanup(d.cleanup)
+        admin = os.path.join(d.name, "admin.token")
+        write_private(admin, ADMIN + "\n")
+        port = free_port()
+        settings = kwargs.pop("settings", {})
+        settings["http"] = {"listen": f"127.0.0.1:{port}", "admin_token_file": admin}
+        fleet = Fleet(settings=settings, **kwargs)
+        self.addCleanup(fleet.close)
+        fleet.__enter__()
+        return fleet, Client(port)
+
+    def test_not_ready_while_slots_cannot_start(self):
+        fleet, api = self.fleet(shards=4, slaves=2, settings={"slaves": {"command": ["/bin/false"]}})
+        fleet.master.wait_for(lambda s: any(slot["failed"] for slot in s["slots"]), LIVENESS, "a failed slot")
+        code, ready = api.request("GET", "/readyz")
+        self.assertEqual(code, 503, ready)
+        self.assertFalse(ready["ready"])
+        self.assertIn("slot", ready["reason"])
+        self.assertEqual(api.request("GET", "/healthz")[0], 200)  # alive, not ready
+
+    def test_while_stopping_not_ready_and_actions_refused_with_409(self):
+        # Slaves that ignore shutdown make the stop last (they are killed at timeouts.shutdown).
+        fleet, api = self.fleet(shards=4, slaves=2, rate=50, bot_args=["--ignore-shutdown"],
+                                settings={"timeouts": {"shutdown": "10s"}})
+        fleet.master.wait_running()
+        code, answer = api.request("POST", "/v1/stop", token=ADMIN)
+        self.assertEqual((code, answer["result"]), (202, "stopping"), answer)
+        code, ready = api.request("GET", "/readyz")
+        self.assertEqual((code, ready["reason"]), (503, "stopping"), ready)
+        code, answer = api.request("POST", "/v1/restart", token=ADMIN)
+        self.assertEqual(code, 409, answer)
+        self.assertEqual(answer["accepted"], False)
+        self.assertIn("stopping", answer["error"])
+        code, answer = api.request("POST", "/v1/stop", token=ADMIN, body=b'{"leave_slaves": true}')
+        self.assertEqual(code, 409, answer)
+        self.assertIn("cannot be left running", answer["error"])
+        code, answer = api.request("POST", "/v1/stop", token=ADMIN)
+        self.assertEqual((code, answer["result"]), (202, "already_stopping"), answer)
+
+
 class HttpsAndStop(unittest.TestCase):
     def test_https_with_the_tls_certificate_then_stop_over_http(self):
         with tempfile.TemporaryDirectory(prefix="meshmaster-https-") as d:
