@@ -133,7 +133,12 @@ asio::awaitable<void> serve(std::shared_ptr<server::state> s, Stream stream, std
         lowest.expires_after(lim.header_timeout);
         auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, tuple_awaitable);
         if (ec) {
-            if (ec == beast::error::timeout) s->host.refused("http_timeout", peer, "the TLS handshake did not end within http.header_timeout");
+            if (ec == beast::error::timeout) {
+                s->host.refused("http_timeout", peer, "the TLS handshake did not end within http.header_timeout");
+            } else if (ec != asio::error::eof && ec != asio::error::connection_reset && ec != asio::error::operation_aborted) {
+                // Plain HTTP on the https port, say: there is no way to answer it.
+                s->host.refused("http_bad_request", peer, "TLS handshake failed: " + ec.message());
+            }
             co_return;
         }
     }
