@@ -100,10 +100,9 @@ class HttpApi(unittest.TestCase):
         code, ready = self.api.request("GET", "/readyz")
         self.assertEqual(code, 200, ready)
         self.assertEqual((ready["ready"], ready["shards_total"]), (True, 32))
-        # /metrics is h-metrics' part: until it is built the endpoint says so.
         code, body = self.api.request("GET", "/metrics")
-        self.assertEqual(code, 404)
-        self.assertIn("not built", body["error"])
+        self.assertEqual(code, 200)
+        self.assertIn("meshmaster_build_info{", body)
 
     def test_tokens(self):
         for token in (None, "wrong-token-0123456789abcdef"):
@@ -115,6 +114,10 @@ class HttpApi(unittest.TestCase):
         self.assertEqual(self.master.events("restart_started"), [], "a forbidden request acted")
         self.assertEqual(self.api.request("GET", "/v1/status", token=READ)[0], 200)
         self.assertEqual(self.api.request("GET", "/v1/status", token=ADMIN)[0], 200)
+        # Each refusal is counted by reason, whether or not the log limiter wrote it.
+        code, metrics = self.api.request("GET", "/metrics")
+        self.assertRegex(metrics, r'(?m)^meshmaster_refusals_total\{reason="http_unauthorized"\} [1-9]')
+        self.assertRegex(metrics, r'(?m)^meshmaster_refusals_total\{reason="http_forbidden"\} [1-9]')
         # Never logged, whatever was presented.
         self.assertNotIn("wrong-token", self.log())
         self.assertNotIn(READ, self.log())
