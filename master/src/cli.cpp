@@ -164,33 +164,9 @@ void print_retried(const json::object& o) {
 }
 }  // namespace
 
-int restart(const std::string& path, bool wait) {
-    control_client c(path);
-    if (!c.error().empty()) {
-        fmt::print(stderr, "{}\n", c.error());
-        return to_int(exit_code::unavailable);
-    }
-    c.request({{"command", "restart"}, {"wait", wait}});
-    auto accepted = c.next();
-    if (!accepted || !accepted->is_object()) {
-        fmt::print(stderr, "no answer from meshmaster on {}\n", path);
-        return to_int(exit_code::unavailable);
-    }
-    const json::object& a = accepted->as_object();
-    if (const auto* ok = a.if_contains("accepted"); !ok || !ok->is_bool() || !ok->as_bool()) {
-        const auto* why = a.if_contains("refused");
-        fmt::print(stderr, "restart refused: {}\n", why ? text(*why) : json::serialize(a));
-        return to_int(exit_code::failure);
-    }
-    if (!a.at("queued").as_bool()) {
-        fmt::print("restart started (id {})\n", text(a.at("restart")));
-    } else if (a.at("already_queued").as_bool()) {
-        fmt::print("a restart is already queued behind the running one (id {}): this request joins it\n", text(a.at("restart")));
-    } else {
-        fmt::print("restart queued behind the running one (id {})\n", text(a.at("restart")));
-    }
-    print_retried(a);
-    if (!wait) return to_int(exit_code::ok);
+namespace {
+// restart --wait, drain --wait: the daemon's progress lines until the outcome.
+int follow_restart(control_client& c) {
     // A bar redrawn in place on a terminal; in a log or a pipe, a plain sentence at most once a
     // second or per tenth of the shards moved (restart_progress.hpp).
     const bool tty = ::isatty(STDOUT_FILENO);
@@ -230,7 +206,63 @@ int restart(const std::string& path, bool wait) {
     }
     fmt::print(stderr, "the daemon closed the connection before the restart finished\n");
     return to_int(exit_code::failure);
+}}  // namespace
+
+int restart(const std::string& path, bool wait) {
+    control_client c(path);
+    if (!c.error().empty()) {
+        fmt::print(stderr, "{}\n", c.error());
+        return to_int(exit_code::unavailable);
+    }
+    c.request({{"command", "restart"}, {"wait", wait}});
+    auto accepted = c.next();
+    if (!accepted || !accepted->is_object()) {
+        fmt::print(stderr, "no answer from meshmaster on {}\n", path);
+        return to_int(exit_code::unavailable);
+    }
+    const json::object& a = accepted->as_object();
+    if (const auto* ok = a.if_contains("accepted"); !ok || !ok->is_bool() || !ok->as_bool()) {
+        const auto* why = a.if_contains("refused");
+        fmt::print(stderr, "restart refused: {}\n", why ? text(*why) : json::serialize(a));
+        return to_int(exit_code::failure);
+    }
+    if (!a.at("queued").as_bool()) {
+        fmt::print("restart started (id {})\n", text(a.at("restart")));
+    } else if (a.at("already_queued").as_bool()) {
+        fmt::print("a restart is already queued behind the running one (id {}): this request joins it\n", text(a.at("restart")));
+    } else {
+        fmt::print("restart queued behind the running one (id {})\n", text(a.at("restart")));
+    }
+    print_retried(a);
+    if (!wait) return to_int(exit_code::ok);
+    return follow_restart(c);
 }
+
+int drain(const std::string& path, const std::string& slave, bool wait) {
+    control_client c(path);
+    if (!c.error().empty()) {
+        fmt::print(stderr, "{}\n", c.error());
+        return to_int(exit_code::unavailable);
+    }
+    c.request({{"command", "drain"}, {"slave", slave}, {"wait", wait}});
+    auto answer = c.next();
+    if (!answer || !answer->is_object()) {
+        fmt::print(stderr, "no answer from meshmaster on {}\n", path);
+        return to_int(exit_code::unavailable);
+    }
+    const json::object& a = answer->as_object();
+    if (const auto* ok = a.if_contains("accepted"); !ok || !ok->is_bool() || !ok->as_bool()) {
+        const auto* why = a.if_contains("refused");
+        if (!why) why = a.if_contains("error");
+        fmt::print(stderr, "drain refused: {}\n", why ? text(*why) : json::serialize(a));
+        return to_int(exit_code::failure);
+    }
+    fmt::print("draining {}: restart {} moves its shards, with their state, to a new slave for its slot\n", slave,
+               text(a.at("restart")));
+    if (!wait) return to_int(exit_code::ok);
+    return follow_restart(c);
+}
+
 
 namespace {
 // One request, its one reply (an object), or the exit code when there is none.

@@ -26,6 +26,11 @@ int status(const std::string& control_socket, const status_options& options);
 /// failed, 69 no daemon.
 int restart(const std::string& control_socket, bool wait);
 
+/// `meshmaster drain SLAVE [--wait]`: the slave's shards move, with their state, to a new slave for
+/// its slot (a restart of that slot alone). 0 accepted (or completed), 1 refused (unknown slave, a
+/// restart running, a spare, …) or failed, 69 no daemon.
+int drain(const std::string& control_socket, const std::string& slave, bool wait);
+
 /// `meshmaster reload`: 0 applied, 1 applied except the settings named (they need the daemon
 /// restarted), 78 rejected (nothing applied; the errors printed), 69 no daemon.
 int reload(const std::string& control_socket);

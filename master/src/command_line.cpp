@@ -20,6 +20,7 @@ struct subcommands {
     CLI::App* check = nullptr;
     CLI::App* status = nullptr;
     CLI::App* restart = nullptr;
+    CLI::App* drain = nullptr;
     CLI::App* reload = nullptr;
     CLI::App* stop = nullptr;
     CLI::App* metrics = nullptr;
@@ -66,7 +67,7 @@ void add_status_options(CLI::App& status, cli::status_options& o) {
     json->excludes(state);
 }
 
-// status, restart, reload, stop, metrics: the commands that talk to the daemon's control socket (-s, or the
+// status, restart, drain, reload, stop, metrics: the commands that talk to the daemon's control socket (-s, or the
 // path in the configuration given with -c).
 void add_control_commands(CLI::App& app, command_line& cl, subcommands& s) {
     auto add_control = [&](CLI::App* sub) {
@@ -79,6 +80,10 @@ void add_control_commands(CLI::App& app, command_line& cl, subcommands& s) {
     s.restart = app.add_subcommand("restart", "start a rolling restart");
     add_control(s.restart);
     s.restart->add_flag("--wait", cl.wait, "follow it to the end (exit 1 if it fails)");
+    s.drain = app.add_subcommand("drain", "move one slave's shards, with their state, to a new slave for its slot");
+    add_control(s.drain);
+    s.drain->add_option("slave", cl.drain_slave, "the slave's id, as `meshmaster status` lists it")->required();
+    s.drain->add_flag("--wait", cl.wait, "follow it to the end (exit 1 if it fails)");
     s.reload = app.add_subcommand("reload", "reload the configuration (like SIGHUP)");
     add_control(s.reload);
     s.stop = app.add_subcommand("stop", "stop gracefully (like SIGTERM)");
@@ -173,7 +178,8 @@ std::variant<command_line, int> parse_command_line(int argc, char** argv) {
     using command = command_line::command;
     const std::pair<CLI::App*, command> given[] = {
         {s.run, command::run},         {s.check, command::check_config}, {s.status, command::status},
-        {s.restart, command::restart}, {s.reload, command::reload},       {s.stop, command::stop},
+        {s.restart, command::restart}, {s.drain, command::drain},
+        {s.reload, command::reload},       {s.stop, command::stop},
         {s.metrics, command::metrics},
         {s.events, command::events},   {s.replay, command::replay},
         {s.mesh_ping, command::mesh_ping}, {s.mesh_nodes, command::mesh_nodes},

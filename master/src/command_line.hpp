@@ -28,7 +28,7 @@ struct run_flags {
 };
 
 struct command_line {
-    enum class command { run, check_config, status, restart, reload, stop, metrics, events, replay, mesh_ping, mesh_nodes };
+    enum class command { run, check_config, status, restart, drain, reload, stop, metrics, events, replay, mesh_ping, mesh_nodes };
     command which = command::status;
 
     run_flags flags;  // run, check-config
@@ -36,7 +36,8 @@ struct command_line {
     // status, restart, reload, stop
     std::string control_socket = "meshmaster.sock";
     bool control_socket_given = false;  // -s on the command line: it wins over the configuration's
-    bool wait = false;                  // restart --wait, stop --wait
+    bool wait = false;                  // restart --wait, drain --wait, stop --wait
+    std::string drain_slave;            // drain SLAVE
     bool leave_slaves = false;          // stop --leave-slaves
     std::string stop_timeout = "10m";   // stop --wait --timeout
     cli::status_options status;         // status --json, --summary, --shards, --state

@@ -31,6 +31,13 @@ using std::chrono::milliseconds;
 
 namespace {
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+// One answer: a JSON line. False once the CLI has gone.
+asio::awaitable<bool> write_line(asio::local::stream_protocol::socket& socket, const json::value& v) {
+    const std::string text = p::json_text(v) + "\n";
+    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(text), tuple_awaitable);
+    co_return !ec;
+}
 }  // namespace
 
 daemon_runtime::awaitable daemon_runtime::accept_control() {
@@ -49,11 +56,7 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
     auto [ec, n] = co_await asio::async_read_until(socket, in, '\n', tuple_awaitable);
     if (ec) co_return;
     std::string line(asio::buffers_begin(in.data()), asio::buffers_begin(in.data()) + static_cast<std::ptrdiff_t>(n));
-    auto reply = [&](const json::value& v) -> asio::awaitable<bool> {
-        const std::string text = p::json_text(v) + "\n";
-        auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(text), tuple_awaitable);
-        co_return !wec;
-    };
+    auto reply = [&](const json::value& v) { return write_line(socket, v); };
     boost::system::error_code pec;
     json::value request = json::parse(line, pec);
     const json::object* req = pec ? nullptr : request.if_object();
@@ -64,6 +67,7 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
         co_return;
     }
     const std::string_view cmd = command->as_string();
+    const bool wait = req->contains("wait") && req->at("wait").is_bool() && req->at("wait").as_bool();
     // The actions themselves are daemon_control.cpp's, shared with the HTTP API.
     if (cmd == "status") {
         // "detail": "summary" leaves out the per-shard arrays (control_status.hpp); absent, the
@@ -81,33 +85,22 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
         }
         co_await reply(control_status(detail));
     } else if (cmd == "restart") {
-        const bool wait = req->contains("wait") && req->at("wait").is_bool() && req->at("wait").as_bool();
         const restart_answer answer = control_restart("control socket");
         co_await reply(answer.answer);
         if (!answer.accepted || !wait) co_return;
-        const std::uint64_t goal = answer.outcomes_before + (answer.busy ? 2 : 1);
-        // Progress every 100 ms, and the outcome as soon as it is logged (not at the next tick).
-        asio::steady_timer t(io_);
-        while (restarts_ended_ < goal) {
-            t.expires_after(milliseconds(100));
-            co_await (t.async_wait(tuple_awaitable) || restart_finished_.async_wait(tuple_awaitable));
-            if (restarts_ended_ >= goal) break;
-            json::object progress;
-            // The restart alone: status() would build every shard's row ten times a second.
-            const auto c = core_.counts(now());
-            progress["progress"] = c.restart ? json::value(restart_json(*c.restart)) : json::value(nullptr);
-            if (!co_await reply(progress)) co_return;
-        }
-        // The waiter wakes at each outcome, so its own is among the newest kept; were it not, the
-        // answer says so rather than name another restart's outcome.
-        const std::uint64_t age = restarts_ended_ - goal;
-        if (age >= restart_outcomes_.size()) {
-            const json::value gone =
-                json::object{{"error", "the restart ended, but its outcome is no longer kept: see the event log"}};
-            co_await reply(gone);
+        co_await follow_restart(socket, answer.outcomes_before + (answer.busy ? 2 : 1));
+    } else if (cmd == "drain") {
+        const json::value* slave = req->if_contains("slave");
+        if (!slave || !slave->is_string() || slave->as_string().empty()) {
+            const json::value bad = json::object{{"error", "drain: expected {\"command\": \"drain\", \"slave\": \"<id>\"}"}};
+            co_await reply(bad);
             co_return;
         }
-        co_await reply(outcome_json(restart_outcomes_[restart_outcomes_.size() - 1 - age]));
+        const std::uint64_t before = restarts_ended_;
+        drain_answer answer = control_drain(std::string(slave->as_string()), "control socket");
+        co_await reply(answer.answer);
+        if (answer.result != supervisor::drain_request::outcome::started || !wait) co_return;
+        co_await follow_restart(socket, before + 1);
     } else if (cmd == "metrics") {
         const json::value metrics = json::object{{"metrics", metrics_text()}};
         co_await reply(metrics);
@@ -121,6 +114,33 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
         const json::value message6 = json::object{{"error", fmt::format("unknown command '{}'", cmd)}};
         co_await reply(message6);
     }
+}
+
+// restart --wait, drain --wait: progress every 100 ms, then the outcome of the `goal`-th restart
+// to end since the daemon started, as soon as it is logged (not at the next tick).
+daemon_runtime::awaitable daemon_runtime::follow_restart(asio::local::stream_protocol::socket& socket, std::uint64_t goal) {
+    auto reply = [&](const json::value& v) { return write_line(socket, v); };
+    asio::steady_timer t(io_);
+    while (restarts_ended_ < goal) {
+        t.expires_after(milliseconds(100));
+        co_await (t.async_wait(tuple_awaitable) || restart_finished_.async_wait(tuple_awaitable));
+        if (restarts_ended_ >= goal) break;
+        json::object progress;
+        // The restart alone: status() would build every shard's row ten times a second.
+        const auto c = core_.counts(now());
+        progress["progress"] = c.restart ? json::value(restart_json(*c.restart)) : json::value(nullptr);
+        if (!co_await reply(progress)) co_return;
+    }
+    // The waiter wakes at each outcome, so its own is among the newest kept; were it not, the
+    // answer says so rather than name another restart's outcome.
+    const std::uint64_t age = restarts_ended_ - goal;
+    if (age >= restart_outcomes_.size()) {
+        const json::value gone =
+            json::object{{"error", "the restart ended, but its outcome is no longer kept: see the event log"}};
+        co_await reply(gone);
+        co_return;
+    }
+    co_await reply(outcome_json(restart_outcomes_[restart_outcomes_.size() - 1 - age]));
 }
 
 }  // namespace meshmaster::master

@@ -194,6 +194,7 @@ void daemon_runtime::write_record(const event_record& r, bool on_stderr) {
     if (!log_ended_) {
         std::string text = log_.write(r, std::chrono::system_clock::now(), std::chrono::duration<double, std::milli>(now()).count());
         feed_.append(log_.last_seq(), r, std::move(text));
+        feed_grew_.cancel();
         line["seq"] = log_.last_seq();
     }
     if ((level || log_ended_) && !on_stderr) {

@@ -7,6 +7,8 @@
 
 #include <meshmaster/protocol/json_text.hpp>
 
+#include <fmt/format.h>
+
 #include <unistd.h>
 
 namespace meshmaster::master {
@@ -98,6 +100,21 @@ daemon_runtime::stop_answer daemon_runtime::control_stop(bool leave_slaves, std:
     });
     out.accepted = true;
     out.answer["result"] = leave_slaves ? "detaching" : "stopping";
+    return out;
+}
+
+daemon_runtime::drain_answer daemon_runtime::control_drain(const std::string& slave, std::string_view trigger) {
+    drain_answer out;
+    supervisor::drain_request request;
+    drive([&] { request = core_.request_drain(now(), slave, fmt::format("drain {} ({})", slave, trigger)); });
+    out.result = request.result;
+    if (request.result != supervisor::drain_request::outcome::started) {
+        out.answer = json::object{{"accepted", false}, {"slave", slave}, {"refused", request.refusal}};
+        log_line("warn", fmt::format("{}: drain of {} refused: {}", trigger, slave, request.refusal));
+        return out;
+    }
+    out.restart = request.restart;
+    out.answer = json::object{{"accepted", true}, {"slave", slave}, {"restart", request.restart}};
     return out;
 }
 

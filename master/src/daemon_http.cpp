@@ -269,9 +269,20 @@ asio::awaitable<http::response> daemon_runtime::handle(const http::request& req,
             co_return json_response(202, a.answer);
         }
         case http::route_id::events:
+            co_return events_page(m, peer);
         case http::route_id::events_stream:
-        case http::route_id::drain:
-            co_return error_response(501, fmt::format("{} is not served by this build", http::route_name(m.route)));
+            co_return events_stream(req, m, peer);
+        case http::route_id::drain: {
+            drain_answer a = control_drain(m.params.at(0), "HTTP API");
+            using outcome = supervisor::drain_request::outcome;
+            if (a.result == outcome::unknown_slave) co_return error_response(404, a.answer["refused"].as_string());
+            if (a.result == outcome::refused) {
+                a.answer["error"] = a.answer["refused"];
+                co_return json_response(409, a.answer);
+            }
+            a.answer["progress"] = fmt::format("/v1/restarts/{}", a.restart);
+            co_return json_response(202, a.answer);
+        }
         case http::route_id::none:
             break;
     }

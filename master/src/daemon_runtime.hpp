@@ -17,6 +17,7 @@
 #include "event_log.hpp"
 #include "exit_code.hpp"
 #include "http_auth.hpp"
+#include "http_route.hpp"
 #include "http_server.hpp"
 #include "refusal_limiter.hpp"
 #include "slave_server.hpp"
@@ -155,8 +156,14 @@ private:
         boost::json::object answer;
         bool accepted = false;  // false: refused (the other kind of stop is under way)
     };
+    struct drain_answer {
+        boost::json::object answer;  // accepted: the restart that drains; refused: why
+        supervisor::drain_request::outcome result = supervisor::drain_request::outcome::refused;
+        std::uint64_t restart = 0;
+    };
     daemon_facts facts() const;
     boost::json::object control_status(status_detail detail) const;
+    drain_answer control_drain(const std::string& slave, std::string_view trigger);
     restart_answer control_restart(std::string_view trigger);
     reload_answer control_reload(std::string_view trigger);
     stop_answer control_stop(bool leave_slaves, std::string_view trigger);
@@ -170,12 +177,16 @@ private:
     void refused(std::string_view reason, const std::string& peer, std::string_view what) override;
     http::limits http_limits() const override;
     http::response readiness() const;
+    // GET /v1/events and /v1/events/stream, from the event feed (daemon_events.cpp).
+    http::response events_page(const http::route_match& m, const std::string& peer);
+    http::response events_stream(const http::request& req, const http::route_match& m, const std::string& peer);
     awaitable http_refusal_loop();
     void rearm_http_refusals();
 
     // --- the control socket (control_socket.cpp) ------------------------------------------------
     awaitable accept_control();
     awaitable control_session(boost::asio::local::stream_protocol::socket socket);
+    awaitable follow_restart(boost::asio::local::stream_protocol::socket& socket, std::uint64_t goal);
 
     daemon_config cfg_;
     config_loader reload_;
@@ -184,6 +195,8 @@ private:
     event_log log_;
     bool log_ended_ = false;  // its last record (master_stopped, master_detached) is written
     event_feed feed_;         // the newest records, for the HTTP API's /v1/events and its stream
+    // Never expires: cancelled at each record the feed keeps, which wakes the event streams.
+    boost::asio::steady_timer feed_grew_{io_, std::chrono::steady_clock::time_point::max()};
     refusal_limiter refusals_;
     std::optional<mono_time> refusals_armed_for_;
     spawner spawner_;

@@ -24,6 +24,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <variant>
 #include <vector>
 
 namespace meshmaster::master {
@@ -86,5 +88,24 @@ private:
     std::size_t bytes_ = 0;
     std::uint64_t last_dropped_ = 0;  // the newest sequence number no longer held
 };
+
+/// What a reader of /v1/events or its stream asked for, read from the query string.
+struct event_query {
+    std::optional<std::uint64_t> since;  ///< absent: the newest records (a page) or from now on (a stream)
+    event_filter filter;
+    std::size_t limit = 100;  ///< records per page, 1..max_limit
+    static constexpr std::size_t max_limit = 1000;
+};
+
+/// Reads `since`, `type` (an event name), `slave`, `shard` and `limit` from decoded query
+/// parameters; any other name, a repeated one or a bad value is the message that refuses the
+/// request (it quotes at most 32 printable characters of what it got).
+std::variant<event_query, std::string> parse_event_query(const std::vector<std::pair<std::string, std::string>>& params);
+
+/// One record as a Server-Sent Events message: `id: <seq>`, `event: <name>`, `data: <line>`, a blank line.
+std::string sse_message(const feed_entry& e);
+
+/// A page as the JSON text of GET /v1/events: the records' own lines spliced in, not re-encoded.
+std::string events_json(const event_feed::page& p, std::uint64_t last_seq);
 
 }  // namespace meshmaster::master

@@ -98,8 +98,8 @@ int main(int argc, char** argv) {
         }
         return run_daemon(std::move(config), [flags = cl.flags] { return build_config(flags); });
     }
-    if (which == command::status || which == command::restart || which == command::reload || which == command::stop ||
-        which == command::metrics) {
+    if (which == command::status || which == command::restart || which == command::drain || which == command::reload ||
+        which == command::stop || which == command::metrics) {
         if (!cl.control_config.empty()) {
             auto c = paths_from(cl.control_config);
             if (!c) return to_int(exit_code::config);
@@ -107,6 +107,7 @@ int main(int argc, char** argv) {
         }
         if (which == command::status) return cli::status(cl.control_socket, cl.status);
         if (which == command::restart) return cli::restart(cl.control_socket, cl.wait);
+        if (which == command::drain) return cli::drain(cl.control_socket, cl.drain_slave, cl.wait);
         if (which == command::reload) return cli::reload(cl.control_socket);
         if (which == command::metrics) return cli::metrics(cl.control_socket);
         return cli::stop(cl.control_socket, {.leave_slaves = cl.leave_slaves, .wait = cl.wait, .timeout = cl.stop_timeout});

@@ -96,3 +96,50 @@ TEST_CASE("event feed: bounded by entries and bytes; a reader behind the oldest 
     CHECK(small.size() == 1);
     CHECK(small.first_seq() == 3);
 }
+
+TEST_CASE("event query: every parameter read, anything else refused by name") {
+    using params = std::vector<std::pair<std::string, std::string>>;
+    const auto q = parse_event_query(params{{"since", "41"}, {"type", "migration_completed"}, {"slave", "s0-g2"},
+                                            {"shard", "7"}, {"limit", "1000"}});
+    REQUIRE(std::holds_alternative<event_query>(q));
+    const auto& query = std::get<event_query>(q);
+    CHECK(query.since == 41u);
+    CHECK(query.filter.type == "migration_completed");
+    CHECK(query.filter.slave == "s0-g2");
+    CHECK(query.filter.shard == 7u);
+    CHECK(query.limit == 1000);
+    const auto plain = std::get<event_query>(parse_event_query(params{}));
+    CHECK_FALSE(plain.since);
+    CHECK(plain.limit == 100);
+
+    auto refusal = [](params p) {
+        auto r = parse_event_query(p);
+        REQUIRE(std::holds_alternative<std::string>(r));
+        return std::get<std::string>(r);
+    };
+    CHECK(refusal({{"type", "shard_startd"}}) == "type 'shard_startd' is not an event name (docs/events.md lists them)");
+    CHECK(refusal({{"since", "-1"}}) == "since must be an event's seq (a whole number), not '-1'");
+    CHECK(refusal({{"since", "18446744073709551616"}}).starts_with("since must be"));  // past u64
+    CHECK(refusal({{"shard", "4294967296"}}).starts_with("shard must be a shard number"));
+    CHECK(refusal({{"limit", "0"}}) == "limit must be 1 to 1000, not '0'");
+    CHECK(refusal({{"limit", "1001"}}) == "limit must be 1 to 1000, not '1001'");
+    CHECK(refusal({{"limit", "5"}, {"limit", "6"}}) == "'limit' is given twice");
+    CHECK(refusal({{"slave", ""}}) == "slave must be a slave id of 1 to 256 bytes");
+    CHECK(refusal({{"colour", "red"}}) == "unknown parameter 'colour' (since, type, slave, shard, limit)");
+    // What the client sent is quoted printable and short, whatever it was.
+    CHECK(refusal({{"type", std::string("\x01\xff") + std::string(40, 'a')}}) ==
+          "type '??" + std::string(30, 'a') + "...' is not an event name (docs/events.md lists them)");
+}
+
+TEST_CASE("event feed as served: an SSE message per record, and a page's JSON with the records' own lines") {
+    event_feed feed;
+    add(feed, 8, {.event = "restart_started", .slave = "s0-g1"});
+    add(feed, 9, {.event = "restart_completed", .slave = "s0-g1"});
+    const auto p = feed.after(7, {}, 100);
+    CHECK(sse_message(*p.entries.at(0)) ==
+          "id: 8\nevent: restart_started\ndata: {\"seq\":8,\"event\":\"restart_started\",\"slave\":\"s0-g1\"}\n\n");
+    CHECK(events_json(p, feed.last_seq()) ==
+          R"({"events":[{"seq":8,"event":"restart_started","slave":"s0-g1"},{"seq":9,"event":"restart_completed","slave":"s0-g1"}],)"
+          R"("next_since":9,"gap":false,"first_kept":8,"last_seq":9})");
+    CHECK(events_json(feed.after(9, {}, 100), feed.last_seq()) == R"({"events":[],"next_since":9,"gap":false,"first_kept":8,"last_seq":9})");
+}
