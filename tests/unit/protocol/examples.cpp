@@ -22,6 +22,8 @@ constexpr auto master_nonce = counting<32>(0x40);
 // the hello's slave id, so the document's auth_proof and welcome vectors can be recomputed.
 const proof slave_mac = slave_proof(example_secret, bytes_view(master_nonce), bytes_view(slave_nonce), "slave-3");
 const proof master_mac = master_proof(example_secret, bytes_view(master_nonce), bytes_view(slave_nonce), "slave-3");
+// 2026-12-07T05:30:00.123456Z in Unix microseconds: a wall-clock stamp as shard_stopped carries it.
+constexpr std::uint64_t stopped_at_us = 1796621400123456;
 constexpr std::array<std::byte, 4> chunk_data{std::byte{0xde}, std::byte{0xad}, std::byte{0xbe},
                                               std::byte{0xef}};
 
@@ -41,6 +43,13 @@ const std::vector<std::pair<std::string_view, message>>& examples() {
                           .migration_id = 9001,
                           .state = bytes_view::of("seq=1234"),
                           .state_size = std::nullopt}},
+        // 1.3: the stop's wall-clock time relayed to the new holder, which measures the pause.
+        {"resume_timed", resume{.shard = 12,
+                                .epoch = 42,
+                                .migration_id = 9001,
+                                .state = bytes_view::of("seq=1234"),
+                                .state_size = std::nullopt,
+                                .stopped_at_us = stopped_at_us}},
         {"shutdown", shutdown{.reason = "rolling restart", .deadline_ms = 5000}},
         {"state_chunk", state_chunk{.migration_id = 9001,
                                     .shard = 12,
@@ -77,8 +86,15 @@ const std::vector<std::pair<std::string_view, message>>& examples() {
                                         .migration_id = 9001,
                                         .state = bytes_view::of("seq=1234"),
                                         .state_size = 8}},
+        // 1.3: the same stop, stamped with when the slave stopped handling the shard's events.
+        {"shard_stopped_timed", shard_stopped{.shard = 12,
+                                              .epoch = 41,
+                                              .migration_id = 9001,
+                                              .state = bytes_view::of("seq=1234"),
+                                              .state_size = 8,
+                                              .stopped_at_us = stopped_at_us}},
         {"auth_challenge", auth_challenge{.version_major = 1,
-                                          .version_minor = 2,
+                                          .version_minor = 3,
                                           .master_id = "master-a",
                                           .nonce = bytes_view(master_nonce)}},
         {"auth_proof", auth_proof{.mac = bytes_view(slave_mac)}},
@@ -86,8 +102,12 @@ const std::vector<std::pair<std::string_view, message>>& examples() {
         {"start_shard", start_shard{.shard = 5, .epoch = 1, .shard_count = 32}},
         {"shard_started", shard_started{.shard = 5, .epoch = 1}},
         {"resumed", resumed{.shard = 12, .epoch = 42, .migration_id = 9001}},
+        // 1.3: the pause the new holder measured, 48.213 ms after resume_timed's stopped_at_us.
+        {"resumed_pause", resumed{.shard = 12, .epoch = 42, .migration_id = 9001, .pause_us = 48213}},
         {"shutdown_complete", shutdown_complete{}},
         {"heartbeat", heartbeat{.seq = 77, .progress = 1234567}},
+        // 1.3: the echo of the peer's heartbeat 41, sent 1.83 ms after it arrived.
+        {"heartbeat_echo", heartbeat{.seq = 78, .progress = 1234600, .echo_seq = 41, .echo_delay_us = 1830}},
         {"error", error_message{.code = "stale_epoch",
                                 .message = "shard 12 is held under epoch 42",
                                 .shard = 12,

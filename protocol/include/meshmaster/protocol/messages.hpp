@@ -148,12 +148,16 @@ struct resume {
     std::uint64_t migration_id = 0;
     bytes_view state;
     std::optional<std::uint64_t> state_size;  ///< total state bytes incl. chunks; absent: state's size
+    /// The previous holder's shard_stopped.stopped_at_us, relayed (1.3): the new holder answers
+    /// with resumed.pause_us. Absent when the stop carried none (or the receiver is older).
+    std::optional<std::uint64_t> stopped_at_us;
     static constexpr auto fields() {
         using m = resume;
         return std::tuple{required_field("shard", &m::shard), required_field("epoch", &m::epoch),
                           required_field("migration_id", &m::migration_id),
                           required_field("state", &m::state),
-                          optional_field("state_size", &m::state_size)};
+                          optional_field("state_size", &m::state_size),
+                          optional_field("stopped_at_us", &m::stopped_at_us)};
     }
     friend bool operator==(const resume&, const resume&) = default;
 };
@@ -249,12 +253,16 @@ struct shard_stopped {
     std::uint64_t migration_id = 0;
     bytes_view state;
     std::optional<std::uint64_t> state_size;
+    /// The sender's wall clock (Unix microseconds) when it stopped handling the shard's events
+    /// (1.3): relayed in resume so that the new holder can measure the pause.
+    std::optional<std::uint64_t> stopped_at_us;
     static constexpr auto fields() {
         using m = shard_stopped;
         return std::tuple{required_field("shard", &m::shard), required_field("epoch", &m::epoch),
                           optional_field("migration_id", &m::migration_id),
                           required_field("state", &m::state),
-                          optional_field("state_size", &m::state_size)};
+                          optional_field("state_size", &m::state_size),
+                          optional_field("stopped_at_us", &m::stopped_at_us)};
     }
     friend bool operator==(const shard_stopped&, const shard_stopped&) = default;
 };
@@ -330,10 +338,14 @@ struct resumed {
     std::uint32_t shard = 0;
     std::uint64_t epoch = 0;
     std::uint64_t migration_id = 0;
+    /// Microseconds from resume.stopped_at_us to the moment the shard runs here, on this slave's
+    /// wall clock, clamped at 0 (1.3): the handoff's pause as the slaves saw it. Absent when the
+    /// resume carried no stopped_at_us.
+    std::optional<std::uint64_t> pause_us;
     static constexpr auto fields() {
         using m = resumed;
         return std::tuple{required_field("shard", &m::shard), required_field("epoch", &m::epoch),
-                          required_field("migration_id", &m::migration_id)};
+                          required_field("migration_id", &m::migration_id), optional_field("pause_us", &m::pause_us)};
     }
     friend bool operator==(const resumed&, const resumed&) = default;
 };
@@ -346,14 +358,20 @@ struct shutdown_complete {
 };
 
 /// 18 · either way. Liveness. `progress` counts the sender's event-loop turns, so a process that is
-/// alive but stuck (a callback that never returns) is told apart from a healthy one.
+/// alive but stuck (a callback that never returns) is told apart from a healthy one. The echo (1.3)
+/// lets the peer measure the round trip: RTT = now − send time of its heartbeat `echo_seq` −
+/// `echo_delay_us`. Both are absent until the sender has received a heartbeat on this connection.
 struct heartbeat {
     static constexpr event_id id = event_id::heartbeat;
     std::uint64_t seq = 0;
     std::uint64_t progress = 0;
+    std::optional<std::uint64_t> echo_seq;       ///< the newest `seq` received from the peer
+    std::optional<std::uint64_t> echo_delay_us;  ///< microseconds from receiving it to sending this
     static constexpr auto fields() {
         return std::tuple{required_field("seq", &heartbeat::seq),
-                          optional_field("progress", &heartbeat::progress)};
+                          optional_field("progress", &heartbeat::progress),
+                          optional_field("echo_seq", &heartbeat::echo_seq),
+                          optional_field("echo_delay_us", &heartbeat::echo_delay_us)};
     }
     friend bool operator==(const heartbeat&, const heartbeat&) = default;
 };

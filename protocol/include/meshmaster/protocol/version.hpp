@@ -19,7 +19,7 @@ struct protocol_version {
 };
 
 /// The version this build speaks.
-inline constexpr protocol_version current_version{1, 2};
+inline constexpr protocol_version current_version{1, 3};
 
 /// Whether a peer announcing `peer` may talk to this build.
 [[nodiscard]] constexpr bool is_compatible(protocol_version peer) noexcept {
