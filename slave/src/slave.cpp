@@ -164,5 +164,6 @@ void slave::checkpoint(std::uint32_t shard, shared_bytes state) { impl_->checkpo
 void slave::update_mesh(mesh::peer_record node) { impl_->update_mesh(std::move(node)); }
 std::vector<protocol::shard_epoch> slave::shards() const { return impl_->shards(); }
 bool slave::finished() const { return impl_->finished(); }
+std::optional<std::chrono::microseconds> slave::heartbeat_rtt() const { return impl_->heartbeat_rtt(); }
 
 }  // namespace meshmaster::slave

@@ -6,11 +6,24 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstdint>
+
 namespace meshmaster::slave::detail {
 
 namespace p = meshmaster::protocol;
 
 slave_core::slave_core(core_config config) : config_(std::move(config)), assembler_(config_.max_state_size) {}
+
+std::chrono::steady_clock::time_point slave_core::steady_now() const {
+    return config_.steady_now ? config_.steady_now() : std::chrono::steady_clock::now();
+}
+
+std::uint64_t slave_core::wall_now_us() const {
+    const auto now = config_.wall_now ? config_.wall_now() : std::chrono::system_clock::now();
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
+    return us > 0 ? static_cast<std::uint64_t>(us) : 0;  // a clock set before 1970 says "at the epoch"
+}
 
 void slave_core::log(std::string_view level, std::string text) const {
     if (config_.log) config_.log(level, std::move(text));
@@ -103,6 +116,10 @@ void slave_core::on_connected() {
     checkpoints_due_.clear();
     assembler_.clear();
     slave_nonce_ = p::random_nonce();
+    // Echoes are per connection: a new master (or the same one anew) starts the count over.
+    sent_heartbeats_ = {};
+    received_heartbeat_.reset();
+    heartbeat_rtt_.reset();
 }
 
 void slave_core::on_disconnected() {
@@ -175,8 +192,10 @@ void slave_core::on_frame(const p::frame_view& frame) {
                 }
             } else if constexpr (std::is_same_v<T, p::handoff_complete>) {
                 if (auto r = retained_.find(msg.shard); r != retained_.end() && r->second.epoch == msg.epoch) retained_.erase(r);
-            } else if constexpr (std::is_same_v<T, p::heartbeat> || std::is_same_v<T, p::shard_migration_start>) {
-                // Liveness only; the migration notice needs no answer.
+            } else if constexpr (std::is_same_v<T, p::heartbeat>) {
+                on_heartbeat(msg);
+            } else if constexpr (std::is_same_v<T, p::shard_migration_start>) {
+                // The migration notice needs no answer.
             } else if constexpr (std::is_same_v<T, p::mesh_members>) {
                 // Lists can cross (a master restart): only a newer one replaces what was applied.
                 if (msg.version <= mesh_version_) return;
@@ -229,6 +248,7 @@ void slave_core::handle(const p::auth_challenge& m) {
         return;
     }
     master_nonce_.assign(m.nonce.begin(), m.nonce.end());
+    master_minor_ = m.version_minor;
     const std::vector<p::shard_epoch> held = shards();
     const std::vector<p::shard_epoch> kept = retained();
     p::slave_hello hello{.version_major = p::current_version.major,
@@ -326,6 +346,8 @@ void slave_core::handle(const p::stop_shard& m) {
             p::failpoint("slave.stop.before_callback");
             e.phase = shard_phase::stopping;
             e.migration = m.migration_id;
+            // From the callback on, the worker handles none of the shard's events: the pause begins.
+            e.stopping_since_us = wall_now_us();
             request(op_kind::stop_shard, m.shard, m.epoch, 0, {}, m.migration_id);
             return;
     }
@@ -352,7 +374,8 @@ void slave_core::handle(const p::resume& m, p::bytes_view whole_state) {
     }
     std::erase_if(retained_, [&](const auto& kv) { return kv.first == m.shard && kv.second.epoch < m.epoch; });
     p::failpoint("slave.resume.before_callback");
-    shards_[m.shard] = shard_entry{.epoch = m.epoch, .phase = shard_phase::resuming, .migration = m.migration_id};
+    shards_[m.shard] = shard_entry{.epoch = m.epoch, .phase = shard_phase::resuming, .migration = m.migration_id,
+                                   .resume_stopped_at_us = m.stopped_at_us};
     request(op_kind::resume_shard, m.shard, m.epoch, 0, whole_state, m.migration_id);
 }
 
@@ -396,8 +419,9 @@ void slave_core::run_deferred_grant(std::uint32_t shard) {
 void slave_core::send_stopped(std::uint32_t shard, const retained_state& r) {
     if (link_ == link_state::disconnected) return;  // the next hello lists it under `stopped`
     // The state stays in its buffer: the frames' pieces view it, and the batch keeps it alive.
-    if (!p::encode_with_state(p::shard_stopped{.shard = shard, .epoch = r.epoch, .migration_id = r.migration},
-                              p::bytes_view(*r.state), out_, config_.state_chunk_size)) {
+    p::shard_stopped stopped{.shard = shard, .epoch = r.epoch, .migration_id = r.migration};
+    if (master_minor_ >= 3) stopped.stopped_at_us = r.stopped_at_us;  // older masters do not know it
+    if (!p::encode_with_state(stopped, p::bytes_view(*r.state), out_, config_.state_chunk_size)) {
         log("error", fmt::format("could not encode the state of shard {} ({} bytes)", shard, r.state->size()));
         return;
     }
@@ -445,7 +469,15 @@ void slave_core::complete(std::uint64_t op, outcome result) {
             e.phase = shard_phase::running;
             if (resuming) {
                 p::failpoint("slave.resume.after_callback");
-                send(p::resumed{.shard = pending.shard, .epoch = pending.epoch, .migration_id = pending.migration});
+                p::resumed done{.shard = pending.shard, .epoch = pending.epoch, .migration_id = pending.migration};
+                if (e.resume_stopped_at_us) {
+                    // Both stamps are wall clocks, of two hosts maybe: a clock behind the other's
+                    // could make it negative, which is no pause at all.
+                    const std::uint64_t at = wall_now_us();
+                    done.pause_us = at > *e.resume_stopped_at_us ? at - *e.resume_stopped_at_us : 0;
+                    e.resume_stopped_at_us.reset();
+                }
+                send(done);
                 after_write_.push_back("slave.resume.after_send");
             } else {
                 p::failpoint("slave.start.after_callback");
@@ -485,7 +517,8 @@ void slave_core::complete(std::uint64_t op, outcome result) {
             // The worker's buffer itself, moved under a shared owner: no copy.
             retained_state& kept = retained_[pending.shard] = {
                 .epoch = e.epoch, .migration = e.migration,
-                .state = std::make_shared<const std::vector<std::byte>>(std::move(result.state))};
+                .state = std::make_shared<const std::vector<std::byte>>(std::move(result.state)),
+                .stopped_at_us = e.stopping_since_us};
             shards_.erase(shard);
             if (link_ == link_state::ready) {
                 send_stopped(pending.shard, kept);
@@ -498,7 +531,33 @@ void slave_core::complete(std::uint64_t op, outcome result) {
 }
 
 void slave_core::tick(std::uint64_t progress) {
-    if (link_ == link_state::ready) send(p::heartbeat{.seq = ++heartbeat_seq_, .progress = progress});
+    if (link_ != link_state::ready) return;
+    p::heartbeat hb{.seq = ++heartbeat_seq_, .progress = progress};
+    if (master_minor_ >= 3) {  // the echo, only to a master that reads it (1.3)
+        const auto now = steady_now();
+        sent_heartbeats_[hb.seq % sent_heartbeats_.size()] = {.seq = hb.seq, .at = now};
+        if (received_heartbeat_) {
+            hb.echo_seq = received_heartbeat_->first;
+            hb.echo_delay_us = static_cast<std::uint64_t>(
+                std::chrono::duration_cast<std::chrono::microseconds>(now - received_heartbeat_->second).count());
+        }
+    }
+    send(hb);
+}
+
+// A heartbeat from a 1.3 master: its seq is echoed in our next one, and its echo of one of ours
+// measures the round trip (now − our send time − the time the master held it). An echo of a
+// heartbeat no longer in the ring, or of none we sent, measures nothing.
+void slave_core::on_heartbeat(const p::heartbeat& m) {
+    if (master_minor_ < 3) return;
+    const auto now = steady_now();
+    if (!received_heartbeat_ || m.seq >= received_heartbeat_->first) received_heartbeat_.emplace(m.seq, now);
+    if (!m.echo_seq || !m.echo_delay_us) return;
+    const sent_heartbeat& sent = sent_heartbeats_[*m.echo_seq % sent_heartbeats_.size()];
+    if (sent.seq == 0 || sent.seq != *m.echo_seq) return;
+    const auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(now - sent.at).count();
+    const auto held = static_cast<std::int64_t>(std::min<std::uint64_t>(*m.echo_delay_us, INT64_MAX));
+    heartbeat_rtt_ = std::chrono::microseconds(elapsed > held ? elapsed - held : 0);
 }
 
 }  // namespace meshmaster::slave::detail

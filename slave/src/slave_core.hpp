@@ -18,6 +18,7 @@
 #include <meshmaster/slave/completion.hpp>
 #include <meshmaster/slave/slave.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -65,6 +66,11 @@ struct core_config {
     std::optional<mesh::peer_record> mesh;
     /// The mesh's membership (every other node), each time the master sends a newer list.
     std::function<void(std::vector<mesh::peer_record>)> mesh_members;
+    /// The clocks (tests and the simulation give their own; empty: the system's). Monotonic for the
+    /// heartbeat round trip; wall for a stop's time and a handoff's pause (protocol 1.3), since the
+    /// old and the new holder of a shard share no monotonic clock.
+    std::function<std::chrono::steady_clock::time_point()> steady_now;
+    std::function<std::chrono::system_clock::time_point()> wall_now;
 };
 
 class slave_core {
@@ -110,6 +116,9 @@ public:
     [[nodiscard]] bool finished() const noexcept { return finished_; }
     [[nodiscard]] bool authenticated() const noexcept { return link_ == link_state::ready; }
     [[nodiscard]] std::chrono::milliseconds heartbeat_interval() const noexcept { return heartbeat_interval_; }
+    /// The last heartbeat round trip to the master and back, less the time the master held the echo
+    /// (protocol 1.3); empty until a 1.3 master has echoed one on this connection.
+    [[nodiscard]] std::optional<std::chrono::microseconds> heartbeat_rtt() const noexcept { return heartbeat_rtt_; }
     /// Shards this process holds (running, starting, resuming or stopping).
     [[nodiscard]] std::vector<protocol::shard_epoch> shards() const;
     /// Shards it stopped whose handed-back state it keeps until the master confirms the handoff.
@@ -123,6 +132,10 @@ private:
         shard_phase phase = shard_phase::starting;
         std::uint64_t migration = 0;         // of the stop in progress
         std::optional<protocol::stop_shard> deferred_stop;  // arrived while starting/resuming
+        // Wall clock, Unix µs (1.3): when the worker was told to stop it (the stop in progress), and
+        // the previous holder's stop that the resume in progress relayed (for resumed.pause_us).
+        std::optional<std::uint64_t> stopping_since_us;
+        std::optional<std::uint64_t> resume_stopped_at_us;
     };
     // A grant under a newer epoch that arrived while the worker was still starting, resuming or
     // stopping the shard under the older one: carried out once that callback is done (the stop
@@ -139,6 +152,7 @@ private:
         std::uint64_t epoch = 0;
         std::uint64_t migration = 0;
         shared_bytes state;  // never null; shared with the batches that write it
+        std::optional<std::uint64_t> stopped_at_us;  // wall clock, Unix µs: sent again with it
     };
     struct pending_op {
         op_kind kind;
@@ -155,6 +169,9 @@ private:
     void request(op_kind kind, std::uint32_t shard = 0, std::uint64_t epoch = 0, std::uint32_t shard_count = 0,
                  protocol::bytes_view state = {}, std::uint64_t migration = 0);
     void log(std::string_view level, std::string text) const;
+    [[nodiscard]] std::chrono::steady_clock::time_point steady_now() const;
+    [[nodiscard]] std::uint64_t wall_now_us() const;
+    void on_heartbeat(const protocol::heartbeat& m);
 
     void handle(const protocol::auth_challenge& m);
     void handle(const protocol::welcome& m);
@@ -187,6 +204,16 @@ private:
     std::uint64_t next_op_ = 1;
     std::uint64_t heartbeat_seq_ = 0;
     std::chrono::milliseconds heartbeat_interval_{250};
+    std::uint32_t master_minor_ = 0;  // from auth_challenge: 1.3 masters get and give heartbeat echoes
+    // Per connection (1.3): our last heartbeats' send times at seq % size, the newest master
+    // heartbeat received (echoed back) and when, and the last round trip measured.
+    struct sent_heartbeat {
+        std::uint64_t seq = 0;
+        std::chrono::steady_clock::time_point at{};
+    };
+    std::array<sent_heartbeat, 16> sent_heartbeats_{};
+    std::optional<std::pair<std::uint64_t, std::chrono::steady_clock::time_point>> received_heartbeat_;
+    std::optional<std::chrono::microseconds> heartbeat_rtt_;
     protocol::state_assembler assembler_;
     std::vector<std::byte> assembled_;  // a reassembled state, alive until the next frame
     bool soft_started_ = false;

@@ -111,6 +111,7 @@ void slave::impl::publish() {
     std::lock_guard lock(snapshot_mutex);
     snapshot = core.shards();
     done = core.finished();
+    rtt = core.authenticated() ? core.heartbeat_rtt() : std::nullopt;
 }
 
 void slave::impl::flush() {
@@ -189,6 +190,11 @@ void slave::impl::update_mesh(mesh::peer_record node) {
 std::vector<protocol::shard_epoch> slave::impl::shards() const {
     std::lock_guard lock(snapshot_mutex);
     return snapshot;
+}
+
+std::optional<std::chrono::microseconds> slave::impl::heartbeat_rtt() const {
+    std::lock_guard lock(snapshot_mutex);
+    return rtt;
 }
 
 bool slave::impl::finished() const {

@@ -4,7 +4,7 @@
 // talks to the master through a shell::byte_stream, so the unit tests run this very code over a
 // stream that fails on purpose. Private to the slave library (slave.cpp, slave_shell.cpp) and its
 // unit tests: it includes Asio.
-// Thread safety: start(), stop(), checkpoint(), update_mesh(), shards() and finished() may be called
+// Thread safety: start(), stop(), checkpoint(), update_mesh(), shards(), finished() and heartbeat_rtt() may be called
 // from any thread (they post to the strand or read a snapshot under a mutex); everything else runs
 // on the strand.
 #pragma once
@@ -54,6 +54,7 @@ struct slave::impl : std::enable_shared_from_this<impl> {
     void update_mesh(mesh::peer_record node);
     std::vector<protocol::shard_epoch> shards() const;
     bool finished() const;
+    std::optional<std::chrono::microseconds> heartbeat_rtt() const;
 
     // --- on the strand (slave_shell.cpp) ---
     struct target;
@@ -92,6 +93,7 @@ struct slave::impl : std::enable_shared_from_this<impl> {
     mutable std::mutex snapshot_mutex;
     std::vector<protocol::shard_epoch> snapshot;
     bool done = false;
+    std::optional<std::chrono::microseconds> rtt;
 };
 
 }  // namespace meshmaster::slave

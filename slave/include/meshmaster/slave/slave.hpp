@@ -42,8 +42,8 @@
 // Lifetimes: the `slave` must outlive the io_context's run (or be stopped first); completions may
 // outlive it (they then do nothing).
 //
-// Thread safety: start(), stop(), checkpoint(), update_mesh(), shards() and finished() may be called
-// from any thread.
+// Thread safety: start(), stop(), checkpoint(), update_mesh(), shards(), finished() and heartbeat_rtt()
+// may be called from any thread.
 // The library never changes signal dispositions; a worker whose stdout is a pipe to meshmaster
 // should ignore SIGPIPE so that it survives a master restart.
 #pragma once
@@ -53,10 +53,12 @@
 #include <meshmaster/slave/completion.hpp>
 #include <meshmaster/slave/options.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -123,6 +125,11 @@ public:
     [[nodiscard]] std::vector<protocol::shard_epoch> shards() const;
     /// The master asked for a shutdown and the worker completed it.
     [[nodiscard]] bool finished() const;
+    /// The last heartbeat round trip to the master and back (protocol 1.3: the master echoes the
+    /// newest heartbeat it got and how long it held it, which is left out), measured on this
+    /// process's monotonic clock at most once per heartbeat interval. Empty while not connected and
+    /// until a 1.3 master has echoed a heartbeat on the current connection.
+    [[nodiscard]] std::optional<std::chrono::microseconds> heartbeat_rtt() const;
 
     struct impl;
 
