@@ -154,6 +154,11 @@ void supervisor::on_slave_connected(connection_id connection, const slave_hello_
     }
     r->minor = hello.version_minor;
     r->connection = connection;
+    r->address = hello.address;
+    // Heartbeats are echoed per connection: nothing from the last one is measured against this one.
+    r->received_heartbeat.reset();
+    r->sent_heartbeats = {};
+    r->heartbeat_rtt_ms.reset();
     // Its mesh node joins (or changed, or is gone); either way it gets the list now, since it may
     // have missed changes while it was away.
     const std::optional<mesh_node_info> mesh = hello.version_minor >= 2 ? hello.mesh : std::nullopt;

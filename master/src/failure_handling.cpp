@@ -196,15 +196,44 @@ void supervisor::on_process_exited(const std::string& slave, std::string status,
     s.slave_dead(slave, status);
 }
 
-void supervisor::on_heartbeat(connection_id connection, std::uint64_t progress, mono_time now) {
+void supervisor::on_heartbeat(connection_id connection, std::uint64_t progress, mono_time now, const heartbeat_info& info) {
     auto& s = *s_;
     slave_rec* r = s.heard_from(connection, now);
     if (!r) return;
+    if (r->minor >= 3) s.heartbeat_echo(*r, info, now);
     if (progress != r->progress) {
         r->progress = progress;
         r->progress_at = now;
         s.arm(*r);  // a first progress brings the stall check in
     }
+}
+
+// Our heartbeat to `r`; to a 1.3 slave with the echo of the newest one it sent us, and its send
+// time kept to measure the round trip when the slave echoes it.
+void supervisor::state::send_heartbeat(slave_rec& r, mono_time at) {
+    protocol::heartbeat hb{.seq = ++r.heartbeat_seq};
+    if (r.minor >= 3) {
+        r.sent_heartbeats[hb.seq % r.sent_heartbeats.size()] = {.seq = hb.seq, .at = at};
+        if (r.received_heartbeat) {
+            hb.echo_seq = r.received_heartbeat->first;
+            hb.echo_delay_us = static_cast<std::uint64_t>(
+                std::chrono::duration_cast<std::chrono::microseconds>(at - r.received_heartbeat->second).count());
+        }
+    }
+    send(r, hb);
+}
+
+// A 1.3 slave's heartbeat: its seq is echoed back next time, and its echo of ours gives the
+// round trip — unless that heartbeat has left the ring (a slave far behind) or the echo is garbage.
+void supervisor::state::heartbeat_echo(slave_rec& r, const heartbeat_info& info, mono_time at) {
+    if (!r.received_heartbeat || info.seq >= r.received_heartbeat->first) r.received_heartbeat.emplace(info.seq, at);
+    if (!info.echo_seq || !info.echo_delay_us) return;
+    const slave_rec::sent_heartbeat& sent = r.sent_heartbeats[*info.echo_seq % r.sent_heartbeats.size()];
+    if (sent.seq != *info.echo_seq || sent.seq == 0) return;
+    // A delay longer than the whole round trip is impossible on one clock (the slave's ran fast, or
+    // rounded up): clamped at zero rather than shown negative.
+    const double held_ms = static_cast<double>(*info.echo_delay_us) / 1000.0;
+    r.heartbeat_rtt_ms = std::max(0.0, ms_between(sent.at, at) - held_ms);
 }
 
 void supervisor::on_state_received(connection_id connection, mono_time now) {
@@ -289,7 +318,7 @@ void supervisor::on_tick(mono_time now) {
                 continue;
             }
             if (now >= r.next_heartbeat) {
-                s.send(r, protocol::heartbeat{.seq = ++r.heartbeat_seq});
+                s.send_heartbeat(r, now);
                 r.next_heartbeat = now + s.ms(s.config.heartbeat_interval);
             }
         }

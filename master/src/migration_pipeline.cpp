@@ -35,8 +35,9 @@ void supervisor::state::resume_on(migration_rec& m, slave_rec& target) {
          .state_bytes = size});
     if (target.connection) {
         actions::send_frame a{*target.connection, {}};
-        if (protocol::encode_with_state(protocol::resume{.shard = m.shard, .epoch = sh.epoch, .migration_id = m.id},
-                                        view, a.frames, config.state_chunk_size)) {
+        protocol::resume frame{.shard = m.shard, .epoch = sh.epoch, .migration_id = m.id};
+        if (target.minor >= 3) frame.stopped_at_us = m.stopped_at_us;  // older slaves do not know it
+        if (protocol::encode_with_state(frame, view, a.frames, config.state_chunk_size)) {
             out.emplace_back(std::move(a));
         }
     }
@@ -79,6 +80,11 @@ void supervisor::state::end_migration(std::uint64_t id, event_kind outcome, std:
                    .reason = std::move(reason)};
     if (outcome != event_kind::migration_failed && outcome != event_kind::recovery_failed) {
         r.pause_ms = ms_between(m.started, now);
+    }
+    // The slaves' own measure of the pause (1.3), next to the master's: stop to resume on their
+    // wall clocks, without the master's queueing and the network on either side.
+    if (outcome == event_kind::migration_completed && m.slave_pause_us) {
+        r.slave_pause_ms = static_cast<double>(*m.slave_pause_us) / 1000.0;
     }
     if (state_lost) r.state_lost = true;
     log(std::move(r));
@@ -136,7 +142,8 @@ void supervisor::state::drain_surplus() {
 }
 
 void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard, std::uint64_t epoch,
-                                  std::uint64_t migration, shared_bytes state, mono_time now) {
+                                  std::uint64_t migration, shared_bytes state, mono_time now,
+                                  std::optional<std::uint64_t> stopped_at_us) {
     auto& s = *s_;
     slave_rec* r = s.heard_from(connection, now);
     if (!r) return;
@@ -168,6 +175,7 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
     shard_rec& sh = s.shards[shard];
     migration_rec& m = s.migrations.at(migration);
     m.state = state ? std::move(state) : std::make_shared<const std::vector<std::byte>>();
+    m.stopped_at_us = stopped_at_us;
     s.failpoint("master.migrate.after_state_received");
     s.set_owner(shard, nullptr);
     s.log({.event = event_kind::shard_stopped, .slave = r->id, .shard = shard, .epoch = epoch, .migration = migration,
@@ -197,7 +205,7 @@ void supervisor::on_shard_stopped(connection_id connection, std::uint32_t shard,
 }
 
 void supervisor::on_resumed(connection_id connection, std::uint32_t shard, std::uint64_t epoch,
-                            std::uint64_t migration, mono_time now) {
+                            std::uint64_t migration, mono_time now, std::optional<std::uint64_t> pause_us) {
     auto& s = *s_;
     slave_rec* r = s.heard_from(connection, now);
     if (!r) return;
@@ -210,7 +218,9 @@ void supervisor::on_resumed(connection_id connection, std::uint32_t shard, std::
     shard_rec& sh = s.shards[shard];
     sh.phase = shard_phase::running;
     sh.since = now;
-    const bool rollback = s.migrations.at(migration).back_to_source;
+    migration_rec& m = s.migrations.at(migration);
+    m.slave_pause_us = pause_us;
+    const bool rollback = m.back_to_source;
     s.end_migration(migration, rollback ? event_kind::migration_rolled_back : event_kind::migration_completed,
                     rollback ? "the new slave failed" : "", false);
     s.failpoint("master.migrate.after_resumed");

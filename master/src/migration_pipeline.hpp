@@ -33,6 +33,10 @@ struct migration_rec {
     // a slave kept (after a master crash) collected and resumed. Not counted against concurrency.
     bool recovery = false;
     std::uint64_t from_epoch = 0;  // the epoch `from` held the shard under (for handoff_complete)
+    // The source's wall clock when it stopped the shard (shard_stopped.stopped_at_us, 1.3), relayed
+    // in resume; and the pause the target measured from it (resumed.pause_us), for the log.
+    std::optional<std::uint64_t> stopped_at_us;
+    std::optional<std::uint64_t> slave_pause_us;
     std::optional<mono_time> armed;  // the deadline queue's entry for its stop or resume timeout
 };
 

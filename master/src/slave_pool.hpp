@@ -11,6 +11,7 @@
 #include <meshmaster/master/actions.hpp>
 #include <meshmaster/master/supervisor.hpp>
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <set>
@@ -53,6 +54,18 @@ struct slave_rec {
     mono_time progress_at{};     // when it last moved, or state bytes last arrived from the slave
     bool spare = false;          // an idle slave kept ready to take over a slot
     std::uint64_t heartbeat_seq = 0;
+    // The send times of our last heartbeats on this connection, at seq % size (protocol 1.3): the
+    // slave echoes the newest seq it got, and the round trip is measured against its send time.
+    // As many as the silence limit holds by default (8 misses), and a few more.
+    struct sent_heartbeat {
+        std::uint64_t seq = 0;
+        mono_time at{};
+    };
+    std::array<sent_heartbeat, 16> sent_heartbeats{};
+    // The newest heartbeat seq received from the slave on this connection and when: echoed back.
+    std::optional<std::pair<std::uint64_t, mono_time>> received_heartbeat;
+    std::optional<double> heartbeat_rtt_ms;  // the last round trip measured (1.3 slaves)
+    std::string address;  // its connection's remote ip:port; empty when not connected
     bool restart_target = false;
     bool started = false;  // its hello was accepted: a death now is a crash, not a failed start
     // Never reused (unlike a pointer): names the record in the deadline queue.

@@ -114,7 +114,7 @@ void slave_session::handle_handshake(const p::frame_view& frame) {
         }
         hello_ = slave_hello_info{.id = slave_, .pid = h->pid, .generation = h->generation, .shards = h->shards,
                                   .soft_started = h->soft_started, .stopped = h->stopped,
-                                  .version_minor = h->version_minor};
+                                  .version_minor = h->version_minor, .address = peer_};
         if (h->has_mesh_node()) {
             mesh_node_info node{.id = slave_, .type = std::string(h->mesh_type.value_or("")), .host = std::string(*h->mesh_host),
                                 .port = *h->mesh_port, .incarnation = *h->mesh_incarnation, .values = {}};
@@ -170,19 +170,20 @@ void slave_session::handle(const p::frame_view& frame) {
                 host_.to_core(id, [&](supervisor& core, mono_time now) {
                     core.on_state_received(id, now);
                     if constexpr (stopped) {
-                        core.on_shard_stopped(id, msg.shard, msg.epoch, msg.migration_id, state, now);
+                        core.on_shard_stopped(id, msg.shard, msg.epoch, msg.migration_id, state, now, msg.stopped_at_us);
                     } else {
                         core.on_checkpoint(id, msg.shard, msg.epoch, state, now);
                     }
                 });
             } else if constexpr (std::is_same_v<T, p::resumed>) {
                 host_.to_core(id, [&](supervisor& core, mono_time now) {
-                    core.on_resumed(id, msg.shard, msg.epoch, msg.migration_id, now);
+                    core.on_resumed(id, msg.shard, msg.epoch, msg.migration_id, now, msg.pause_us);
                 });
             } else if constexpr (std::is_same_v<T, p::shutdown_complete>) {
                 host_.to_core(id, [&](supervisor& core, mono_time now) { core.on_shutdown_complete(id, now); });
             } else if constexpr (std::is_same_v<T, p::heartbeat>) {
-                host_.to_core(id, [&](supervisor& core, mono_time now) { core.on_heartbeat(id, msg.progress, now); });
+                const heartbeat_info info{.seq = msg.seq, .echo_seq = msg.echo_seq, .echo_delay_us = msg.echo_delay_us};
+                host_.to_core(id, [&](supervisor& core, mono_time now) { core.on_heartbeat(id, msg.progress, now, info); });
             } else if constexpr (std::is_same_v<T, p::error_message>) {
                 host_.to_core(id, [&](supervisor& core, mono_time now) {
                     core.on_slave_error(id, std::string(msg.code), std::string(msg.message), now);

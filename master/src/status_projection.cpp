@@ -66,7 +66,10 @@ supervisor_status supervisor::status(mono_time now) const {
     for (const auto& [id, r] : s.slaves) {
         st.slaves.push_back({.id = id, .slot = r.slot, .generation = r.generation, .pid = r.pid, .phase = name(r.phase),
                              .connected = r.connection.has_value(), .spawned_here = r.ours, .shards = counts[id],
-                             .mesh = r.mesh ? fmt::format("{}:{}", r.mesh->host, r.mesh->port) : std::string()});
+                             .mesh = r.mesh ? fmt::format("{}:{}", r.mesh->host, r.mesh->port) : std::string(),
+                             // Both describe the current connection: a gone one has neither.
+                             .address = r.connection ? r.address : std::string(),
+                             .heartbeat_rtt_ms = r.connection ? r.heartbeat_rtt_ms : std::nullopt});
     }
     if (s.restart) st.restart = project_restart(*s.restart, s.in_flight, now);
     return st;

@@ -217,6 +217,8 @@ struct supervisor::state : adoption_rec, stop_rec, mesh_directory_rec {
     const slave_rec* awaited(const shard_rec& sh) const;
     void fail_slave(slave_rec& s, const std::string& reason);
     void slave_dead(const std::string& id, const std::string& reason);
+    void send_heartbeat(slave_rec& r, mono_time at);
+    void heartbeat_echo(slave_rec& r, const heartbeat_info& info, mono_time at);
 
     // --- deadlines.cpp (the timers of failure_handling) --------------------------------------
     std::optional<mono_time> slave_due(const slave_rec& r) const;

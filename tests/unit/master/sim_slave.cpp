@@ -22,6 +22,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// The slaves' simulated wall clock: 2026-12-07T05:30:00Z plus the simulated time.
+constexpr std::chrono::microseconds sim_wall_epoch{1'796'621'400'000'000};
+
 std::vector<std::byte> bytes_of(std::string_view text) {
     std::vector<std::byte> out(text.size());
     for (std::size_t i = 0; i < text.size(); ++i) out[i] = static_cast<std::byte>(text[i]);
@@ -58,7 +61,11 @@ sim_world::process& sim_world::add_process(std::string id, std::uint64_t generat
                       .generation = generation,
                       .pid = proc.pid,
                       .max_state_size = session_settings_.max_state_size,
-                      .state_chunk_size = 16};  // states are ~50 bytes: every state handed back comes in chunks
+                      .state_chunk_size = 16,  // states are ~50 bytes: every state handed back comes in chunks
+                      // Simulated time for both clocks: runs replay exactly, and the pauses the
+                      // slaves measure (stop to resume, wall clock) are checked against the master's.
+                      .steady_now = [this] { return std::chrono::steady_clock::time_point(now_); },
+                      .wall_now = [this] { return std::chrono::system_clock::time_point(sim_wall_epoch + now_); }};
     proc.core = std::make_unique<sd::slave_core>(std::move(c));
     return proc;
 }
@@ -222,6 +229,7 @@ void sim_world::invoke(process& proc, const sd::callback_request& r) {
             break;
         }
         case sd::op_kind::stop_shard:
+            stop_asked_[r.shard] = now_;
             if (auto it = proc.shards.find(r.shard); it != proc.shards.end()) it->second.stopping = true;
             else fail(fmt::format("{} is asked to stop shard {}, which its worker does not run", proc.id, r.shard));
             break;

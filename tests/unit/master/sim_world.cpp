@@ -144,6 +144,24 @@ void sim_world::record(const event_record& r) {
         auto it = migration_terminals_.find(r.migration.value_or(0));
         if (it == migration_terminals_.end()) fail(fmt::format("{} for an unknown migration", r.event));
         else if (++it->second > 1) fail(fmt::format("migration {} ended twice", it->first));
+        // The slaves measure the pause from the stop callback of the state handed over to the
+        // resume's completion, before the master hears of it: never longer than the time since a
+        // worker was last told to stop the shard (which may be longer than the master's pause_ms:
+        // a state stopped for a master that crashed is handed over to the next one's move). Every
+        // simulated slave speaks 1.3, so every move the new holder acknowledged has it; one
+        // completed by the holder's hello after a reconnect has none.
+        if (r.event == "migration_completed") {
+            const auto ms_since = [&](mono_time t) { return std::chrono::duration<double, std::milli>(now_ - t).count(); };
+            const auto asked = r.shard ? stop_asked_.find(*r.shard) : stop_asked_.end();
+            if (!r.slave_pause_ms) {
+                if (r.reason.empty()) fail(fmt::format("migration {} completed without slave_pause_ms", r.migration.value_or(0)));
+            } else if (asked == stop_asked_.end() || *r.slave_pause_ms < 0 ||
+                       *r.slave_pause_ms > ms_since(asked->second) + 1e-6) {
+                fail(fmt::format("migration {}: slave_pause_ms {}, but the shard's last stop was asked {} ms ago",
+                                 r.migration.value_or(0), *r.slave_pause_ms,
+                                 asked == stop_asked_.end() ? -1.0 : ms_since(asked->second)));
+            }
+        }
     } else if (r.event == "restart_started") {
         if (restart_terminals_.contains(*r.restart)) fail("restart id reused");
         restart_terminals_[*r.restart] = 0;

@@ -243,6 +243,7 @@ private:
     std::map<std::pair<std::uint32_t, std::uint64_t>, std::uint64_t> resume_migration_;  // (shard, epoch) → migration
     std::map<std::uint64_t, std::vector<std::byte>> handed_;  // state handed back, per migration id
     std::map<std::uint32_t, std::set<std::vector<std::byte>>> produced_;  // every state a holder produced
+    std::map<std::uint32_t, mono_time> stop_asked_;  // per shard: when a worker was last told to stop it
     std::map<std::uint32_t, upstream> upstreams_;
     std::uint64_t checkpoints_sent_ = 0;
     std::uint64_t events_processed_ = 0;

@@ -31,6 +31,7 @@ TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, de
         {.shards = 9, .slaves = 3, .spawn = false, .concurrency = 2, .duplicates = true, .fencing = true},
         {.shards = 8, .slaves = 4, .spawn = false, .concurrency = 3, .master_restarts = true, .fencing = true},
     };
+    std::uint64_t slave_pauses = 0;
     std::uint64_t duplicates = 0, master_restarts = 0, wakes = 0, events = 0, replayed = 0, refused = 0;
     for (std::uint64_t run = 0; run < runs; ++run) {
         const std::uint64_t seed = only ? std::strtoull(only, nullptr, 10) : run + 1;
@@ -42,7 +43,10 @@ TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, de
                                    seed, *problem));
             if (failures >= 5) break;
         }
-        for (const auto& r : w.records()) ++seen[std::string(r.event)];
+        for (const auto& r : w.records()) {
+            ++seen[std::string(r.event)];
+            if (r.slave_pause_ms) ++slave_pauses;  // protocol 1.3: checked against the stops in sim_world
+        }
         duplicates += w.duplicates_delivered();
         events += w.events_processed();
         replayed += w.events_replayed();
@@ -71,6 +75,7 @@ TEST_CASE("seeded simulation: random interleavings of hellos, acks, timeouts, de
             CHECK_MESSAGE(seen[event] > 0, "no simulated run reached " << event);
         }
         CHECK(master_restarts > 0);
+        CHECK(slave_pauses > 0);
         CHECK(duplicates > 0);
         CHECK(wakes > 0);
         CHECK(events > 0);

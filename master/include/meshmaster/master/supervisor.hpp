@@ -61,6 +61,16 @@ struct slave_hello_info {
     std::vector<protocol::shard_epoch> stopped;
     std::uint32_t version_minor = 0;  ///< 1.1 slaves get checkpoints and handoff_complete
     std::optional<mesh_node_info> mesh;  ///< its mesh node, if it runs one (1.2)
+    std::string address;  ///< the remote address (ip:port) of its connection, for status
+};
+
+/// A heartbeat from a slave, beyond its progress counter (protocol 1.3 adds the echo).
+struct heartbeat_info {
+    std::uint64_t seq = 0;  ///< the slave's own sequence number, echoed back in the master's heartbeats
+    /// The newest master heartbeat the slave had received, and microseconds it held it before
+    /// sending this one: the round trip is now − that heartbeat's send time − the delay.
+    std::optional<std::uint64_t> echo_seq;
+    std::optional<std::uint64_t> echo_delay_us;
 };
 
 /// The id the master gives the slave it spawns for `slot` in `generation`: "s<slot>-g<generation>".
@@ -135,17 +145,24 @@ public:
     void on_soft_start_complete(connection_id connection, mono_time now);
     void on_shard_started(connection_id connection, std::uint32_t shard, std::uint64_t epoch, mono_time now);
     /// `state` is the complete state (the driver reassembles state_chunk frames first).
+    /// `stopped_at_us`: the slave's wall clock when it stopped the shard (1.3), relayed to the new
+    /// holder in resume; the core never reads a wall clock itself.
     void on_shard_stopped(connection_id connection, std::uint32_t shard, std::uint64_t epoch,
-                          std::uint64_t migration, shared_bytes state, mono_time now);
+                          std::uint64_t migration, shared_bytes state, mono_time now,
+                          std::optional<std::uint64_t> stopped_at_us = std::nullopt);
+    /// `pause_us`: the pause the new holder measured from the relayed stopped_at_us (1.3), logged
+    /// as slave_pause_ms on migration_completed.
     void on_resumed(connection_id connection, std::uint32_t shard, std::uint64_t epoch,
-                    std::uint64_t migration, mono_time now);
+                    std::uint64_t migration, mono_time now, std::optional<std::uint64_t> pause_us = std::nullopt);
     void on_shutdown_complete(connection_id connection, mono_time now);
     /// A holder's copy of a running shard's state (the driver reassembles chunks first): kept to
     /// resume the shard elsewhere should the holder die.
     void on_checkpoint(connection_id connection, std::uint32_t shard, std::uint64_t epoch, shared_bytes state,
                        mono_time now);
-    /// `progress`: the slave's event-loop counter (0 from slaves that do not report one).
-    void on_heartbeat(connection_id connection, std::uint64_t progress, mono_time now);
+    /// `progress`: the slave's event-loop counter (0 from slaves that do not report one). From a
+    /// 1.3 slave, `info`'s echo gives the heartbeat round trip (status: heartbeat_rtt_ms), and its
+    /// seq is echoed back in the master's next heartbeats.
+    void on_heartbeat(connection_id connection, std::uint64_t progress, mono_time now, const heartbeat_info& info = {});
     /// A frame carrying state arrived (a state_chunk, or shard_stopped / checkpoint with their
     /// state): the slave is alive and working, as a heartbeat whose progress moved would show.
     /// The driver calls it for each such frame, before the frame's own handler.
