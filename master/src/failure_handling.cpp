@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <utility>
 
 namespace meshmaster::master {
@@ -230,10 +232,12 @@ void supervisor::state::heartbeat_echo(slave_rec& r, const heartbeat_info& info,
     if (!info.echo_seq || !info.echo_delay_us) return;
     const slave_rec::sent_heartbeat& sent = r.sent_heartbeats[*info.echo_seq % r.sent_heartbeats.size()];
     if (sent.seq != *info.echo_seq || sent.seq == 0) return;
-    // A delay longer than the whole round trip is impossible on one clock (the slave's ran fast, or
-    // rounded up): clamped at zero rather than shown negative.
-    const double held_ms = static_cast<double>(*info.echo_delay_us) / 1000.0;
-    r.heartbeat_rtt_ms = std::max(0.0, ms_between(sent.at, at) - held_ms);
+    // In whole microseconds, the echo's resolution (and status shows 0.066, not 0.06600000000000001).
+    // A delay longer than the whole round trip is impossible on one clock (the slave's ran fast):
+    // clamped at zero rather than shown negative.
+    const auto trip_us = static_cast<std::uint64_t>(std::max<std::int64_t>(
+        0, std::chrono::duration_cast<std::chrono::microseconds>(at - sent.at).count()));
+    r.heartbeat_rtt_ms = trip_us > *info.echo_delay_us ? static_cast<double>(trip_us - *info.echo_delay_us) / 1000.0 : 0.0;
 }
 
 void supervisor::on_state_received(connection_id connection, mono_time now) {
