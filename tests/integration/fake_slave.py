@@ -22,14 +22,16 @@ def frame(event, body):
 
 
 class FakeSlave:
-    def __init__(self, address, slave_id, secret, shards=(), source=None):
-        """`source`: the local address to connect from (another 127.x.y.z is another peer)."""
+    def __init__(self, address, slave_id, secret, shards=(), source=None, minor=0):
+        """`source`: the local address to connect from (another 127.x.y.z is another peer);
+        `minor`: the protocol minor version its hello announces (1.3 slaves echo heartbeats)."""
         host, port = address.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=60,  # a liveness limit
                                              source_address=(source, 0) if source else None)
         self.slave_id = slave_id
         self.secret = secret.encode()
         self.shards = [list(s) for s in shards]
+        self.minor = minor
         self.buffer = b""
 
     def send_raw(self, data):
@@ -62,7 +64,7 @@ class FakeSlave:
         name, challenge = self.receive()
         assert name == "auth_challenge", name
         nonce = os.urandom(32)
-        self.send("slave_hello", {"version_major": 1, "version_minor": 0, "slave_id": self.slave_id,
+        self.send("slave_hello", {"version_major": 1, "version_minor": self.minor, "slave_id": self.slave_id,
                                   "pid": 0, "generation": 0, "nonce": nonce, "shards": self.shards,
                                   "soft_started": False})
         message = b"meshmaster/1 slave\x00" + challenge["nonce"] + nonce + self.slave_id.encode()

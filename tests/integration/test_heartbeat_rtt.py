@@ -4,9 +4,13 @@ heartbeat round trip the master measured from the slave's echo, and after a roll
 migration_completed carries the pause the slaves measured themselves (slave_pause_ms), next to the
 master's own pause_ms."""
 import ipaddress
+import time
 import unittest
 
+from fake_slave import FakeSlave
 from support import Fleet, assert_single_owners
+
+SECRET = "demo-secret-0123456789"  # the demo fleet's (examples/demo/fleet.py)
 
 
 class Measurements(unittest.TestCase):
@@ -47,6 +51,67 @@ class Measurements(unittest.TestCase):
             # within the master's pause; the margin is for the wall clock being stepped meanwhile.
             self.assertGreaterEqual(e["slave_pause_ms"], 0, e)
             self.assertLessEqual(e["slave_pause_ms"], e["pause_ms"] + 1000, e)
+
+
+class WrittenFromTheDocument(unittest.TestCase):
+    """A slave written in Python from docs/protocol.md alone (fake_slave.py) echoes the master's
+    heartbeats as the document says, and the master's answer follows the document too."""
+
+    def test_a_python_1_3_slave_measures_and_is_measured(self):
+        with Fleet(shards=4, slaves=1, rate=50) as fleet:
+            master = fleet.master
+            address = master.wait_running()["listen"]
+            fake = FakeSlave(address, "py-echo", SECRET, minor=3)
+            try:
+                self.assertEqual(fake.handshake()[0], "welcome")
+                sent = {}  # our seq -> time.monotonic() when sent
+                _, first = fake.receive_until("heartbeat")
+                received_at = time.monotonic()
+                self.assertNotIn("echo_seq", first, "we had sent no heartbeat yet")
+                sent[1] = time.monotonic()
+                fake.send("heartbeat", {"seq": 1, "progress": 1, "echo_seq": first["seq"],
+                                        "echo_delay_us": int((sent[1] - received_at) * 1e6)})
+                # Its next heartbeats echo ours once it has read it (normally the very next one).
+                for _ in range(20):
+                    _, second = fake.receive_until("heartbeat")
+                    now = time.monotonic()
+                    if "echo_seq" in second:
+                        break
+                # The master echoes our newest heartbeat, and held it no longer than it took to answer.
+                self.assertEqual(second["echo_seq"], 1, second)
+                self.assertLessEqual(second["echo_delay_us"], (now - sent[1]) * 1e6, second)
+                our_rtt_ms = ((now - sent[1]) * 1e6 - second["echo_delay_us"]) / 1000
+                self.assertGreater(our_rtt_ms, 0)
+                # Our echo of its second heartbeat gives the master its round trip to us.
+                held = time.monotonic() - now
+                fake.send("heartbeat", {"seq": 2, "progress": 2, "echo_seq": second["seq"],
+                                        "echo_delay_us": int(held * 1e6)})
+                status = master.wait_for(
+                    lambda s: any(x["id"] == "py-echo" and x["heartbeat_rtt_ms"] is not None for x in s["slaves"]),
+                    timeout=10, what="the python slave's heartbeat_rtt_ms")
+                mine = next(x for x in status["slaves"] if x["id"] == "py-echo")
+                self.assertGreater(mine["heartbeat_rtt_ms"], 0, mine)
+                self.assertEqual(mine["address"].rsplit(":", 1)[0], "127.0.0.1", mine)
+            finally:
+                fake.close()
+
+    def test_a_1_2_slave_gets_no_echo(self):
+        with Fleet(shards=4, slaves=1, rate=50) as fleet:
+            master = fleet.master
+            address = master.wait_running()["listen"]
+            fake = FakeSlave(address, "py-old", SECRET, minor=2)
+            try:
+                self.assertEqual(fake.handshake()[0], "welcome")
+                fake.send("heartbeat", {"seq": 1, "progress": 1})
+                for _ in range(2):  # the second answers a heartbeat of ours for sure
+                    _, hb = fake.receive_until("heartbeat")
+                    self.assertTrue({"seq"} <= set(hb) <= {"seq", "progress"}, hb)
+                status = master.status()
+                mine = next(x for x in status["slaves"] if x["id"] == "py-old")
+                self.assertIsNone(mine["heartbeat_rtt_ms"])
+                self.assertTrue(mine["address"].startswith("127.0.0.1:"), mine)
+            finally:
+                fake.close()
 
 
 if __name__ == "__main__":
