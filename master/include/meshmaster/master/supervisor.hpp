@@ -59,7 +59,7 @@ struct slave_hello_info {
     bool soft_started = false;
     /// Shards it stopped whose handed-back state it still keeps (protocol 1.1).
     std::vector<protocol::shard_epoch> stopped;
-    std::uint32_t version_minor = 0;  ///< 1.1 slaves get checkpoints and handoff_complete
+    std::uint32_t version_minor = 0;  ///< 1.1 slaves get checkpoints and handoff_complete; 1.3 ones heartbeat echoes
     std::optional<mesh_node_info> mesh;  ///< its mesh node, if it runs one (1.2)
     std::string address;  ///< the remote address (ip:port) of its connection, for status
 };
