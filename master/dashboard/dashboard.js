@@ -180,6 +180,8 @@
   // comments). After a drop it resumes with Last-Event-ID, so no event is shown twice or missed
   // while the daemon still holds it.
   async function follow(mine) {
+    if (lastEventId === null) await backlog(mine);
+    let dropped = false;  // a connection before this one was lost
     while (mine === session) {
       const controller = new AbortController();
       streamAbort = controller;
@@ -194,9 +196,9 @@
           return;
         }
         if (!response.ok || !response.body) throw new Error(`${response.status}: ${await errorText(response)}`);
-        ui.streamState.textContent = lastEventId === null
-          ? 'Following the event stream.'
-          : `Following the event stream (resumed after #${lastEventId}).`;
+        ui.streamState.textContent = dropped && lastEventId !== null
+          ? `Following the event stream (resumed after #${lastEventId}).`
+          : 'Following the event stream.';
         const reader = response.body.getReader();
         const decoder = new TextDecoder();
         let buffer = '';
@@ -213,11 +215,30 @@
         throw new Error('the daemon closed the stream');
       } catch (err) {
         if (mine !== session) return;
+        dropped = true;
         const from = lastEventId === null ? '' : ` from #${lastEventId}`;
         ui.streamState.textContent = `Event stream lost (${err.message}); resuming${from} in ${RESUME_AFTER_MS / 1000} s.`;
         await sleep(RESUME_AFTER_MS);
       }
     }
+  }
+
+  // The newest events the daemon holds (GET /v1/events without `since`), so that the tail is not
+  // empty until something happens; the stream then goes on after the last of them. On any failure
+  // the stream starts without them: the tail is a convenience, the stream is what matters.
+  async function backlog(mine) {
+    try {
+      const response = await fetch(`/v1/events?limit=${EVENT_LINES}`, {
+        headers: { Authorization: `Bearer ${readToken}` }, cache: 'no-store',
+      });
+      if (mine !== session || !response.ok) return;
+      const body = await response.json();
+      if (mine !== session || !Array.isArray(body.events)) return;
+      for (const record of body.events) addEvent(record);
+      const last = body.events.length ? body.events[body.events.length - 1].seq : undefined;
+      const resume = body.next_since ?? last;
+      if (resume !== undefined && resume !== null) lastEventId = String(resume);
+    } catch (_) { /* the stream alone, from now */ }
   }
 
   function dispatch(block) {
