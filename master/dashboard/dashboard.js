@@ -517,6 +517,7 @@
   let shards = [];            // the last rows, by shard number
   let painted = [];           // what each cell shows now: "colour|classes"
   let current = -1;           // the cell the keyboard is on
+  let described = -1;        // the cell whose owner and epoch are shown (pointed at or keyboard)
 
   function buildCells(count) {
     const fragment = document.createDocumentFragment();
@@ -534,6 +535,7 @@
     ui.map.replaceChildren(fragment);
     ui.map.dataset.shards = String(count);
     current = -1;
+    described = -1;
   }
 
   function renderShards(count, rows) {
@@ -555,10 +557,11 @@
       cells[i].style.backgroundColor = colour;
       cells[i].className = classes;
     }
-    if (current >= 0) describe(current);
+    if (described >= 0 && described < count) describe(described);  // its owner may have changed
   }
 
   function describe(i) {
+    described = i;
     const row = shards[i];
     const text = row
       ? `Shard ${i}: owner ${row.owner || 'none'}, epoch ${row.epoch}, ${row.phase}${row.moving ? ', moving' : ''}`

@@ -5,6 +5,7 @@
 // requests refused. The server itself is http_server.cpp. Thread safety: none; runs on the
 // daemon's io_context thread.
 #include "daemon_runtime.hpp"
+#include "dashboard_assets.hpp"
 
 #include "http_errors.hpp"
 #include "http_route.hpp"
@@ -267,6 +268,19 @@ asio::awaitable<http::response> daemon_runtime::handle(const http::request& req,
                 co_return json_response(409, a.answer);
             }
             co_return json_response(202, a.answer);
+        }
+        case http::route_id::dashboard: {
+            // Looked up by the raw path: a percent-encoded spelling of a file's name is not its path.
+            const std::string_view target = req.target();
+            const auto asset = find_dashboard_asset(target.substr(0, target.find('?')));
+            if (!asset) co_return error_response(404, "no such resource: the dashboard's files are /, /dashboard.css, /dashboard.js");
+            // Its own code only (no inline script or style, no other origin), types as declared, and
+            // revalidated, so that a browser picks up the page of an upgraded daemon.
+            co_return http::response{.body = std::string(asset->body),
+                                     .content_type = std::string(asset->content_type),
+                                     .headers = {{"Content-Security-Policy", "default-src 'self'"},
+                                                 {"X-Content-Type-Options", "nosniff"},
+                                                 {"Cache-Control", "no-cache"}}};
         }
         case http::route_id::events:
             co_return events_page(m, peer);

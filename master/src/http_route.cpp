@@ -24,7 +24,7 @@ struct pattern {
     std::string_view name;
 };
 
-constexpr std::array<pattern, 13> patterns{{
+constexpr std::array<pattern, 17> patterns{{
     {"GET", "/healthz", route_id::healthz, access::none, "GET /healthz"},
     {"GET", "/readyz", route_id::readyz, access::none, "GET /readyz"},
     {"GET", "/metrics", route_id::metrics, access::none, "GET /metrics"},
@@ -38,6 +38,11 @@ constexpr std::array<pattern, 13> patterns{{
     {"POST", "/v1/reload", route_id::reload, access::admin, "POST /v1/reload"},
     {"POST", "/v1/stop", route_id::stop, access::admin, "POST /v1/stop"},
     {"POST", "/v1/slaves/{}/drain", route_id::drain, access::admin, "POST /v1/slaves/{id}/drain"},
+    // The dashboard's files need no token: they hold only code, and the page asks for one for /v1.
+    {"GET", "/", route_id::dashboard, access::none, "GET / (dashboard)"},
+    {"GET", "/index.html", route_id::dashboard, access::none, "GET / (dashboard)"},
+    {"GET", "/dashboard.css", route_id::dashboard, access::none, "GET / (dashboard)"},
+    {"GET", "/dashboard.js", route_id::dashboard, access::none, "GET / (dashboard)"},
 }};
 
 std::vector<std::string_view> split_path(std::string_view path) {
@@ -126,7 +131,7 @@ route_match route(std::string_view method, std::string_view target) {
         segments.push_back(std::move(*decoded));
     }
     // "/v1/status/" is not "/v1/status": an empty last segment names nothing (but "/" alone is the
-    // dashboard's, which is not built here).
+    // dashboard's).
     std::string allow;
     for (const pattern& p : patterns) {
         const auto want = split_path(p.path);

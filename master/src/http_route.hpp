@@ -34,6 +34,7 @@ enum class route_id {
     reload,
     stop,
     drain,  // POST /v1/slaves/{id}/drain
+    dashboard,  // GET /, /index.html, /dashboard.css, /dashboard.js: the page (dashboard_assets.hpp)
 };
 
 /// What a route asks of the caller's token.

@@ -3,6 +3,7 @@
 // with another type is refused), each body is byte for byte the file in master/dashboard/ (so the
 // build embedded the current page, not a stale or truncated one), and nothing else is served.
 #include "dashboard_assets.hpp"
+#include "http_route.hpp"
 
 #include <doctest/doctest.h>
 
@@ -71,4 +72,17 @@ TEST_CASE("the build embedded exactly the three files of master/dashboard/") {
     std::vector<std::string> names;
     for (const auto& f : dashboard_files::all()) names.emplace_back(f.name);
     CHECK(names == std::vector<std::string>{"index.html", "dashboard.css", "dashboard.js"});
+}
+
+TEST_CASE("the HTTP router sends the page's paths to the dashboard, without a token") {
+    // The page must load before anyone typed a token: it is the page that asks for one.
+    for (const char* target : {"/", "/index.html", "/dashboard.css", "/dashboard.js", "/?from=bookmark"}) {
+        CAPTURE(target);
+        const auto m = http::route("GET", target);
+        CHECK(m.route == http::route_id::dashboard);
+        CHECK(m.needs == http::access::none);
+    }
+    CHECK(http::route("POST", "/").status == 405);
+    CHECK(http::route("GET", "/dashboard.js/").status == 404);
+    CHECK(http::route("GET", "/dashboard.map").status == 404);
 }
