@@ -148,6 +148,8 @@ class Dashboard(unittest.TestCase):
 
             driver, stop_browser = self.start_browser()
             screenshot = os.path.join(log_dir(), "dashboard.png")
+            if os.path.exists(screenshot):
+                os.remove(screenshot)  # a failed run must not leave an earlier run's picture behind
             try:
                 driver.get(self.base + "/")
                 # A wrong token is refused, and the page says so.
@@ -201,7 +203,7 @@ class Dashboard(unittest.TestCase):
                 # The event stream reached the tail as it happened.
                 self.wait(driver, lambda d: "restart_completed" in d.find_element(By.ID, "events").text,
                           "restart_completed in the event tail")
-                # The map follows: every shard on a slave of the new generation.
+                # The table follows: every slave of the new generation.
                 self.wait(driver, lambda d: all(r.get_attribute("data-slave").endswith("-g2") for r in
                                                 d.find_elements(By.CSS_SELECTOR, "#slave-rows tr")),
                           "the new generation in the table")
