@@ -243,6 +243,7 @@
 
   function dispatch(block) {
     let id = null;
+    let name = 'message';
     const data = [];
     for (const line of block.split('\n')) {
       if (line === '' || line.startsWith(':')) continue;  // `: keep-alive`
@@ -251,6 +252,7 @@
       let value = colon < 0 ? '' : line.slice(colon + 1);
       if (value.startsWith(' ')) value = value.slice(1);
       if (field === 'id') id = value;
+      else if (field === 'event') name = value;
       else if (field === 'data') data.push(value);
     }
     if (id !== null) lastEventId = id;
@@ -261,13 +263,19 @@
     } catch (_) {
       record = { event: 'unreadable', text: data.join('\n') };
     }
+    if (name === 'gap') {
+      // The page read too slowly and the daemon dropped records before it got them: say so, the
+      // event log on disk has them.
+      record = { event: 'gap', after: record.after, first_kept: record.first_kept,
+        note: 'records dropped before this page read them; the event log has them' };
+    }
     addEvent(record);
     onEvent(record);
   }
 
   // ---- the event tail ------------------------------------------------------------------------------
 
-  const WARN = /failed|lost|killed|refused|rolled_back|orphaned|error|rejected|abandoned|truncated/;
+  const WARN = /failed|lost|killed|refused|rolled_back|orphaned|error|rejected|abandoned|truncated|^gap$/;
   const SKIP = new Set(['seq', 'time', 'mono_ms', 'event']);
 
   function addEvent(record) {

@@ -207,6 +207,10 @@ class Dashboard(unittest.TestCase):
                 self.wait(driver, lambda d: all(r.get_attribute("data-slave").endswith("-g2") for r in
                                                 d.find_elements(By.CSS_SELECTOR, "#slave-rows tr")),
                           "the new generation in the table")
+                # And the map: the shard pointed at before is on its slot's new slave, one epoch on.
+                moved_to = last["owner"].replace("-g1", "-g2")
+                self.wait(driver, lambda d: d.find_element(By.ID, "shard-detail").text.startswith(
+                    f"Shard {SHARDS - 1}: owner {moved_to}, epoch {last['epoch'] + 1}"), "the hovered shard moved")
                 driver.save_screenshot(screenshot)
             finally:
                 try:
