@@ -11,7 +11,9 @@ the test skips, unless CI is set: there it must run. Chromium and its driver are
 import json
 import os
 import signal
+import socket
 import tempfile
+import threading
 import unittest
 import urllib.error
 import urllib.request
@@ -86,6 +88,71 @@ def http_get(url, token=None):
         return e.code, dict(e.headers), e.read()
 
 
+class CuttableProxy:
+    """A TCP relay on loopback between the browser and the daemon that the test can cut: every open
+    connection closed at once (the event stream with them), and new ones refused until `resume()`.
+    What a proxy restart or a network blip does to a page that follows the stream."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.open = []
+        self.paused = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            with self.lock:
+                if self.paused:
+                    client.close()
+                    continue
+                try:
+                    upstream = socket.create_connection(("127.0.0.1", self.target_port))
+                except OSError:
+                    client.close()
+                    continue
+                self.open += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        with self.lock:
+            self.paused = True
+            for s in self.open:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.open = []
+
+    def resume(self):
+        with self.lock:
+            self.paused = False
+
+    def close(self):
+        self.cut()
+        self.listener.close()
+
+
 @unittest.skipIf(MISSING and not IN_CI, f"needs {', '.join(MISSING)} (scripts/install-deps); CI is not set")
 class Dashboard(unittest.TestCase):
     def setUp(self):
@@ -146,12 +213,16 @@ class Dashboard(unittest.TestCase):
             before = master.wait_running(timeout=120)
             self.check_assets()
 
+            # The browser reaches the daemon through a relay the test can cut (the stream's resume).
+            proxy = CuttableProxy(self.port)
+            self.addCleanup(proxy.close)
+            page = f"http://127.0.0.1:{proxy.port}"
             driver, stop_browser = self.start_browser()
             screenshot = os.path.join(log_dir(), "dashboard.png")
             if os.path.exists(screenshot):
                 os.remove(screenshot)  # a failed run must not leave an earlier run's picture behind
             try:
-                driver.get(self.base + "/")
+                driver.get(page + "/")
                 # A wrong token is refused, and the page says so.
                 self.submit_token(driver, "not-a-token")
                 self.wait(driver, lambda d: "401" in d.find_element(By.ID, "token-error").text, "the 401 refusal")
@@ -180,6 +251,23 @@ class Dashboard(unittest.TestCase):
                 last = before["shards"][SHARDS - 1]
                 self.wait(driver, lambda d: d.find_element(By.ID, "shard-detail").text.startswith(
                     f"Shard {SHARDS - 1}: owner {last['owner']}, epoch {last['epoch']}"), "the hovered shard")
+
+                # The stream dropped while the daemon logs records: the page resumes after the last
+                # record it showed (Last-Event-ID) and shows the missed ones once, in order.
+                self.wait(driver, lambda d: d.find_element(By.ID, "stream-state").text == "Following the event stream.",
+                          "the stream followed")
+                proxy.cut()
+                self.wait(driver, lambda d: "Event stream lost" in d.find_element(By.ID, "stream-state").text,
+                          "the stream's loss")
+                out = master.cli("reload")  # records written while the page cannot read them
+                self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+                proxy.resume()
+                self.wait(driver, lambda d: "config_reloaded" in d.find_element(By.ID, "events").text,
+                          "the records missed during the drop")
+                self.assertIn("resumed after #", driver.find_element(By.ID, "stream-state").text)
+                seqs = driver.execute_script(
+                    "return [...document.querySelectorAll('#events li')].map(li => Number(li.textContent.split(' ')[0].slice(1)))")
+                self.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))), "the tail has no gap and no repeat")
 
                 # The read token may not act: 403, said as such, and no restart.
                 driver.find_element(By.ID, "restart-button").click()
