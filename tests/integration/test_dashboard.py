@@ -241,6 +241,7 @@ class Dashboard(unittest.TestCase):
                 for s in before["slaves"]:
                     self.assertIn(str(s["pid"]), rows[s["id"]])
                     self.assertIn(s["phase"], rows[s["id"]])
+                    self.assertIn(s["address"] or "—", rows[s["id"]])  # the host, or a dash when unknown
                 # The read token is kept in this tab only: no cookie, nothing in localStorage.
                 self.assertEqual(driver.execute_script("return sessionStorage.getItem('meshmaster.token')"), READ_TOKEN)
                 self.assertEqual(driver.execute_script("return localStorage.length"), 0)
