@@ -153,9 +153,11 @@ install(FILES ${PROJECT_SOURCE_DIR}/docs/operations.md ${PROJECT_SOURCE_DIR}/doc
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 
 # The unit in <prefix>/lib/systemd/system, the system user's sysusers.d file in <prefix>/lib/sysusers.d,
-# the example configuration in <prefix>/share/meshmaster: `cmake --install --prefix P` writes nothing
+# the example configuration and the Grafana dashboard in <prefix>/share/meshmaster: `cmake --install --prefix P` writes nothing
 # outside P. The Debian package moves the unit to /lib/systemd/system and adds the configuration as
 # /etc/meshmaster/meshmaster.toml (cmake/MeshmasterDebStaging.cmake).
 install(FILES ${PROJECT_SOURCE_DIR}/deploy/systemd/meshmaster.service DESTINATION lib/systemd/system)
 install(FILES ${PROJECT_SOURCE_DIR}/deploy/sysusers.d/meshmaster.conf DESTINATION lib/sysusers.d)
 install(FILES ${PROJECT_SOURCE_DIR}/deploy/meshmaster.toml.example DESTINATION ${CMAKE_INSTALL_DATADIR}/meshmaster)
+# The Grafana dashboard over the daemon's /metrics, to import (docs/operations.md, "Metrics").
+install(FILES ${PROJECT_SOURCE_DIR}/deploy/grafana/meshmaster.json DESTINATION ${CMAKE_INSTALL_DATADIR}/meshmaster/grafana)

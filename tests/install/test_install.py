@@ -103,6 +103,7 @@ class Install(unittest.TestCase):
         with open(unit) as f, open(os.path.join(SOURCE_DIR, "deploy", "systemd", "meshmaster.service")) as g:
             self.assertEqual(f.read(), g.read())
         self.assertTrue(os.path.isfile(os.path.join(p, "share", "meshmaster", "meshmaster.toml.example")))
+        self.assertTrue(os.path.isfile(os.path.join(p, "share", "meshmaster", "grafana", "meshmaster.json")))
         self.assertTrue(os.path.isfile(os.path.join(p, "lib", "sysusers.d", "meshmaster.conf")))
         for doc in ("protocol.md", "operations.md", "events.md"):
             self.assertTrue(os.path.isfile(os.path.join(p, "share", "doc", "meshmaster", doc)), doc)
