@@ -165,6 +165,24 @@ void print_retried(const json::object& o) {
 }  // namespace
 
 namespace {
+// The first answer to an action (restart, drain): the object accepting it, or the exit code once
+// the refusal (or the missing answer) is printed.
+std::variant<json::object, int> accepted_answer(control_client& c, const std::string& path, std::string_view action) {
+    auto answer = c.next();
+    if (!answer || !answer->is_object()) {
+        fmt::print(stderr, "no answer from meshmaster on {}\n", path);
+        return to_int(exit_code::unavailable);
+    }
+    json::object& a = answer->as_object();
+    if (const auto* ok = a.if_contains("accepted"); !ok || !ok->is_bool() || !ok->as_bool()) {
+        const auto* why = a.if_contains("refused");
+        if (!why) why = a.if_contains("error");
+        fmt::print(stderr, "{} refused: {}\n", action, why ? text(*why) : json::serialize(a));
+        return to_int(exit_code::failure);
+    }
+    return std::move(a);
+}
+
 // restart --wait, drain --wait: the daemon's progress lines until the outcome.
 int follow_restart(control_client& c) {
     // A bar redrawn in place on a terminal; in a log or a pipe, a plain sentence at most once a
@@ -215,17 +233,9 @@ int restart(const std::string& path, bool wait) {
         return to_int(exit_code::unavailable);
     }
     c.request({{"command", "restart"}, {"wait", wait}});
-    auto accepted = c.next();
-    if (!accepted || !accepted->is_object()) {
-        fmt::print(stderr, "no answer from meshmaster on {}\n", path);
-        return to_int(exit_code::unavailable);
-    }
-    const json::object& a = accepted->as_object();
-    if (const auto* ok = a.if_contains("accepted"); !ok || !ok->is_bool() || !ok->as_bool()) {
-        const auto* why = a.if_contains("refused");
-        fmt::print(stderr, "restart refused: {}\n", why ? text(*why) : json::serialize(a));
-        return to_int(exit_code::failure);
-    }
+    auto accepted = accepted_answer(c, path, "restart");
+    if (const int* code = std::get_if<int>(&accepted)) return *code;
+    const json::object& a = std::get<json::object>(accepted);
     if (!a.at("queued").as_bool()) {
         fmt::print("restart started (id {})\n", text(a.at("restart")));
     } else if (a.at("already_queued").as_bool()) {
@@ -245,18 +255,9 @@ int drain(const std::string& path, const std::string& slave, bool wait) {
         return to_int(exit_code::unavailable);
     }
     c.request({{"command", "drain"}, {"slave", slave}, {"wait", wait}});
-    auto answer = c.next();
-    if (!answer || !answer->is_object()) {
-        fmt::print(stderr, "no answer from meshmaster on {}\n", path);
-        return to_int(exit_code::unavailable);
-    }
-    const json::object& a = answer->as_object();
-    if (const auto* ok = a.if_contains("accepted"); !ok || !ok->is_bool() || !ok->as_bool()) {
-        const auto* why = a.if_contains("refused");
-        if (!why) why = a.if_contains("error");
-        fmt::print(stderr, "drain refused: {}\n", why ? text(*why) : json::serialize(a));
-        return to_int(exit_code::failure);
-    }
+    auto accepted = accepted_answer(c, path, "drain");
+    if (const int* code = std::get_if<int>(&accepted)) return *code;
+    const json::object& a = std::get<json::object>(accepted);
     fmt::print("draining {}: restart {} moves its shards, with their state, to a new slave for its slot\n", slave,
                text(a.at("restart")));
     if (!wait) return to_int(exit_code::ok);

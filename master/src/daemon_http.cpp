@@ -59,22 +59,7 @@ int daemon_runtime::listen_http() {
         }
         http_tls_ = std::make_unique<asio::ssl::context>(std::move(*context));
     }
-    const auto resolved = resolve_listen(cfg_.http.listen);
-    if (const auto* problem = std::get_if<std::string>(&resolved)) {
-        log_line("error", "http." + *problem);
-        return to_int(exit_code::config);
-    }
-    const auto& [ip, port] = std::get<listen_endpoint>(resolved);
-    boost::system::error_code ec;
-    const tcp::endpoint endpoint(asio::ip::make_address(ip, ec), port);
-    if (!ec) http_acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) http_acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) http_acceptor_.bind(endpoint, ec);
-    if (!ec) http_acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
-        log_line("error", fmt::format("cannot listen on http.listen {}: {}", cfg_.http.listen, ec.message()));
-        return to_int(exit_code::unavailable);
-    }
+    if (const int code = open_listener(http_acceptor_, cfg_.http.listen, "http."); code != to_int(exit_code::ok)) return code;
     http_refusals_.set_limits(refusal_limits_of(cfg_));
     const auto bound = http_acceptor_.local_endpoint();
     // Which tokens exist is said, never what they are.

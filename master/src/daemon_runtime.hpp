@@ -112,6 +112,7 @@ private:
     // --- start-up (daemon_startup.cpp) ----------------------------------------------------------
     int load_secret();
     int load_tls();
+    int open_listener(boost::asio::ip::tcp::acceptor& acceptor, const std::string& address, std::string_view setting);
     int listen();
     int open_control();
     /// Continues from what the previous master left in the event log and the checkpoint store;

@@ -76,24 +76,32 @@ std::variant<milliseconds, int> daemon_runtime::adopt_previous() {
     return adopt;
 }
 
-int daemon_runtime::listen() {
-    // A name (localhost) or an address; check-config resolves it the same way.
-    const auto resolved = resolve_listen(cfg_.listen);
+// Binds `acceptor` to `address` (a name such as localhost, or an address; check-config resolves
+// it the same way). `setting` is the configuration key's prefix in messages: "" for the slave
+// port's `listen`, "http." for the HTTP API's.
+int daemon_runtime::open_listener(tcp::acceptor& acceptor, const std::string& address, std::string_view setting) {
+    const auto resolved = resolve_listen(address);
     if (const auto* problem = std::get_if<std::string>(&resolved)) {
-        log_line("error", *problem);
+        log_line("error", std::string(setting) + *problem);
         return to_int(exit_code::config);
     }
     const auto& [ip, port] = std::get<listen_endpoint>(resolved);
     boost::system::error_code ec;
     const tcp::endpoint endpoint(asio::ip::make_address(ip, ec), port);
-    if (!ec) acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (!ec) acceptor.open(endpoint.protocol(), ec);
+    if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor.bind(endpoint, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
-        log_line("error", fmt::format("cannot listen on {}: {}", cfg_.listen, ec.message()));
+        log_line("error", fmt::format("cannot listen on {}{}: {}", setting.empty() ? "" : std::string(setting) + "listen ",
+                                      address, ec.message()));
         return to_int(exit_code::unavailable);
     }
+    return to_int(exit_code::ok);
+}
+
+int daemon_runtime::listen() {
+    if (const int code = open_listener(acceptor_, cfg_.listen, ""); code != to_int(exit_code::ok)) return code;
     const auto bound = acceptor_.local_endpoint();
     const std::string slave_host = bound.address().is_unspecified() ? (bound.address().is_v6() ? "[::1]" : "127.0.0.1")
                                    : bound.address().is_v6()        ? "[" + bound.address().to_string() + "]"

@@ -46,3 +46,20 @@ def assert_stopped_cleanly(test, master, moves):
     test.assertEqual(names.count("migration_completed"), moves)
     test.assertEqual(names.count("slave_killed"), 0, "slaves exited on their own after shutdown")
     test.assertEqual(names.count("slave_reported_error"), 0)
+
+
+def write_private(path, text, mode=0o600):
+    """A file only its owner may read (a token or secret file as the daemon wants it), or `mode`."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+def http_settings(directory, read_token, admin_token, **limits):
+    """An [http] table for a Fleet: the two token files written (0600) in `directory`, a free port
+    on loopback, and any limits given. Returns (settings, port)."""
+    read_file, admin_file = os.path.join(directory, "read.token"), os.path.join(directory, "admin.token")
+    write_private(read_file, read_token + "\n")
+    write_private(admin_file, admin_token + "\n")
+    port = free_port()
+    return {"listen": f"127.0.0.1:{port}", "read_token_file": read_file, "admin_token_file": admin_file, **limits}, port

@@ -18,7 +18,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from support import Fleet, assert_exactly_once, assert_single_owners, free_port
+from support import Fleet, assert_exactly_once, assert_single_owners, http_settings
 from fleet import build_dir, disruptions
 
 CHROMIUM = "/usr/bin/chromium"
@@ -158,16 +158,8 @@ class Dashboard(unittest.TestCase):
     def setUp(self):
         self.tokens = tempfile.TemporaryDirectory(prefix="meshmaster-dashboard-")
         self.addCleanup(self.tokens.cleanup)
-        files = {}
-        for name, token in (("read", READ_TOKEN), ("admin", ADMIN_TOKEN)):
-            files[name] = os.path.join(self.tokens.name, f"{name}.token")
-            with open(files[name], "w") as f:
-                f.write(token + "\n")
-            os.chmod(files[name], 0o600)
-        self.port = free_port()
+        self.http, self.port = http_settings(self.tokens.name, READ_TOKEN, ADMIN_TOKEN)
         self.base = f"http://127.0.0.1:{self.port}"
-        self.http = {"listen": f"127.0.0.1:{self.port}", "read_token_file": files["read"],
-                     "admin_token_file": files["admin"]}
 
     def start_browser(self):
         options = webdriver.ChromeOptions()

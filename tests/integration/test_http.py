@@ -13,17 +13,11 @@ import tempfile
 import time
 import unittest
 
-from support import Fleet, assert_exactly_once, free_port
+from support import Fleet, assert_exactly_once, free_port, http_settings, write_private
 
 LIVENESS = 60  # seconds: a limit on waiting for what takes a second at most, never a speed goal
 READ = "read-token-0123456789abcdef"
 ADMIN = "admin-token-0123456789abcdef"
-
-
-def write_private(path, text, mode=0o600):
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
 
 
 class Client:
@@ -73,14 +67,10 @@ class HttpApi(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tokens = tempfile.TemporaryDirectory(prefix="meshmaster-http-")
-        cls.read_file = os.path.join(cls.tokens.name, "read.token")
-        cls.admin_file = os.path.join(cls.tokens.name, "admin.token")
-        write_private(cls.read_file, READ + "\n")
-        write_private(cls.admin_file, ADMIN + "\n")
-        cls.port = free_port()
-        cls.fleet = Fleet(shards=32, slaves=2, rate=200, settings={"http": {
-            "listen": f"127.0.0.1:{cls.port}", "read_token_file": cls.read_file, "admin_token_file": cls.admin_file,
-            "max_connections": 16, "header_timeout": "1s", "idle_timeout": "2s"}})
+        settings, cls.port = http_settings(cls.tokens.name, READ, ADMIN, max_connections=16, header_timeout="1s",
+                                           idle_timeout="2s")
+        cls.read_file, cls.admin_file = settings["read_token_file"], settings["admin_token_file"]
+        cls.fleet = Fleet(shards=32, slaves=2, rate=200, settings={"http": settings})
         cls.fleet.__enter__()
         cls.master = cls.fleet.master
         cls.api = Client(cls.port)

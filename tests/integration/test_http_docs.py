@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import unittest
 
-from support import Fleet, free_port
+from support import Fleet, http_settings
 
 SOURCE = os.environ.get("MESHMASTER_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 DOC = os.path.join(SOURCE, "docs", "http.md")
@@ -24,11 +24,6 @@ def examples(text):
         commands = [line for line in block.splitlines() if line and not line.startswith("#")]
         found.append((int(expect.group(1)) if expect else None, "\n".join(commands)))
     return found
-
-
-def write_private(path, text):
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        f.write(text)
 
 
 class HttpDocs(unittest.TestCase):
@@ -47,12 +42,8 @@ class HttpDocs(unittest.TestCase):
             self.assertTrue(any(shown.search(c) and (method == "GET") == ("-X POST" not in c) for _, c in blocks),
                             f"no example for {method} {path}")
         with tempfile.TemporaryDirectory(prefix="meshmaster-docs-") as d:
-            read_file, admin_file = os.path.join(d, "read.token"), os.path.join(d, "admin.token")
-            write_private(read_file, READ + "\n")
-            write_private(admin_file, ADMIN + "\n")
-            port = free_port()
-            with Fleet(shards=16, slaves=2, settings={"http": {
-                    "listen": f"127.0.0.1:{port}", "read_token_file": read_file, "admin_token_file": admin_file}}) as fleet:
+            settings, port = http_settings(d, READ, ADMIN)
+            with Fleet(shards=16, slaves=2, settings={"http": settings}) as fleet:
                 fleet.master.wait_running()
                 env = dict(os.environ, MM=f"http://127.0.0.1:{port}", TOKEN=READ, ADMIN=ADMIN)
                 for expect, command in blocks:

@@ -6,21 +6,15 @@ drain — over HTTP and with `meshmaster drain --wait` — moves one slave's sha
 to a fresh slave for its slot while the other slave keeps its own, losing nothing."""
 import http.client
 import json
-import os
 import tempfile
 import time
 import unittest
 
-from support import Fleet, assert_exactly_once, free_port
+from support import Fleet, assert_exactly_once, http_settings
 
 LIVENESS = 60  # seconds: a limit on waiting, never a speed goal
 READ = "read-token-events-0123456789"
 ADMIN = "admin-token-events-0123456789"
-
-
-def write_private(path, text):
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        f.write(text)
 
 
 class EventStream:
@@ -68,13 +62,8 @@ class HttpEventsAndDrain(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tokens = tempfile.TemporaryDirectory(prefix="meshmaster-http-events-")
-        read_file = os.path.join(cls.tokens.name, "read.token")
-        admin_file = os.path.join(cls.tokens.name, "admin.token")
-        write_private(read_file, READ + "\n")
-        write_private(admin_file, ADMIN + "\n")
-        cls.port = free_port()
-        cls.fleet = Fleet(shards=16, slaves=2, rate=200, settings={"http": {
-            "listen": f"127.0.0.1:{cls.port}", "read_token_file": read_file, "admin_token_file": admin_file}})
+        settings, cls.port = http_settings(cls.tokens.name, READ, ADMIN)
+        cls.fleet = Fleet(shards=16, slaves=2, rate=200, settings={"http": settings})
         cls.fleet.__enter__()
         cls.master = cls.fleet.master
         cls.master.wait_running()
