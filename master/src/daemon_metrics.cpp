@@ -4,6 +4,8 @@
 #include "shard_table.hpp"
 #include "slave_pool.hpp"
 
+#include <cmath>
+
 namespace meshmaster::master {
 
 namespace {
@@ -100,7 +102,9 @@ std::string daemon_metrics::text(const supervisor_status& status, const frame_co
     heartbeat_rtt_.clear();
     for (const slave_status& s : status.slaves) {
         slaves_.add({s.phase}, 1);
-        if (s.heartbeat_rtt_ms) heartbeat_rtt_.set({s.id}, seconds(*s.heartbeat_rtt_ms));
+        // Whole microseconds (as the master measures them), divided once: 0.000143, not the
+        // 0.00014299999999999998 that ms / 1000 of 0.143 prints.
+        if (s.heartbeat_rtt_ms) heartbeat_rtt_.set({s.id}, std::round(*s.heartbeat_rtt_ms * 1000) / 1e6);
     }
     for (std::size_t slot = 0; slot < frame_counts::slots; ++slot) {
         // No event has id 0: the slot of ids this build does not know, shown once one arrived.

@@ -20,6 +20,7 @@ constexpr std::array routes{
     route{"/index.html", "index.html", "text/html; charset=utf-8"},
     route{"/dashboard.css", "dashboard.css", "text/css; charset=utf-8"},
     route{"/dashboard.js", "dashboard.js", "text/javascript; charset=utf-8"},
+    route{"/favicon.svg", "favicon.svg", "image/svg+xml"},  // the tab's icon (else the browser asks for /favicon.ico: a 404)
 };
 
 }  // namespace

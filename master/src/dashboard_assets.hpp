@@ -1,7 +1,7 @@
-// The dashboard page (master/dashboard/: index.html, dashboard.css, dashboard.js), built into the
-// binary so that `GET /` needs no file on disk and no network: cmake/EmbedFiles.cmake turns the
-// three files into byte arrays at build time, and the HTTP router asks find_dashboard_asset for the
-// request's path. No Asio, no allocation: the bodies are views of static storage that live as long
+// The dashboard page (master/dashboard/: index.html, dashboard.css, dashboard.js, favicon.svg),
+// built into the binary so that `GET /` needs no file on disk and no network: cmake/EmbedFiles.cmake
+// turns the files into byte arrays at build time, and the HTTP router asks find_dashboard_asset for
+// the request's path. No Asio, no allocation: the bodies are views of static storage that live as long
 // as the program.
 //
 // Errors: a path that is not one of the page's files is not an error here, just not found

@@ -24,7 +24,7 @@ struct pattern {
     std::string_view name;
 };
 
-constexpr std::array<pattern, 17> patterns{{
+constexpr std::array<pattern, 18> patterns{{
     {"GET", "/healthz", route_id::healthz, access::none, "GET /healthz"},
     {"GET", "/readyz", route_id::readyz, access::none, "GET /readyz"},
     {"GET", "/metrics", route_id::metrics, access::none, "GET /metrics"},
@@ -43,6 +43,7 @@ constexpr std::array<pattern, 17> patterns{{
     {"GET", "/index.html", route_id::dashboard, access::none, "GET / (dashboard)"},
     {"GET", "/dashboard.css", route_id::dashboard, access::none, "GET / (dashboard)"},
     {"GET", "/dashboard.js", route_id::dashboard, access::none, "GET / (dashboard)"},
+    {"GET", "/favicon.svg", route_id::dashboard, access::none, "GET / (dashboard)"},
 }};
 
 std::vector<std::string_view> split_path(std::string_view path) {

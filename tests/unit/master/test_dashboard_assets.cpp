@@ -35,7 +35,8 @@ TEST_CASE("each of the dashboard's paths is served with its content type and the
     for (const expected& e : {expected{"/", "index.html", "text/html; charset=utf-8"},
                               expected{"/index.html", "index.html", "text/html; charset=utf-8"},
                               expected{"/dashboard.css", "dashboard.css", "text/css; charset=utf-8"},
-                              expected{"/dashboard.js", "dashboard.js", "text/javascript; charset=utf-8"}}) {
+                              expected{"/dashboard.js", "dashboard.js", "text/javascript; charset=utf-8"},
+                              expected{"/favicon.svg", "favicon.svg", "image/svg+xml"}}) {
         CAPTURE(e.path);
         const auto asset = find_dashboard_asset(e.path);
         REQUIRE(asset.has_value());
@@ -52,6 +53,7 @@ TEST_CASE("the page refers to its stylesheet and script by the paths that serve 
     REQUIRE(page.has_value());
     CHECK(page->body.find("<link rel=\"stylesheet\" href=\"/dashboard.css\">") != std::string_view::npos);
     CHECK(page->body.find("<script src=\"/dashboard.js\" defer></script>") != std::string_view::npos);
+    CHECK(page->body.find("<link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\">") != std::string_view::npos);
     CHECK(page->body.find("style=") == std::string_view::npos);
     CHECK(page->body.find("<style") == std::string_view::npos);
     CHECK(page->body.find("<script>") == std::string_view::npos);
@@ -68,15 +70,15 @@ TEST_CASE("a path that is not one of the page's files is not found") {
     }
 }
 
-TEST_CASE("the build embedded exactly the three files of master/dashboard/") {
+TEST_CASE("the build embedded exactly the four files of master/dashboard/") {
     std::vector<std::string> names;
     for (const auto& f : dashboard_files::all()) names.emplace_back(f.name);
-    CHECK(names == std::vector<std::string>{"index.html", "dashboard.css", "dashboard.js"});
+    CHECK(names == std::vector<std::string>{"index.html", "dashboard.css", "dashboard.js", "favicon.svg"});
 }
 
 TEST_CASE("the HTTP router sends the page's paths to the dashboard, without a token") {
     // The page must load before anyone typed a token: it is the page that asks for one.
-    for (const char* target : {"/", "/index.html", "/dashboard.css", "/dashboard.js", "/?from=bookmark"}) {
+    for (const char* target : {"/", "/index.html", "/dashboard.css", "/dashboard.js", "/favicon.svg", "/?from=bookmark"}) {
         CAPTURE(target);
         const auto m = http::route("GET", target);
         CHECK(m.route == http::route_id::dashboard);

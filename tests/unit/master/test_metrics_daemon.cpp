@@ -39,7 +39,7 @@ supervisor_status two_slaves() {
                  {.shard = 2, .owner = "s-2", .epoch = 2, .phase = "stopping", .moving = true},
                  {.shard = 3, .owner = "", .epoch = 0, .phase = "unowned"}};
     st.slaves = {{.id = "s-1", .slot = 0, .generation = 1, .pid = 10, .phase = "running", .connected = true,
-                  .heartbeat_rtt_ms = 1.5},
+                  .heartbeat_rtt_ms = 0.143},  // 143 us: printed 0.000143, not 0.00014299999999999998
                  {.id = "s-2", .slot = 1, .generation = 1, .pid = 11, .phase = "retiring", .connected = true}};
     return st;
 }
@@ -61,7 +61,7 @@ TEST_CASE("shards and slaves are counted per phase, every phase present at 0; RT
     for (const char* phase : {"spawning", "soft_starting", "ready", "lost"}) {
         CHECK(has_line(t, fmt::format("meshmaster_slaves{{state=\"{}\"}} 0", phase)));
     }
-    CHECK(has_line(t, "meshmaster_slave_heartbeat_rtt_seconds{slave=\"s-1\"} 0.0015"));
+    CHECK(has_line(t, "meshmaster_slave_heartbeat_rtt_seconds{slave=\"s-1\"} 0.000143"));
     CHECK(lines_starting(t, "meshmaster_slave_heartbeat_rtt_seconds{") == 1);
 
     // A later scrape sees the fleet as it is then: the slave that left has no RTT series any more.
