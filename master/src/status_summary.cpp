@@ -185,16 +185,23 @@ void slaves(std::string& out, const json::object& s) {
         home[count(field(slot, "slot"))] = fmt::format("{}..{}", text(field(slot, "first_shard")), text(field(slot, "last_shard")));
     }
     const bool all = list.size() <= slaves_listed;
-    out += fmt::format("\n{}{:<14} {:>5} {:>8} {:<14} {:>6} {:>10} {}\n", all ? "" : "not running:\n", "SLAVE", "SLOT", "PID",
-                       "PHASE", "SHARDS", "GENERATION", "HOME SHARDS");
+    out += fmt::format("\n{}{:<14} {:>5} {:>8} {:<14} {:>6} {:>10} {:>9} {:<21} {}\n", all ? "" : "not running:\n", "SLAVE",
+                       "SLOT", "PID", "PHASE", "SHARDS", "GENERATION", "RTT", "ADDRESS", "HOME SHARDS");
     const std::size_t limit = all ? shown.size() : std::min(shown.size(), slaves_not_running_listed);
     for (std::size_t i = 0; i < limit; ++i) {
         const json::object& sl = *shown[i];
         const json::value& slot = field(sl, "slot");
         const std::string range = slot.is_number() && home.contains(count(slot)) ? home[count(slot)] : "spare";
-        out += fmt::format("{:<14} {:>5} {:>8} {:<14} {:>6} {:>10} {}{}\n", text(field(sl, "id")), text(slot),
+        // The heartbeat round trip and the connection's address (protocol 1.3 slaves; "-" before
+        // the first echo, for older slaves, or when not connected).
+        const json::value& rtt = field(sl, "heartbeat_rtt_ms");
+        const json::value& address = field(sl, "address");
+        out += fmt::format("{:<14} {:>5} {:>8} {:<14} {:>6} {:>10} {:>9} {:<21} {}{}\n", text(field(sl, "id")), text(slot),
                            text(field(sl, "pid")), text(field(sl, "phase")), text(field(sl, "shards")),
-                           text(field(sl, "generation")), range, flag(field(sl, "connected")) ? "" : "  (disconnected)");
+                           text(field(sl, "generation")),
+                           rtt.is_number() ? fmt::format("{:.2f} ms", rtt.to_number<double>()) : std::string("-"),
+                           address.is_string() ? text(address) : std::string("-"), range,
+                           flag(field(sl, "connected")) ? "" : "  (disconnected)");
     }
     if (shown.size() > limit) {
         out += fmt::format("... and {} more (meshmaster status --json lists every slave)\n", shown.size() - limit);

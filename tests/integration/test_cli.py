@@ -201,7 +201,7 @@ class RunningDaemon(unittest.TestCase):
         self.assertIn("shards 16/16 running", human.stdout)
         self.assertNotIn("DEGRADED", human.stdout)
         self.assertIn("health     healthy: all 16 shards running\n", human.stdout)
-        self.assertRegex(human.stdout, r"s0-g\d+ +0 +\d+ +running +8 +\d+ 0\.\.7\n")
+        self.assertRegex(human.stdout, r"s0-g\d+ +0 +\d+ +running +8 +\d+ +(-|\d+\.\d\d ms) +127\.0\.0\.1:\d+ +0\.\.7\n")
         out = self.master.cli("status", "--json")
         self.assertEqual(out.returncode, 0, out.stdout)
         machine = json.loads(out.stdout)

@@ -44,7 +44,7 @@ class HealthyFleet(unittest.TestCase):
         self.assertIn(f"shards     {SHARDS} running\n", out.stdout)
         self.assertIn("slaves     4: 4 running\n", out.stdout)
         self.assertRegex(out.stdout, r"\nmaster     \S+, pid \d+, up ")
-        self.assertRegex(out.stdout, r"\ns3-g1 +3 +\d+ +running +256 +1 768\.\.1023\n")
+        self.assertRegex(out.stdout, r"\ns3-g1 +3 +\d+ +running +256 +1 +(-|\d+\.\d\d ms) +127\.0\.0\.1:\d+ +768\.\.1023\n")
         self.assertEqual(SHARD_ROW.findall(out.stdout), [])
         self.assertLess(out.stdout.count("\n"), 30)
 
