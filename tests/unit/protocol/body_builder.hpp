@@ -2,7 +2,9 @@
 #pragma once
 
 #include <meshmaster/protocol/bytes.hpp>
+#include <meshmaster/protocol/codec.hpp>
 
+#include <doctest/doctest.h>
 #include <msgpack.hpp>
 
 #include <cstdint>
@@ -46,5 +48,21 @@ struct body_builder {
     }
     bytes_view bytes() const { return {reinterpret_cast<const std::byte*>(buffer.data()), buffer.size()}; }
 };
+
+/// The body decoded as an M; the test stops, naming the error, if it does not decode.
+template <class M>
+M decoded(const body_builder& b) {
+    auto r = decode_body<M>(b.bytes());
+    REQUIRE_MESSAGE(r.has_value(), r.error().to_string());
+    return *r;
+}
+
+/// The error decoding the body as an M gives; the test stops if it decodes.
+template <class M>
+error decode_error(const body_builder& b) {
+    auto r = decode_body<M>(b.bytes());
+    REQUIRE_FALSE(r.has_value());
+    return r.error();
+}
 
 }  // namespace meshmaster::protocol

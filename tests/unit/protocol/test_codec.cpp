@@ -11,18 +11,6 @@
 
 using namespace meshmaster::protocol;
 
-namespace {
-
-
-template <class M>
-error decode_error(const body_builder& b) {
-    auto r = decode_body<M>(b.bytes());
-    REQUIRE_FALSE(r.has_value());
-    return r.error();
-}
-
-}  // namespace
-
 TEST_CASE("a body that is valid msgpack of the wrong shape is bad_body") {
     body_builder array;
     array.array(2).value(12).value(41);

@@ -12,24 +12,6 @@
 
 using namespace meshmaster::protocol;
 
-namespace {
-
-template <class M>
-M decoded(const body_builder& b) {
-    auto r = decode_body<M>(b.bytes());
-    REQUIRE_MESSAGE(r.has_value(), r.error().to_string());
-    return *r;
-}
-
-template <class M>
-error decode_error(const body_builder& b) {
-    auto r = decode_body<M>(b.bytes());
-    REQUIRE_FALSE(r.has_value());
-    return r.error();
-}
-
-}  // namespace
-
 TEST_CASE("protocol 1.3 adds fields, no events, and still talks to 1.0-1.2 peers") {
     CHECK(current_version == protocol_version{1, 3});
     CHECK(is_compatible({1, 2}));
