@@ -20,6 +20,7 @@
 
 #include <fmt/format.h>
 
+#include <sys/socket.h>
 
 namespace meshmaster::master {
 
@@ -37,6 +38,15 @@ asio::awaitable<bool> write_line(asio::local::stream_protocol::socket& socket, c
     const std::string text = p::json_text(v) + "\n";
     auto [ec, n] = co_await asio::async_write(socket, asio::buffer(text), tuple_awaitable);
     co_return !ec;
+}
+
+// Who asked, for the audit (restart_started's and master_stopping's reason, the log lines): the
+// kernel's word for the client's process (SO_PEERCRED), not anything the client says.
+std::string requester(asio::local::stream_protocol::socket& socket) {
+    ucred cred{};
+    socklen_t size = sizeof cred;
+    if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &size) != 0) return "control socket";
+    return fmt::format("control socket from pid {} (uid {})", cred.pid, cred.uid);
 }
 }  // namespace
 
@@ -68,6 +78,7 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
     }
     const std::string_view cmd = command->as_string();
     const bool wait = req->contains("wait") && req->at("wait").is_bool() && req->at("wait").as_bool();
+    const std::string trigger = requester(socket);
     // The actions themselves are daemon_control.cpp's, shared with the HTTP API.
     if (cmd == "status") {
         // "detail": "summary" leaves out the per-shard arrays (control_status.hpp); absent, the
@@ -85,7 +96,7 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
         }
         co_await reply(control_status(detail));
     } else if (cmd == "restart") {
-        const restart_answer answer = control_restart("control socket");
+        const restart_answer answer = control_restart(trigger);
         co_await reply(answer.answer);
         if (!answer.accepted || !wait) co_return;
         co_await follow_restart(socket, answer.outcomes_before + (answer.busy ? 2 : 1));
@@ -97,7 +108,7 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
             co_return;
         }
         const std::uint64_t before = restarts_ended_;
-        drain_answer answer = control_drain(std::string(slave->as_string()), "control socket");
+        drain_answer answer = control_drain(std::string(slave->as_string()), trigger);
         co_await reply(answer.answer);
         if (answer.result != supervisor::drain_request::outcome::started || !wait) co_return;
         co_await follow_restart(socket, before + 1);
@@ -105,11 +116,11 @@ daemon_runtime::awaitable daemon_runtime::control_session(asio::local::stream_pr
         const json::value metrics = json::object{{"metrics", metrics_text()}};
         co_await reply(metrics);
     } else if (cmd == "reload") {
-        co_await reply(control_reload("control socket").answer);
+        co_await reply(control_reload(trigger).answer);
     } else if (cmd == "stop") {
         const bool leave = req->contains("leave_slaves") && req->at("leave_slaves").is_bool() &&
                            req->at("leave_slaves").as_bool();
-        co_await reply(control_stop(leave, "control socket").answer);
+        co_await reply(control_stop(leave, trigger).answer);
     } else {
         const json::value message6 = json::object{{"error", fmt::format("unknown command '{}'", cmd)}};
         co_await reply(message6);

@@ -37,6 +37,7 @@ daemon_runtime::restart_answer daemon_runtime::control_restart(std::string_view 
     using outcome = supervisor::restart_request::outcome;
     if (request.result == outcome::refused) {
         out.answer = json::object{{"accepted", false}, {"refused", request.refusal}};
+        log_line("warn", fmt::format("{}: restart refused: {}", trigger, request.refusal));
         return out;
     }
     out.accepted = true;
@@ -93,9 +94,9 @@ daemon_runtime::stop_answer daemon_runtime::control_stop(bool leave_slaves, std:
     notify_.stopping();
     drive([&] {
         if (leave_slaves) {
-            core_.request_detach(now());
+            core_.request_detach(now(), std::string(trigger));
         } else {
-            core_.request_stop(now(), false);
+            core_.request_stop(now(), false, std::string(trigger));
         }
     });
     out.accepted = true;

@@ -147,6 +147,13 @@ http::response daemon_runtime::readiness() const {
 
 asio::awaitable<http::response> daemon_runtime::handle(const http::request& req, const std::string& peer) {
     const auto m = http::route(std::string_view(req.method_string()), std::string_view(req.target()));
+    http::response r = co_await answer(req, m, peer);
+    metrics_.count_http_request(m.route == http::route_id::none ? "other" : http::route_name(m.route), r.status);
+    co_return r;
+}
+
+asio::awaitable<http::response> daemon_runtime::answer(const http::request& req, const http::route_match& m,
+                                                       const std::string& peer) {
     if (m.route == http::route_id::none) {
         refused(http::refusal_reason(m.status), peer, m.error);
         http::response r = error_response(m.status, m.error);
@@ -164,6 +171,8 @@ asio::awaitable<http::response> daemon_runtime::handle(const http::request& req,
         refused("http_bad_request", peer, message);
         return error_response(400, message);
     };
+    // Who asked, for the audit (restart_started's and master_stopping's reason, the log lines).
+    const std::string requester = "HTTP API from " + peer;
     // Every action may carry a JSON object body; a body that is not one is refused before acting.
     json::object body;
     if (m.needs == http::access::admin) {
@@ -222,17 +231,16 @@ asio::awaitable<http::response> daemon_runtime::handle(const http::request& req,
                                                       id, kept_restart_outcomes));
         }
         case http::route_id::restart: {
-            restart_answer a = control_restart("HTTP API");
+            restart_answer a = control_restart(requester);
             if (!a.accepted) {
                 const std::string why = a.answer["refused"].as_string().c_str();
-                log_line("warn", "HTTP API: restart refused: " + why);
                 co_return json_response(409, json::object{{"accepted", false}, {"error", why}});
             }
             a.answer["progress"] = fmt::format("/v1/restarts/{}", a.restart);
             co_return json_response(202, a.answer);
         }
         case http::route_id::reload: {
-            reload_answer a = control_reload("HTTP API");
+            reload_answer a = control_reload(requester);
             if (!a.applied) {
                 std::string all;
                 for (const auto& e : a.answer["errors"].as_array()) all += (all.empty() ? "" : "; ") + std::string(e.as_string());
@@ -247,7 +255,7 @@ asio::awaitable<http::response> daemon_runtime::handle(const http::request& req,
                 if (!l->is_bool()) co_return bad_request("leave_slaves must be true or false");
                 leave = l->as_bool();
             }
-            stop_answer a = control_stop(leave, "HTTP API");
+            stop_answer a = control_stop(leave, requester);
             if (!a.accepted) {
                 a.answer["error"] = a.answer["refused"];
                 co_return json_response(409, a.answer);
@@ -272,7 +280,7 @@ asio::awaitable<http::response> daemon_runtime::handle(const http::request& req,
         case http::route_id::events_stream:
             co_return events_stream(req, m, peer);
         case http::route_id::drain: {
-            drain_answer a = control_drain(m.params.at(0), "HTTP API");
+            drain_answer a = control_drain(m.params.at(0), requester);
             using outcome = supervisor::drain_request::outcome;
             if (a.result == outcome::unknown_slave) co_return error_response(404, a.answer["refused"].as_string());
             if (a.result == outcome::refused) {

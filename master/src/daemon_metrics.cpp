@@ -58,6 +58,10 @@ daemon_metrics::daemon_metrics(std::string_view version, std::string_view protoc
       events_(registry_.counter("meshmaster_events_total",
                                 "Event records by event name, including refusals the limiter kept from the log",
                                 {"event"})),
+      http_requests_(registry_.counter("meshmaster_http_requests_total",
+                                       "HTTP requests answered by an endpoint or the router, by route and status code "
+                                       "(those turned away before routing are in meshmaster_refusals_total only)",
+                                       {"route", "code"})),
       process_cpu_(registry_.counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds")),
       process_resident_(registry_.gauge("process_resident_memory_bytes", "Resident memory size in bytes")),
       process_virtual_(registry_.gauge("process_virtual_memory_bytes", "Virtual memory size in bytes")),
@@ -90,6 +94,10 @@ void daemon_metrics::observe(const event_record& r) {
 }
 
 void daemon_metrics::count_refusal(std::string_view reason) { refusals_.add({reason}); }
+
+void daemon_metrics::count_http_request(std::string_view route, unsigned status) {
+    http_requests_.add({route, std::to_string(status)});
+}
 
 std::string daemon_metrics::text(const supervisor_status& status, const frame_counts& frames, const process_facts& process) {
     // Every phase is a series even at 0: a dashboard or an alert on `state="unowned"` must see 0,

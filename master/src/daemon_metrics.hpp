@@ -32,6 +32,10 @@ public:
     /// A refusal that is no event record — an HTTP request turned away ("http_unauthorized", …).
     /// `reason` must be a snake_case word; a new one adds a series.
     void count_refusal(std::string_view reason);
+    /// An HTTP request answered by the router or an endpoint: `route` as http_route.hpp names it
+    /// ("GET /v1/status"; "other" for a path that names none), `status` the code answered. Those
+    /// the server turned away before routing (413, 431, 503, …) are refusals only.
+    void count_http_request(std::string_view route, unsigned status);
 
     /// The exposition (text format 0.0.4) with the gauges as of now.
     [[nodiscard]] std::string text(const supervisor_status& status, const frame_counts& frames, const process_facts& process);
@@ -50,6 +54,7 @@ private:
     metrics::family& refusals_;
     metrics::family& spawn_failures_;
     metrics::family& events_;
+    metrics::family& http_requests_;
     metrics::family& process_cpu_;
     metrics::family& process_resident_;
     metrics::family& process_virtual_;

@@ -175,6 +175,9 @@ private:
     // --- the HTTP API (daemon_http.cpp) ---------------------------------------------------------
     int listen_http();
     boost::asio::awaitable<http::response> handle(const http::request& req, const std::string& peer) override;
+    // The endpoint's answer to a routed request (handle() counts it in the metrics).
+    boost::asio::awaitable<http::response> answer(const http::request& req, const http::route_match& m,
+                                                  const std::string& peer);
     void refused(std::string_view reason, const std::string& peer, std::string_view what) override;
     http::limits http_limits() const override;
     http::response readiness() const;

@@ -41,18 +41,20 @@ daemon_runtime::awaitable daemon_runtime::signal_loop() {
                 }
                 break;
             case SIGTERM:
-            case SIGINT:
+            case SIGINT: {
+                const std::string name = signal == SIGTERM ? "SIGTERM" : "SIGINT";
                 if (!stop_requested_) {
                     stop_requested_ = true;
                     notify_.stopping();
-                    log_line("info", fmt::format("{}: stopping gracefully (again to stop at once)", signal == SIGTERM ? "SIGTERM" : "SIGINT"));
-                    drive([&] { core_.request_stop(now(), false); });
+                    log_line("info", fmt::format("{}: stopping gracefully (again to stop at once)", name));
+                    drive([&] { core_.request_stop(now(), false, name); });
                 } else {
                     log_line("warn", "second stop signal: killing every slave and exiting now");
                     spawner_.kill_all();
-                    drive([&] { core_.request_stop(now(), true); });
+                    drive([&] { core_.request_stop(now(), true, "second stop signal: " + name); });
                 }
                 break;
+            }
         }
     }
 }

@@ -148,8 +148,12 @@ route_match route(std::string_view method, std::string_view target) {
             }
         }
         if (!same) continue;
-        if (p.method != method) {
-            if (allow.find(p.method) == std::string::npos) allow += (allow.empty() ? "" : ", ") + std::string(p.method);
+        // HEAD is GET without the body (RFC 9110, 9.3.2): load balancers and uptime checks probe
+        // with it, so every GET path takes it; the server leaves the body out.
+        const bool head_of_get = method == "HEAD" && p.method == "GET";
+        if (p.method != method && !head_of_get) {
+            const std::string_view methods = p.method == "GET" ? "GET, HEAD" : p.method;
+            if (allow.find(methods) == std::string::npos) allow += (allow.empty() ? "" : ", ") + std::string(methods);
             continue;
         }
         std::string query_error;

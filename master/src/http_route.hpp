@@ -50,7 +50,7 @@ struct route_match {
     query_params query;
     unsigned status = 200;  ///< when route is none: 404 or 405 (or 400 for a query that does not decode)
     std::string error;      ///< when route is none: what was wrong, for the error body
-    std::string allow;      ///< on 405: the methods the path takes ("GET", "POST")
+    std::string allow;      ///< on 405: the methods the path takes ("GET, HEAD", "POST")
 };
 
 /// Percent-decodes `text`; nullopt on a malformed escape (`%4`, `%zz`). With `plus_is_space`
@@ -65,6 +65,7 @@ std::optional<query_params> parse_query(std::string_view query, std::string* err
 std::optional<std::string_view> query_value(const query_params& query, std::string_view name);
 
 /// Routes `method` (as sent: "GET", "POST", ...) and `target` (the request-target: path and query).
+/// "HEAD" routes as "GET" does: the caller answers it as GET and sends no body.
 route_match route(std::string_view method, std::string_view target);
 
 /// The route's name in logs and error messages ("GET /v1/status").

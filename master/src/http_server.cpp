@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include <tuple>
 #include <unordered_map>
 
 namespace meshmaster::master::http {
@@ -83,6 +84,13 @@ struct read_refusal {
     std::string_view reason;
     std::string what;
 };
+
+template <class Body>
+void set_headers(bhttp::response<Body>& res, const response& r) {
+    res.set(bhttp::field::server, "meshmaster");
+    res.set(bhttp::field::content_type, r.content_type);
+    for (const auto& [k, v] : r.headers) res.set(k, v);
+}
 
 template <class Stream>
 asio::awaitable<void> write_error(Stream& stream, unsigned status, std::string_view message, unsigned version,
@@ -224,11 +232,10 @@ asio::awaitable<void> serve(std::shared_ptr<server::state> s, Stream stream, std
         const request req = full.release();
         response r = co_await s->host.handle(req, peer);
         if (s->stopping && !r.stream) r.headers.emplace_back("Connection", "close");
-        if (r.stream) {
+        const bool head_request = req.method() == bhttp::verb::head;
+        if (r.stream && !head_request) {
             bhttp::response<bhttp::empty_body> head_only{static_cast<bhttp::status>(r.status), req.version()};
-            head_only.set(bhttp::field::server, "meshmaster");
-            head_only.set(bhttp::field::content_type, r.content_type);
-            for (const auto& [k, v] : r.headers) head_only.set(k, v);
+            set_headers(head_only, r);
             head_only.keep_alive(false);  // the body runs until the connection closes
             bhttp::response_serializer<bhttp::empty_body> serializer{head_only};
             lowest.expires_after(lim.write_timeout);
@@ -240,16 +247,26 @@ asio::awaitable<void> serve(std::shared_ptr<server::state> s, Stream stream, std
             }
             break;
         }
-        bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), req.version()};
-        res.set(bhttp::field::server, "meshmaster");
-        res.set(bhttp::field::content_type, r.content_type);
-        for (const auto& [k, v] : r.headers) res.set(k, v);
-        res.body() = std::move(r.body);
-        res.keep_alive(req.keep_alive() && !s->stopping);
-        res.prepare_payload();
+        const bool keep_alive = req.keep_alive() && !s->stopping && !r.stream;
         lowest.expires_after(lim.write_timeout);
-        auto [wec, wn] = co_await bhttp::async_write(stream, res, tuple_awaitable);
-        if (wec || !res.keep_alive()) break;
+        boost::system::error_code wec;
+        if (head_request) {
+            // GET's status and headers, Content-Length included, and no body (Beast's own
+            // http_server example does HEAD the same way). A stream's HEAD is its headers alone.
+            bhttp::response<bhttp::empty_body> res{static_cast<bhttp::status>(r.status), req.version()};
+            set_headers(res, r);
+            if (!r.stream) res.content_length(r.body.size());
+            res.keep_alive(keep_alive);
+            std::tie(wec, std::ignore) = co_await bhttp::async_write(stream, res, tuple_awaitable);
+        } else {
+            bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), req.version()};
+            set_headers(res, r);
+            res.body() = std::move(r.body);
+            res.keep_alive(keep_alive);
+            res.prepare_payload();
+            std::tie(wec, std::ignore) = co_await bhttp::async_write(stream, res, tuple_awaitable);
+        }
+        if (wec || !keep_alive) break;
     }
     boost::system::error_code ignored;
     socket_of(stream).shutdown(tcp::socket::shutdown_both, ignored);

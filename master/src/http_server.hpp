@@ -13,6 +13,9 @@
 //  - a keep-alive connection waits at most idle_timeout for its next request.
 // Deadlines are Beast's tcp_stream expiry (a timer armed per operation, never a polling sleep).
 //
+// HEAD: the host answers it as GET (http_route.hpp); the server sends that answer's status and
+// headers, with the Content-Length of its body, and no body. A stream's HEAD is its headers alone.
+//
 // Streaming (Server-Sent Events): a response with `stream` set is sent as its status and headers
 // without a length (Connection: close), then the connection is handed to `stream`, which writes
 // through the stream_writer until it returns or a write fails (the client went, or did not read

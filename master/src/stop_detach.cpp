@@ -5,12 +5,21 @@
 #include "supervisor_state.hpp"
 
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 namespace meshmaster::master {
 
 // A graceful stop or a detach: nothing new starts (no restart, respawn, grant or spare), a
 // running restart stops queueing moves, and advance_stop() takes it from there.
-void supervisor::state::begin_stop(bool detach) {
+namespace {
+// "graceful" or "graceful (SIGTERM)": what kind of stop, then who asked for it.
+std::string stop_reason(std::string_view kind, const std::string& requested_by) {
+    return requested_by.empty() ? std::string(kind) : std::string(kind) + " (" + requested_by + ")";
+}
+}  // namespace
+
+void supervisor::state::begin_stop(bool detach, const std::string& requested_by) {
     if (stopping) return;
     stopping = true;
     detaching = detach;
@@ -23,7 +32,8 @@ void supervisor::state::begin_stop(bool detach) {
         restart->failing = true;
         if (restart->failure.empty()) restart->failure = detach ? "master detaching" : "master stopping";
     }
-    log({.event = event_kind::master_stopping, .reason = detach ? "detaching: the slaves keep running" : "graceful"});
+    log({.event = event_kind::master_stopping,
+         .reason = stop_reason(detach ? "detaching: the slaves keep running" : "graceful", requested_by)});
     pump_restart();
     advance_stop();
 }
@@ -85,12 +95,12 @@ void supervisor::state::advance_stop() {
     out.emplace_back(actions::exit_daemon{0});
 }
 
-void supervisor::request_stop(mono_time now, bool immediate) {
+void supervisor::request_stop(mono_time now, bool immediate, std::string requested_by) {
     auto& s = *s_;
     s.now = now;
     if (s.exited) return;
     if (immediate) {
-        s.log({.event = event_kind::master_stopping, .reason = "immediate"});
+        s.log({.event = event_kind::master_stopping, .reason = stop_reason("immediate", requested_by)});
         for (auto& [id, r] : s.slaves) {
             if (r.killable()) {
                 s.out.emplace_back(actions::kill_slave{r.id, r.pid});
@@ -110,14 +120,14 @@ void supervisor::request_stop(mono_time now, bool immediate) {
         s.out.emplace_back(actions::exit_daemon{0});
         return;
     }
-    s.begin_stop(false);
+    s.begin_stop(false, requested_by);
 }
 
-void supervisor::request_detach(mono_time now) {
+void supervisor::request_detach(mono_time now, std::string requested_by) {
     auto& s = *s_;
     s.now = now;
     if (s.exited) return;
-    s.begin_stop(true);
+    s.begin_stop(true, requested_by);
 }
 
 }  // namespace meshmaster::master

@@ -240,7 +240,7 @@ struct supervisor::state : adoption_rec, stop_rec, mesh_directory_rec {
     void end_adoption();
 
     // --- stop_detach.cpp ---------------------------------------------------------------------
-    void begin_stop(bool detach);
+    void begin_stop(bool detach, const std::string& requested_by);
     void advance_stop();
 
     // --- mesh_directory.cpp ------------------------------------------------------------------

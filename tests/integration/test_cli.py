@@ -212,9 +212,14 @@ class RunningDaemon(unittest.TestCase):
                          [(0, 0, 7, False), (1, 8, 15, False)])
 
     def test_restart_wait_reports_the_outcome(self):
-        out = self.master.cli("restart", "--wait")
-        self.assertEqual(out.returncode, 0, out.stderr)
-        self.assertRegex(out.stdout, r"restart \d+ completed in [\d.]+ s, 16 shards moved")
+        cli = subprocess.Popen([self.master.binary, "restart", "--wait", "-s", self.master.socket],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout, stderr = cli.communicate(timeout=120)
+        self.assertEqual(cli.returncode, 0, stderr)
+        self.assertRegex(stdout, r"restart \d+ completed in [\d.]+ s, 16 shards moved")
+        # The log names who asked: the CLI's process, in the kernel's words (SO_PEERCRED).
+        self.assertEqual(self.master.events("restart_started")[-1]["reason"],
+                         f"control socket from pid {cli.pid} (uid {os.getuid()})")
         assert_single_owners(self, self.master.wait_running())
 
     def test_events_filters(self):
@@ -508,6 +513,10 @@ class Stopping(unittest.TestCase):
             self.assertEqual(master.process.wait(60), 0)
             self.assertEqual([e["reason"] for e in master.events("restart_refused")], ["the master is stopping"] * 2)
             self.assertEqual(master.events("restart_started"), [])
+            # The daemon's stderr names who was refused, as for every action.
+            with open(master.log_path) as f:
+                refused = re.findall(r"control socket from pid \d+ \(uid \d+\): restart refused: the master is stopping", f.read())
+            self.assertEqual(len(refused), 2)
         finally:
             fleet.close()
 
@@ -555,6 +564,7 @@ class Stopping(unittest.TestCase):
             retiring = [e["slave"] for e in fleet.master.events("slave_retiring")]
             self.assertEqual(retiring, ["s0-g1", "s1-g1", "s2-g1"])
             self.assertEqual(fleet.master.events()[-1]["event"], "master_stopped")
+            self.assertEqual([r["reason"] for r in fleet.master.events("master_stopping")], ["graceful (SIGTERM)"])
             for pid in pids:
                 self.assertFalse(os.path.exists(f"/proc/{pid}"), f"slave {pid} still running")
         finally:
@@ -574,6 +584,8 @@ class StopWait(unittest.TestCase):
             # Already gone when the command returned: only its exit status is left to collect.
             self.assertEqual(master.process.poll(), 0)
             self.assertEqual(master.events()[-1]["event"], "master_stopped")
+            [stopping] = master.events("master_stopping")
+            self.assertRegex(stopping["reason"], rf"^graceful \(control socket from pid \d+ \(uid {os.getuid()}\)\)$")
 
     def test_with_leave_slaves_the_slaves_outlive_the_master(self):
         with Fleet(shards=4, slaves=2, rate=50) as fleet:
@@ -582,6 +594,8 @@ class StopWait(unittest.TestCase):
             out = master.cli("stop", "--wait", "--leave-slaves")
             self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
             self.assertIn("detached, the slaves keep running", out.stdout)
+            [stopping] = master.events("master_stopping")
+            self.assertRegex(stopping["reason"], r"^detaching: the slaves keep running \(control socket from pid \d+ ")
             self.assertEqual(master.process.poll(), 0)
             for pid in pids:  # alive, and still our bots (the fleet's close kills them by PID)
                 self.assertTrue(master._is_our_slave(pid), f"slave {pid} is gone")

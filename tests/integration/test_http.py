@@ -6,6 +6,7 @@ traversal) while slaves keep being served. TLS with a certificate made at test t
 import http.client
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -42,7 +43,7 @@ class Client:
             response = conn.getresponse()
             data = response.read()
             kind = response.getheader("Content-Type", "")
-            return response.status, (json.loads(data) if kind.startswith("application/json") else data.decode())
+            return response.status, (json.loads(data) if data and kind.startswith("application/json") else data.decode())
         finally:
             conn.close()
 
@@ -93,6 +94,64 @@ class HttpApi(unittest.TestCase):
         code, body = self.api.request("GET", "/metrics")
         self.assertEqual(code, 200)
         self.assertIn("meshmaster_build_info{", body)
+
+    def test_head_is_get_without_the_body(self):
+        """What load balancers and uptime checks send: GET's status and headers, Content-Length
+        included, and not one byte of body, so the kept-alive connection's next answer is whole."""
+        get = raw_exchange(self.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        get_body = get.split(b"\r\n\r\n", 1)[1]
+        with socket.create_connection(("127.0.0.1", self.port), timeout=LIVENESS) as s:
+            s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            both = b""
+            while chunk := s.recv(65536):
+                both += chunk
+        head, rest = both.split(b"\r\n\r\n", 1)
+        self.assertEqual(status_of(head), 200, head)
+        self.assertIn(f"Content-Length: {len(get_body)}".encode(), head)
+        self.assertTrue(rest.startswith(b"HTTP/1.1 200 "), f"HEAD sent a body: {rest[:80]!r}")
+        self.assertEqual(rest.split(b"\r\n\r\n", 1)[1], get_body)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=LIVENESS)
+        try:
+            for path, token, code, kind in (("/", None, 200, "text/html"), ("/metrics", None, 200, "text/plain"),
+                                            ("/v1/status", None, 401, "application/json"),
+                                            ("/v1/status", READ, 200, "application/json"),
+                                            ("/v1/nothing", READ, 404, "application/json")):
+                conn.request("HEAD", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+                response = conn.getresponse()
+                self.assertEqual((response.status, response.read()), (code, b""), path)
+                self.assertTrue(response.getheader("Content-Type").startswith(kind), path)
+                self.assertGreater(int(response.getheader("Content-Length")), 0, path)
+        finally:
+            conn.close()
+        # The event stream's HEAD: its headers, then the connection ends (no stream is started).
+        answer = raw_exchange(self.port, f"HEAD /v1/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {READ}"
+                                         "\r\n\r\n".encode())
+        head, rest = answer.split(b"\r\n\r\n", 1)
+        self.assertEqual((status_of(head), rest), (200, b""), answer)
+        self.assertIn(b"text/event-stream", head)
+        # An action takes POST alone; a read takes GET and HEAD, and 405 says which.
+        for method, path, token, allow in (("HEAD", "/v1/restart", ADMIN, "POST"), ("DELETE", "/v1/status", READ, "GET, HEAD")):
+            answer = raw_exchange(self.port, f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                                             "Connection: close\r\n\r\n".encode())
+            self.assertEqual(status_of(answer), 405, answer)
+            self.assertIn(f"\r\nAllow: {allow}\r\n".encode(), answer)
+        self.assertEqual(self.master.events("restart_started"), [], "a HEAD acted")
+
+    def test_requests_are_counted_by_route_and_code_and_promtool_accepts_them(self):
+        def count(route, code):
+            found = re.search(rf'(?m)^meshmaster_http_requests_total\{{route="{re.escape(route)}",code="{code}"\}} (\d+)$',
+                              self.api.request("GET", "/metrics")[1])
+            return int(found.group(1)) if found else 0
+        before = count("GET /v1/shards", 400), count("other", 404), count("GET /healthz", 200)
+        self.api.request("GET", "/v1/shards?state=asleep", token=READ)
+        self.api.request("GET", "/v1/nowhere", token=READ)
+        self.api.request("GET", "/v1/nowhere", token=READ)
+        self.api.request("HEAD", "/healthz")
+        after = count("GET /v1/shards", 400), count("other", 404), count("GET /healthz", 200)
+        self.assertEqual(tuple(a - b for a, b in zip(after, before)), (1, 2, 1))
+        out = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=self.api.request("GET", "/metrics")[1],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual((out.returncode, out.stdout + out.stderr), (0, ""))
 
     def test_tokens(self):
         for token in (None, "wrong-token-0123456789abcdef"):
@@ -243,6 +302,10 @@ class HttpApi(unittest.TestCase):
             time.sleep(0.1)
         self.assertEqual(progress["state"], "completed", progress)
         self.assertEqual(progress["outcome"]["shards_moved"], 32)
+        # The log says who asked: the API and the client's address.
+        started = [r for r in self.master.events("restart_started") if r["restart"] == answer["restart"]]
+        self.assertEqual(len(started), 1)
+        self.assertRegex(started[0]["reason"], r"^HTTP API from 127\.0\.0\.1:\d+$")
         self.master.wait_running()
         self.assertEqual(self.fleet.gateway.drain(), "drained")
         assert_exactly_once(self, self.fleet.gateway.report())
@@ -352,6 +415,8 @@ class Truthful(unittest.TestCase):
         fleet.master.wait_running()
         code, answer = api.request("POST", "/v1/stop", token=ADMIN)
         self.assertEqual((code, answer["result"]), (202, "stopping"), answer)
+        [stopping] = fleet.master.events("master_stopping")
+        self.assertRegex(stopping["reason"], r"^graceful \(HTTP API from 127\.0\.0\.1:\d+\)$")
         code, ready = api.request("GET", "/readyz")
         self.assertEqual((code, ready["reason"]), (503, "stopping"), ready)
         code, answer = api.request("POST", "/v1/restart", token=ADMIN)

@@ -236,8 +236,8 @@ supervisor::drain_request sim_world::request_drain(const std::string& slave, std
     return result;
 }
 
-void sim_world::request_stop(bool immediate) {
-    core_->request_stop(now_, immediate);
+void sim_world::request_stop(bool immediate, std::string requested_by) {
+    core_->request_stop(now_, immediate, std::move(requested_by));
     apply(core_->take_actions());
 }
 

@@ -105,7 +105,7 @@ public:
     /// Operator requests, with the resulting actions carried out.
     void request_restart(std::string reason = "test");
     supervisor::drain_request request_drain(const std::string& slave, std::string reason = "test drain");
-    void request_stop(bool immediate);
+    void request_stop(bool immediate, std::string requested_by = {});
     void kill(const std::string& slave);
     void hang(const std::string& slave);
     void drop_connection(const std::string& slave);

@@ -31,6 +31,13 @@ TEST_CASE("routes: method and path select the endpoint, with its path parameters
     CHECK(route("GET", "/healthz").needs == access::none);
     CHECK(route("GET", "/metrics").route == route_id::metrics);
     CHECK(route("POST", "/v1/stop").route == route_id::stop);
+    // HEAD routes as GET, with the same access (the server leaves the body out).
+    m = route("HEAD", "/v1/shards?state=running");
+    CHECK(m.route == route_id::shards);
+    CHECK(m.needs == access::read);
+    CHECK(query_value(m.query, "state") == "running");
+    CHECK(route("HEAD", "/healthz").route == route_id::healthz);
+    CHECK(route("HEAD", "/").route == route_id::dashboard);
 }
 
 TEST_CASE("routes: unknown paths are 404, a known path with the wrong method 405 naming what it takes") {
@@ -43,7 +50,10 @@ TEST_CASE("routes: unknown paths are 404, a known path with the wrong method 405
     CHECK(m.allow == "POST");
     m = route("DELETE", "/v1/status");
     CHECK(m.status == 405);
-    CHECK(m.allow == "GET");
+    CHECK(m.allow == "GET, HEAD");
+    m = route("HEAD", "/v1/stop");  // HEAD is GET's; an action has none
+    CHECK(m.status == 405);
+    CHECK(m.allow == "POST");
     CHECK(route("GET", "/v1/status/").status == 404);  // not the same resource
     CHECK(route("POST", "/v1/slaves//drain").status == 404);  // an empty id is no id
     CHECK(route("GET", "http://example.com/healthz").status == 404);

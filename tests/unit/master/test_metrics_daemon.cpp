@@ -123,6 +123,21 @@ TEST_CASE("restart outcomes, spawn failures and refusals are counted, every outc
     CHECK(has_line(t, "meshmaster_refusals_total{reason=\"frame_refused\"} 0"));
 }
 
+TEST_CASE("HTTP requests are counted by route and status code, a series appearing with its first request") {
+    daemon_metrics m("1", "1.3");
+    CHECK(lines_starting(m.text({}, {}, {}), "meshmaster_http_requests_total{") == 0);
+    m.count_http_request("GET /v1/status", 200);
+    m.count_http_request("GET /v1/status", 200);
+    m.count_http_request("GET /v1/status", 401);
+    m.count_http_request("POST /v1/slaves/{id}/drain", 409);
+    const std::string t = m.text({}, {}, {});
+    CHECK(has_line(t, "# TYPE meshmaster_http_requests_total counter"));
+    CHECK(has_line(t, R"(meshmaster_http_requests_total{route="GET /v1/status",code="200"} 2)"));
+    CHECK(has_line(t, R"(meshmaster_http_requests_total{route="GET /v1/status",code="401"} 1)"));
+    CHECK(has_line(t, R"(meshmaster_http_requests_total{route="POST /v1/slaves/{id}/drain",code="409"} 1)"));
+    CHECK(lines_starting(t, "meshmaster_http_requests_total{") == 3);
+}
+
 TEST_CASE("frames are counted per event and direction: whole frames walked header by header") {
     frame_counts f;
     std::vector<std::byte> out;

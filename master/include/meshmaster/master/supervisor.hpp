@@ -214,13 +214,14 @@ public:
     /// fresh start limit (after a reload, say: the command may be fixed). Nothing while stopping.
     retried_starts retry_failed_starts(mono_time now, std::string reason);
     /// Graceful stop: finish in-flight moves, shut slaves down one by one, then exit_daemon.
-    /// `immediate`: SIGKILL every slave now and exit.
-    void request_stop(mono_time now, bool immediate);
+    /// `immediate`: SIGKILL every slave now and exit. `requested_by` (a signal, "control socket
+    /// from pid …", "HTTP API from ip:port") is named in master_stopping's reason, for the audit.
+    void request_stop(mono_time now, bool immediate, std::string requested_by = {});
     /// Stops the master but leaves the slaves running their shards (to upgrade or move the
     /// master): nothing new starts, moves in flight finish, then every connection closes and
     /// exit_daemon follows. The log ends with master_detached — not a clean stop — so the next
     /// master waits for the slaves and adopts them.
-    void request_detach(mono_time now);
+    void request_detach(mono_time now, std::string requested_by = {});
     /// Live settings (concurrency, timeouts, heartbeat); shard and slave counts must not change.
     void apply_config(const supervisor_config& config, mono_time now);
 
